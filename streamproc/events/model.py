@@ -1,0 +1,83 @@
+"""Typed, normalised input events. Parsers in this package build them from raw bytes;
+routing reads them. Emails: `email` is as sent, `email_key` is trimmed and lowercased."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEGMENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+
+
+@dataclass(slots=True)
+class SegmentEvent:
+    type: str  # one of SEGMENT_TYPES
+    message_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    timestamp: float  # unix seconds (timestamp, else originalTimestamp, else receivedAt/sentAt)
+    traits: dict[str, Any]  # identify/group traits (as sent)
+    context: dict[str, Any]  # as sent
+    integrations: dict[str, Any]  # as sent ({} when absent)
+    email: str | None  # traits.email, else context.traits.email (as sent), for identify/track
+    email_key: str | None  # normalised email
+    event: str | None = None  # track event name
+    properties: dict[str, Any] = field(default_factory=dict)  # track/page/screen properties
+    name: str | None = None  # page/screen name
+    group_id: str | None = None
+    previous_id: str | None = None  # alias
+    raw: dict[str, Any] = field(default_factory=dict)  # the whole original message
+
+    @property
+    def context_traits(self) -> dict[str, Any]:
+        t = self.context.get("traits")
+        return t if isinstance(t, dict) else {}
+
+    @property
+    def personas(self) -> dict[str, Any] | None:
+        p = self.context.get("personas")
+        return p if isinstance(p, dict) else None
+
+
+MAILMODO_EVENTS = ("sent", "opened", "clicked", "form_submitted", "spam", "bounced", "unsubscribed")
+
+
+@dataclass(slots=True)
+class MailmodoActivity:
+    event: str  # canonical: one of MAILMODO_EVENTS (Segment names are mapped to these)
+    email: str
+    email_key: str
+    timestamp: float  # unix seconds
+    fields: dict[str, Any]  # the optional contract fields present (email_id, campaign_name, ...)
+    clevertap_id: str | None
+    event_id: str  # stable id of this activity (explicit id field, else a hash of the body)
+    raw: dict[str, Any]
+
+
+MAILJET_EVENTS = ("sent", "open", "click", "bounce", "blocked", "spam", "unsub")
+
+
+@dataclass(slots=True)
+class MailjetEvent:
+    event: str  # one of MAILJET_EVENTS
+    email: str
+    email_key: str
+    time: float  # unix seconds
+    message_id: str | None  # MessageID kept exact as a decimal string (may exceed 2^53)
+    fields: dict[str, Any]  # the rest (mj_campaign_id, url, ip, error, ...), big ints as strings
+    event_id: str  # stable id: MessageID + event + time, else a hash of the object
+    raw: dict[str, Any]
+
+
+@dataclass(slots=True)
+class CleverTapTrigger:
+    """One profile of a CleverTap webhook call: trigger Mailmodo campaign for this email."""
+
+    email: str
+    email_key: str
+    campaign_id: str
+    data: dict[str, Any]  # saved on the Mailmodo contact (profile properties, key_values)
+    campaign_data: dict[str, Any]  # personalisation only
+    clevertap_id: str | None
+    event_id: str  # stable id of this profile within its call
+    raw: dict[str, Any]
