@@ -138,6 +138,7 @@ class Settings:
     client_id: str = "streamproc"
     data_dir: str = ".streamproc/data"
     topics_file: str = "topics.yaml"
+    topic_prefix: str = ""  # prepended to every topic name in topics.yaml (environments, tests)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
@@ -298,6 +299,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
         client_id=env.str("CLIENT_ID", d.client_id),
         data_dir=env.str("DATA_DIR", d.data_dir),
         topics_file=env.str("TOPICS_FILE", d.topics_file),
+        topic_prefix=env.str("TOPIC_PREFIX", ""),
         web_host=env.str("WEB_HOST", d.web_host),
         web_port=env.int("WEB_PORT", d.web_port, minimum=0, maximum=65535),
         web_enabled=env.bool("WEB_ENABLED", d.web_enabled),

@@ -1,0 +1,246 @@
+"""The faust agents, kept thin: ingest (parse, re-key, dead-letter), users and contacts (state
++ routing into sink topics) and one delivery agent per enabled destination. Each batch's
+outputs are acknowledged by the broker before its inputs are acknowledged."""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import orjson
+from faust.streams import _current_event
+
+from streamproc.errors import EventError
+from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
+from streamproc.output import Out
+from streamproc.records import dead_letter
+from streamproc.routing.config import RoutingConfig
+from streamproc.routing.contacts import route_contact_event
+from streamproc.routing.messages import SweepPending, decode, encode, key_for
+from streamproc.routing.users import route_user_event, sweep_pending
+from streamproc.state.model import Contact, KnownUser
+
+if TYPE_CHECKING:
+    from streamproc.app import Runtime
+
+log = logging.getLogger(__name__)
+
+INGEST_BATCH = 500
+STATE_BATCH = 500
+WITHIN = 0.05  # seconds a partial batch waits
+
+
+def set_current_event(event: Any) -> None:
+    """Table reads and writes go to the partition of faust's *current* event; inside a
+    batch we point it at the event being handled (else a batch spanning partitions would
+    write state into the wrong changelog partition)."""
+    _current_event.set(weakref.ref(event))
+
+
+def _source(m: Any) -> dict[str, Any]:
+    return {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+
+
+def _header(m: Any, name: str) -> str | None:
+    for k, v in m.headers or ():
+        if k == name and v is not None:
+            return v.decode("utf-8", "replace")
+    return None
+
+
+# ------------------------------------------------------------------------------ ingest
+
+
+def parse_input(source: str, m: Any) -> tuple[list[Any], list[EventError]]:
+    """Raw record -> (parsed events, errors). Never raises for bad input."""
+    raw = m.value if m.value is not None else b""
+    record_ts = m.timestamp / 1000.0 if m.timestamp else None
+    try:
+        if source == "segment":
+            return [parse_segment(raw, record_ts=record_ts)], []
+        if source == "mailmodo":
+            return [parse_mailmodo(raw, record_ts=record_ts)], []
+        if source == "mailjet":
+            return parse_mailjet(raw)
+        if source == "clevertap":
+            return parse_clevertap(raw, campaign_id=_header(m, "campaign_id"))
+    except EventError as e:
+        return [], [e]
+    except Exception as e:  # a parser bug must not stop the worker or lose the record
+        log.exception("parser crashed on %s record %s:%s", source, m.partition, m.offset)
+        return [], [EventError("parser_error", f"{type(e).__name__}: {e}")]
+    raise ValueError(f"unknown source {source}")
+
+
+def ingest_outputs(rt: Runtime, source: str, m: Any) -> list[Out]:
+    topo, metrics = rt.topology, rt.metrics
+    events, errors = parse_input(source, m)
+    out: list[Out] = []
+    target = topo.internal["by_user" if source == "segment" else "by_contact"].name
+    for ev in events:
+        key = key_for(ev)
+        metrics.event_in(source, getattr(ev, "type", None) or getattr(ev, "event", "event"))
+        out.append((target, key.encode() if key else None, encode(ev)))
+    for err in errors:
+        metrics.ingest_dead_lettered(source, err.reason)
+        out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
+            stage="ingest", reason=err.reason, message=err.message, original=m.value,
+            source={**_source(m), "input": source, "key": _decode_key(m.key)})))
+    return out
+
+
+def _decode_key(k: bytes | None) -> str | None:
+    return None if k is None else k.decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------------------------ state
+
+
+def _load(table: Any, key: str, cls: type) -> Any:
+    raw = table.get(key)
+    return cls.from_dict(orjson.loads(raw)) if raw is not None else None
+
+
+def _sink_outputs(rt: Runtime, records: list[Any]) -> list[Out]:
+    out = []
+    for r in records:
+        rt.metrics.routed(r.destination)
+        out.append((rt.topology.destinations[r.destination].sink.name, r.key.encode(), r.dumps()))
+    return out
+
+
+def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list[Out]:
+    table = rt.tables["users"]
+    key = _decode_key(m.key)
+    try:
+        msg = decode(m.value)
+    except ValueError as e:
+        return [_internal_dead_letter(rt, m, str(e))]
+    user = _load(table, key, KnownUser) if key else None
+    if isinstance(msg, SweepPending):
+        if user is None:
+            return []
+        res = sweep_pending(user, cfg, now)
+    else:
+        res = route_user_event(msg, user, cfg, now, _source(m))
+    if res.changed and res.user is not None and key:
+        table[key] = orjson.dumps(res.user.to_dict())
+        if res.user.pending:
+            rt.extras.setdefault("pending_users", {})[key] = m.partition
+    for d in res.drops:
+        rt.metrics.dropped(*d)
+    out = _sink_outputs(rt, res.sink_records)
+    by_contact = rt.topology.internal["by_contact"].name
+    by_user = rt.topology.internal["by_user"].name
+    out += [(by_contact, u.email_key.encode(), encode(u)) for u in res.contact_updates]
+    out += [(by_user, f.user_id.encode(), encode(f)) for f in res.forwards]
+    return out
+
+
+def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list[Out]:
+    table = rt.tables["contacts"]
+    key = _decode_key(m.key)
+    try:
+        msg = decode(m.value)
+    except ValueError as e:
+        return [_internal_dead_letter(rt, m, str(e))]
+    contact = _load(table, key, Contact) if key else None
+    res = route_contact_event(msg, contact, cfg, _source(m))
+    if res.changed and res.contact is not None and key:
+        table[key] = orjson.dumps(res.contact.to_dict())
+    for d in res.drops:
+        rt.metrics.dropped(*d)
+    return _sink_outputs(rt, res.sink_records)
+
+
+def _internal_dead_letter(rt: Runtime, m: Any, why: str) -> Out:
+    rt.metrics.ingest_dead_lettered("internal", "bad_envelope")
+    return (rt.topology.internal["dead_letter"].name, m.key, dead_letter(
+        stage="routing", reason="bad_envelope", message=why, original=m.value,
+        source=_source(m)))
+
+
+# ------------------------------------------------------------------------------ wiring
+
+
+def register(rt: Runtime) -> None:
+    app, topo, settings = rt.app, rt.topology, rt.settings
+    cfg = RoutingConfig.from_settings(settings, topo.enabled)
+    raw = dict(key_serializer="raw", value_serializer="raw")
+
+    def topic(spec: Any) -> Any:
+        t = app.topic(spec.name, partitions=spec.partitions, **raw)
+        rt.topics[spec.name] = t
+        return t
+
+    for source, spec in topo.inputs.items():
+        _ingest_agent(rt, source, topic(spec))
+
+    by_user = topic(topo.internal["by_user"])
+    by_contact = topic(topo.internal["by_contact"])
+    rt.tables["users"] = app.Table("known-users", partitions=by_user.partitions,
+                                   key_type=str, value_type=bytes, value_serializer="raw")
+    rt.tables["contacts"] = app.Table("contacts", partitions=by_contact.partitions,
+                                      key_type=str, value_type=bytes, value_serializer="raw")
+    _state_agent(rt, "users", by_user, lambda m, now: user_outputs(rt, cfg, m, now))
+    _state_agent(rt, "contacts", by_contact, lambda m, now: contact_outputs(rt, cfg, m, now))
+    if cfg.track_grace_seconds > 0:
+        _grace_sweeper(rt, cfg)
+
+    from streamproc.deliver_agents import register_delivery
+
+    register_delivery(rt, topic)
+
+
+def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
+    async def ingest(stream: Any) -> None:
+        async for events in stream.take_events(INGEST_BATCH, WITHIN):
+            out: list[Out] = []
+            for ev in events:
+                out += ingest_outputs(rt, source, ev.message)
+            await rt.output.send_all(out)
+
+    rt.app.agent(topic, name=f"streamproc.ingest.{source}")(ingest)
+
+
+def _state_agent(rt: Runtime, name: str, topic: Any,
+                 handle: Callable[[Any, float], list[Out]]) -> None:
+    async def process(stream: Any) -> None:
+        async for events in stream.take_events(STATE_BATCH, WITHIN):
+            out: list[Out] = []
+            now = time.time()
+            for ev in events:
+                set_current_event(ev)
+                try:
+                    out += handle(ev.message, now)
+                except Exception as e:  # a routing bug must not ack-and-lose the record
+                    log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
+                                  ev.message.offset)
+                    rt.metrics.ingest_dead_lettered(name, "routing_error")
+                    out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
+                                dead_letter(stage="routing", reason="routing_error",
+                                            message=f"{type(e).__name__}: {e}",
+                                            original=ev.message.value,
+                                            source=_source(ev.message))))
+            await rt.output.send_all(out)
+
+    rt.app.agent(topic, name=f"streamproc.{name}")(process)
+
+
+def _grace_sweeper(rt: Runtime, cfg: RoutingConfig) -> None:
+    """Held tracks past the grace window must be dropped even when no further event comes
+    for that user: a timer sends a SweepPending message through by-user, so the sweep runs
+    in the users agent on the right partition (tables are only written there)."""
+    app = rt.app
+    by_user = rt.topology.internal["by_user"].name
+
+    @app.timer(max(1.0, min(cfg.track_grace_seconds / 2, 30.0)))
+    async def sweep() -> None:
+        pending: dict[str, int] = rt.extras.setdefault("pending_users", {})
+        if pending:
+            keys = list(pending)
+            pending.clear()
+            await rt.output.send_all(
+                [(by_user, k.encode(), encode(SweepPending(user_id=k))) for k in keys])

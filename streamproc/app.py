@@ -1,0 +1,78 @@
+"""create_app(settings, topology): the faust App with its topics, RocksDB tables, agents and
+web pages. No autodiscovery and no module-level app, so every test can build a fresh one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streamproc.kafka import broker_url, client_kwargs, faust_credentials
+from streamproc.metrics import Metrics
+from streamproc.output import OutputProducer
+from streamproc.settings import Settings
+from streamproc.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the agents share: settings, topology, the output producer, metrics, tables."""
+
+    app: faust.App
+    settings: Settings
+    topology: Topology
+    metrics: Metrics
+    output: OutputProducer
+    tables: dict[str, Any] = field(default_factory=dict)
+    topics: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | None = None,
+               ) -> faust.App:
+    """Build the app. `app.streamproc` is the Runtime the agents and pages use."""
+    from streamproc import agents, web  # local: keep module import order explicit
+
+    k = settings.kafka
+    app = faust.App(
+        settings.app_id,
+        broker=broker_url(k),
+        broker_credentials=faust_credentials(k),
+        broker_client_id=settings.client_id,
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        autodiscover=False,
+        web_enabled=settings.web_enabled,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=min(t.replication_factor for t in topology.all_topics()),
+        topic_partitions=topology.internal["by_user"].partitions,
+        table_standby_replicas=settings.standby_replicas,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        stream_processing_timeout=600.0,
+        logging_config=None,
+        loghandlers=[],
+    )
+    runtime = Runtime(
+        app=app,
+        settings=settings,
+        topology=topology,
+        metrics=metrics or Metrics(),
+        output=OutputProducer(client_kwargs(k), settings.client_id),
+    )
+    app.streamproc = runtime  # type: ignore[attr-defined]
+    app.service(runtime.output)
+    agents.register(runtime)
+    if settings.web_enabled:
+        web.register(runtime)
+    return app

@@ -1,0 +1,269 @@
+"""A local single-node Apache Kafka (KRaft, broker+controller) for development and tests,
+provisioned from Maven Central jars with Maven into a cache and started on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"  # pinned; override with STREAMPROC_KAFKA_VERSION
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"
+SLF4J_VERSION = "2.0.17"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>streamproc.local</groupId><artifactId>kafka-broker</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
+      <version>{slf4j}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId>
+      <version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka.server.KafkaRaftServer
+logger.kafka.level = INFO
+"""
+
+
+class LocalKafkaError(RuntimeError):
+    """The local broker could not be provisioned or started (the message says why)."""
+
+
+def kafka_version() -> str:
+    return os.environ.get("STREAMPROC_KAFKA_VERSION", KAFKA_VERSION)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("STREAMPROC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "streamproc")
+    return Path(base)
+
+
+def ensure_jars(version: str | None = None, *, quiet: bool = True) -> Path:
+    """The folder of broker jars for `version`, fetched with Maven on first use only.
+    Safe to call from concurrent processes (a file lock serialises the download)."""
+    version = version or kafka_version()
+    target = cache_dir() / f"kafka-{version}" / "libs"
+    if (target / ".complete").exists():
+        return target
+    if shutil.which("mvn") is None:
+        raise LocalKafkaError("Maven (mvn) is not on PATH: it is needed once to fetch the Kafka jars")
+    if shutil.which("java") is None:
+        raise LocalKafkaError("java is not on PATH: the local Kafka broker needs Java 17+")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            pom = Path(tmp) / "pom.xml"
+            pom.write_text(_POM.format(kafka=version, scala=SCALA_VERSION, log4j=LOG4J_VERSION,
+                                       slf4j=SLF4J_VERSION))
+            out = Path(tmp) / "libs"
+            cmd = ["mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                   f"-DoutputDirectory={out}", "-DincludeScope=runtime"]
+            if quiet:
+                cmd.insert(1, "-q")
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise LocalKafkaError(
+                    f"fetching Apache Kafka {version} with Maven failed:\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+            (out / ".complete").write_text(version)
+            if target.exists():
+                shutil.rmtree(target)
+            out.rename(target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+@dataclass
+class LocalKafka:
+    """One KRaft node on 127.0.0.1. `start()` formats storage (first time) and waits until
+    the broker answers; `stop()` shuts it down cleanly (SIGTERM, then SIGKILL after 30 s)."""
+
+    port: int = 0
+    controller_port: int = 0
+    data_dir: Path | None = None
+    heap: str = field(default_factory=lambda: os.environ.get("STREAMPROC_KAFKA_HEAP", "512m"))
+    version: str = field(default_factory=kafka_version)
+    extra: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    _tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def properties(self) -> dict[str, str]:
+        assert self.data_dir is not None
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "log.retention.check.interval.ms": "60000",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "log.flush.interval.messages": "9223372036854775807",
+        }
+        props.update(self.extra)
+        return props
+
+    def start(self, timeout: float = 90.0) -> LocalKafka:
+        libs = ensure_jars(self.version)
+        if self.data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="streamproc-kafka-")
+            self.data_dir = Path(self._tmp.name)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.controller_port = self.controller_port or free_port()
+        if port_open(self.port):
+            raise LocalKafkaError(f"port {self.port} on 127.0.0.1 is already in use")
+        conf = self.data_dir / "server.properties"
+        conf.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
+        java = ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                f"-Dkafka.logs.dir={self.data_dir}",
+                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                "-cp", f"{libs}/*"]
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            fmt = subprocess.run(
+                java + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf),
+                        "--ignore-formatted"], capture_output=True, text=True)
+            if fmt.returncode != 0:
+                raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
+        log = open(self.data_dir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(java + ["kafka.Kafka", str(conf)], stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LocalKafkaError(
+                    f"the Kafka broker exited with code {self.proc.returncode}; "
+                    f"see {self.data_dir}/server.log and stdout.log:\n{self.log_tail()}")
+            if port_open(self.port) and _metadata_ok(self.bootstrap):
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise LocalKafkaError(f"the Kafka broker did not become ready within {timeout:.0f} s:\n"
+                              f"{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        lines: list[str] = []
+        for name in ("stdout.log", "server.log"):
+            p = (self.data_dir or Path(".")) / name
+            if p.exists():
+                lines += p.read_text(errors="replace").splitlines()[-n:]
+        return "\n".join(lines)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Hard stop (SIGKILL), for fault tests; `start()` again restarts on the same data."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _metadata_ok(bootstrap: str) -> bool:
+    """A real Kafka protocol round trip (ApiVersions + Metadata) through aiokafka."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    return asyncio.run(probe())

@@ -1,0 +1,97 @@
+"""Settings from the environment: defaults, conversion, and errors naming the variable."""
+
+import pytest
+
+from streamproc.errors import ConfigError
+from streamproc.settings import Secret, describe, load_settings, require_credentials
+
+
+def test_defaults_need_nothing():
+    s = load_settings({})
+    assert s.kafka.security_protocol == "PLAINTEXT"
+    assert s.segment.base_url == "https://api.segment.io"
+    assert s.clevertap.base_url == "https://api.clevertap.com"
+    assert s.mailmodo.delivery.rate_limit_rps == 5.0
+
+
+def test_regions_choose_base_urls():
+    s = load_settings({"STREAMPROC_SEGMENT_REGION": "eu", "STREAMPROC_CLEVERTAP_REGION": "in1"})
+    assert s.segment.base_url == "https://events.eu1.segmentapis.com"
+    assert s.clevertap.base_url == "https://in1.api.clevertap.com"
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"STREAMPROC_WEB_PORT": "http"}, "STREAMPROC_WEB_PORT"),
+    ({"STREAMPROC_WEB_PORT": "70000"}, "STREAMPROC_WEB_PORT"),
+    ({"STREAMPROC_KAFKA_SECURITY_PROTOCOL": "TLS"}, "STREAMPROC_KAFKA_SECURITY_PROTOCOL"),
+    ({"STREAMPROC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "STREAMPROC_KAFKA_SASL_USERNAME"),
+    ({"STREAMPROC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMPROC_KAFKA_SASL_USERNAME": "u"},
+     "STREAMPROC_KAFKA_SASL_PASSWORD"),
+    ({"STREAMPROC_KAFKA_SASL_MECHANISM": "GSSAPI"}, "STREAMPROC_KAFKA_SASL_MECHANISM"),
+    ({"STREAMPROC_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "STREAMPROC_KAFKA_SSL_CAFILE"),
+    ({"STREAMPROC_MAILMODO_BASE_URL": "api.mailmodo.com"}, "STREAMPROC_MAILMODO_BASE_URL"),
+    ({"STREAMPROC_SEGMENT_CONCURRENCY": "0"}, "STREAMPROC_SEGMENT_CONCURRENCY"),
+    ({"STREAMPROC_LOG_LEVEL": "LOUD"}, "STREAMPROC_LOG_LEVEL"),
+    ({"STREAMPROC_TRACK_GRACE_SECONDS": "soon"}, "STREAMPROC_TRACK_GRACE_SECONDS"),
+    ({"STREAMPROC_IDENTIFY_EMAIL_FROM_STATE": "maybe"}, "STREAMPROC_IDENTIFY_EMAIL_FROM_STATE"),
+    ({"STREAMPROC_MAILJET_ACTION": "add"}, "STREAMPROC_MAILJET_ACTION"),
+    ({"STREAMPROC_BOOTSTRAP_SERVERS": "x:9092"}, "STREAMPROC_BOOTSTRAP_SERVERS"),  # typo
+])
+def test_bad_setting_names_the_variable(env, needle):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env)
+    assert needle in str(e.value)
+
+
+def test_sasl_scram_accepted():
+    s = load_settings({"STREAMPROC_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+                       "STREAMPROC_KAFKA_SASL_MECHANISM": "scram-sha-512",
+                       "STREAMPROC_KAFKA_SASL_USERNAME": "svc",
+                       "STREAMPROC_KAFKA_SASL_PASSWORD": "hunter2-secret"})
+    assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
+    assert "hunter2-secret" not in repr(s)
+    assert "hunter2-secret" not in str(describe(s))
+    from streamproc.kafka import client_kwargs
+    kw = client_kwargs(s.kafka) if s.kafka.bootstrap_servers else None
+    assert kw is None  # bootstrap not set: client_kwargs would fail naming it
+
+
+def test_client_kwargs_without_bootstrap_names_variable():
+    from streamproc.kafka import client_kwargs
+    with pytest.raises(ConfigError, match="STREAMPROC_KAFKA_BOOTSTRAP_SERVERS"):
+        client_kwargs(load_settings({}).kafka)
+
+
+def test_secrets_are_masked():
+    s = load_settings({"STREAMPROC_MAILMODO_API_KEY": "mm-very-secret"})
+    assert s.mailmodo.api_key.get() == "mm-very-secret"
+    assert "mm-very-secret" not in repr(s.mailmodo)
+    assert repr(Secret("x")) == "Secret('**********')"
+
+
+def test_enabled_destination_without_credentials_fails_naming_variable():
+    s = load_settings({"STREAMPROC_MAILMODO_API_KEY": "k"})
+    require_credentials(s, ["mailmodo"])
+    with pytest.raises(ConfigError, match="STREAMPROC_CLEVERTAP_ACCOUNT_ID"):
+        require_credentials(s, ["mailmodo", "clevertap"])
+
+
+def test_env_example_lists_every_setting():
+    """.env.example documents every variable load_settings reads."""
+    from pathlib import Path
+    from streamproc.settings import _Env, _NON_SETTING_VARS
+
+    env = _Env({})
+    import streamproc.settings as mod
+    orig = mod._Env
+    mod._Env = lambda environ: env  # capture the names read
+    try:
+        load_settings({}, strict=False)
+    finally:
+        mod._Env = orig
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    listed = {line.split("=", 1)[0].lstrip("# ").strip() for line in text.splitlines()
+              if "=" in line and line.lstrip("# ").startswith("STREAMPROC_")}
+    missing = sorted(env.used - listed)
+    assert not missing, f".env.example lacks {missing}"
+    assert not (listed - env.used - _NON_SETTING_VARS), "stale names in .env.example"
