@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Tables: keys utf-8, values orjson bytes; bytes types make faust use its raw codec (no
+# codec work per access). Pass these as Table(**RAW_TABLE).
+RAW_TABLE = {"key_type": bytes, "value_type": bytes}
+
 INGEST_BATCH = 500
 STATE_BATCH = 500
 WITHIN = 0.05  # seconds a partial batch waits
@@ -81,10 +85,10 @@ def ingest_outputs(rt: Runtime, source: str, m: Any) -> list[Out]:
     target = topo.internal["by_user" if source == "segment" else "by_contact"].name
     for ev in events:
         key = key_for(ev)
-        metrics.event_in(source, getattr(ev, "type", None) or getattr(ev, "event", "event"))
+        metrics.events_in.labels(source, getattr(ev, "type", None) or getattr(ev, "event", "event")).inc()
         out.append((target, key.encode() if key else None, encode(ev)))
     for err in errors:
-        metrics.ingest_dead_lettered(source, err.reason)
+        metrics.dead_lettered_ingest.labels(source, err.reason).inc()
         out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
             stage="ingest", reason=err.reason, message=err.message, original=m.value,
             source={**_source(m), "input": source, "key": _decode_key(m.key)})))
@@ -106,7 +110,7 @@ def _load(table: Any, key: str, cls: type) -> Any:
 def _sink_outputs(rt: Runtime, records: list[Any]) -> list[Out]:
     out = []
     for r in records:
-        rt.metrics.routed(r.destination)
+        rt.metrics.routed.labels(r.destination).inc()
         out.append((rt.topology.destinations[r.destination].sink.name, r.key.encode(), r.dumps()))
     return out
 
@@ -130,7 +134,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list[Ou
         if res.user.pending:
             rt.extras.setdefault("pending_users", {})[key] = m.partition
     for d in res.drops:
-        rt.metrics.dropped(*d)
+        rt.metrics.dropped.labels(*d).inc()
     out = _sink_outputs(rt, res.sink_records)
     by_contact = rt.topology.internal["by_contact"].name
     by_user = rt.topology.internal["by_user"].name
@@ -147,16 +151,16 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list
     except ValueError as e:
         return [_internal_dead_letter(rt, m, str(e))]
     contact = _load(table, key, Contact) if key else None
-    res = route_contact_event(msg, contact, cfg, _source(m))
+    res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
         table[key] = orjson.dumps(res.contact.to_dict())
     for d in res.drops:
-        rt.metrics.dropped(*d)
+        rt.metrics.dropped.labels(*d).inc()
     return _sink_outputs(rt, res.sink_records)
 
 
 def _internal_dead_letter(rt: Runtime, m: Any, why: str) -> Out:
-    rt.metrics.ingest_dead_lettered("internal", "bad_envelope")
+    rt.metrics.dead_lettered_ingest.labels("internal", "bad_envelope").inc()
     return (rt.topology.internal["dead_letter"].name, m.key, dead_letter(
         stage="routing", reason="bad_envelope", message=why, original=m.value,
         source=_source(m)))
@@ -181,9 +185,9 @@ def register(rt: Runtime) -> None:
     by_user = topic(topo.internal["by_user"])
     by_contact = topic(topo.internal["by_contact"])
     rt.tables["users"] = app.Table("known-users", partitions=by_user.partitions,
-                                   key_type=str, value_type=bytes, value_serializer="raw")
+                                   **RAW_TABLE)
     rt.tables["contacts"] = app.Table("contacts", partitions=by_contact.partitions,
-                                      key_type=str, value_type=bytes, value_serializer="raw")
+                                      **RAW_TABLE)
     _state_agent(rt, "users", by_user, lambda m, now: user_outputs(rt, cfg, m, now))
     _state_agent(rt, "contacts", by_contact, lambda m, now: contact_outputs(rt, cfg, m, now))
     if cfg.track_grace_seconds > 0:
@@ -218,7 +222,7 @@ def _state_agent(rt: Runtime, name: str, topic: Any,
                 except Exception as e:  # a routing bug must not ack-and-lose the record
                     log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                                   ev.message.offset)
-                    rt.metrics.ingest_dead_lettered(name, "routing_error")
+                    rt.metrics.dead_lettered_ingest.labels(name, "routing_error").inc()
                     out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
                                 dead_letter(stage="routing", reason="routing_error",
                                             message=f"{type(e).__name__}: {e}",

@@ -55,6 +55,7 @@ class PartitionedLedgerMapping(MutableMapping):
 
 
 def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
+    from streamproc.agents import RAW_TABLE
     from streamproc.delivery.client import build_client
     from streamproc.delivery.engine import Deliverer
     from streamproc.delivery.ledger import MappingLedger
@@ -65,8 +66,7 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
     for slug in rt.topology.enabled:
         spec = rt.topology.destinations[slug]
         sink = topic(spec.sink)
-        table = app.Table(f"ledger-{slug}", partitions=sink.partitions, key_type=str,
-                          value_type=bytes, value_serializer="raw")
+        table = app.Table(f"ledger-{slug}", partitions=sink.partitions, **RAW_TABLE)
         rt.tables[f"ledger-{slug}"] = table
         mapping = PartitionedLedgerMapping(table)
         dest_settings = settings.destination(slug)

@@ -57,16 +57,7 @@ async def reconcile(topology: Topology, client_kwargs: dict, *, create: bool) ->
             if t.name not in current:
                 to_create.append(t)
                 continue
-            parts, rf = current[t.name]
-            problems = []
-            if parts != t.partitions:
-                problems.append(f"partitions {parts}, topics.yaml says {t.partitions}")
-            if rf != t.replication_factor:
-                problems.append(f"replication factor {rf}, topics.yaml says {t.replication_factor}")
-            if problems:
-                report.mismatched.append(f"{t.name}: " + "; ".join(problems))
-            else:
-                report.ok.append(t.name)
+            _compare(t, current[t.name], report)
         if not create:
             report.missing = [t.name for t in to_create]
             return report
@@ -78,15 +69,32 @@ async def reconcile(topology: Topology, client_kwargs: dict, *, create: bool) ->
             except TopicAlreadyExistsError:
                 resp = None
             errors = _create_errors(resp)
+            raced = [t for t in to_create if errors.get(t.name, (0,))[0] == 36]
+            now = await describe_partitions(admin, [t.name for t in raced]) if raced else {}
             for t in to_create:
                 err = errors.get(t.name)
-                if err and err[0] != 36:  # 36 = TOPIC_ALREADY_EXISTS (a concurrent apply)
-                    report.mismatched.append(f"{t.name}: could not be created: {err[1]} ({err[0]})")
-                else:
+                if err is None:
                     report.created.append(t.name)
+                elif err[0] == 36:  # TOPIC_ALREADY_EXISTS: created meanwhile by someone else
+                    _compare(t, now.get(t.name, (0, 0)), report)
+                else:
+                    report.mismatched.append(f"{t.name}: could not be created: {err[1]} ({err[0]})")
         return report
     finally:
         await admin.close()
+
+
+def _compare(t: TopicSpec, actual: tuple[int, int], report: TopicsReport) -> None:
+    parts, rf = actual
+    problems = []
+    if parts != t.partitions:
+        problems.append(f"partitions {parts}, topics.yaml says {t.partitions}")
+    if rf != t.replication_factor:
+        problems.append(f"replication factor {rf}, topics.yaml says {t.replication_factor}")
+    if problems:
+        report.mismatched.append(f"{t.name}: " + "; ".join(problems))
+    else:
+        report.ok.append(t.name)
 
 
 def _create_errors(resp: object) -> dict[str, tuple[int, str]]:

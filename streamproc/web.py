@@ -47,7 +47,7 @@ def register(runtime: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             runtime.metrics.refresh(runtime)
             return self.bytes(runtime.metrics.render(),
-                              content_type="text/plain; version=0.0.4; charset=utf-8")
+                              content_type="text/plain; version=0.0.4")
 
     for hook in runtime.extras.get("web_hooks", []):
         hook(runtime)

@@ -1,0 +1,414 @@
+"""The one delivery engine shared by all destinations: deliver() sends a batch of sink records
+and returns only when each is delivered or dead; retries, per-key order, rate limits, auth pause."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+
+from streamproc.delivery.backoff import FULL_JITTER, BackoffPolicy
+from streamproc.delivery.client import send
+from streamproc.delivery.ledger import Ledger
+from streamproc.delivery.ratelimit import SendGate
+from streamproc.delivery.request import HttpRequest, RecordOutcome
+from streamproc.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
+from streamproc.metrics import Metrics, status_class
+from streamproc.records import SinkRecord, dead_letter
+
+log = logging.getLogger(__name__)
+EXCERPT_CHARS = 2000
+RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+@dataclass(slots=True)
+class DeadRecord:
+    record: SinkRecord
+    error: DeliveryError
+    reason: str  # machine-readable: http_400, retries_exhausted, mapping_failed, a mapping's own
+    status: int | None  # last HTTP status (None: no answer, or never sent)
+    body_excerpt: str
+    attempts: int
+    first_attempt_at: float | None  # unix seconds
+    last_attempt_at: float | None
+
+    def to_dead_letter(self) -> bytes:
+        """The record for this destination's dead-letter topic (records.dead_letter)."""
+        return dead_letter(
+            stage="delivery", reason=self.reason, message=str(self.error), original=None,
+            source=self.record.source, destination=self.record.destination,
+            record=self.record.to_dict(), status=self.status,
+            response_excerpt=self.body_excerpt or None, attempts=self.attempts,
+            first_attempt_at=self.first_attempt_at, last_attempt_at=self.last_attempt_at)
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    delivered: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # seen by the ledger, or repeated in the batch
+    dead: list[DeadRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """One record during one deliver() call."""
+
+    record: SinkRecord
+    attempts: int = 0  # every send
+    counted: int = 0  # sends that count toward max_attempts (auth failures do not)
+    first_at: float | None = None
+    last_at: float | None = None
+    error: DeliveryError | None = None
+    status: int | None = None
+    body: str = ""
+    resolved: bool = False  # delivered or dead
+    order_keys: set[str] = field(default_factory=set)  # record key + its identity in the body
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one pass over the pending records left to do."""
+
+    probe_only: bool  # paused: send one request, defer the rest
+    probe_taken: bool = False
+    retry: set[str] = field(default_factory=set)
+    deferred: set[str] = field(default_factory=set)
+    blocked_keys: set[str] = field(default_factory=set)
+    retry_after: float | None = None
+
+
+class Deliverer:
+    """Delivers sink records to one destination module (NAME, build_requests, interpret, auth,
+    optional repair) through an httpx client; see deliver()."""
+
+    def __init__(self, destination: Any, settings: Any, client: httpx.AsyncClient,
+                 ledger: Ledger | None, metrics: Metrics, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep,
+                 wall: Callable[[], float] = time.time,
+                 rng: Callable[[], float] = random.random, jitter: str = FULL_JITTER) -> None:
+        self.destination, self.settings, self.client = destination, settings, client
+        self.ledger, self.metrics = ledger, metrics
+        self.name: str = destination.NAME
+        self.delivery = d = settings.delivery
+        self._clock, self._sleep, self._wall, self._rng = clock, sleep, wall, rng
+        self._repair = getattr(destination, "repair", None)
+        self.gate = SendGate(rps=d.rate_limit_rps, concurrency=d.concurrency, clock=clock,
+                             sleep=sleep)
+        self.policy = BackoffPolicy(initial_s=d.backoff_initial_s, max_s=d.backoff_max_s,
+                                    jitter=jitter, max_retry_after_s=d.max_retry_time_s,
+                                    max_elapsed_s=d.max_retry_time_s)
+        self.paused = False
+        self._paused_since = 0.0
+        metrics.auth_paused.labels(self.name).set(0)
+
+    async def deliver(self, records: list[SinkRecord], *, force: bool = False) -> DeliveryReport:
+        """Returns when every record is delivered, skipped (ledger) or dead. While the destination
+        is paused on 401/403 it keeps probing and does not return. Cancellable."""
+        report = DeliveryReport()
+        pending = self._unseen(records, force, report)
+        progress = {r.id: _Progress(r) for r in pending}
+        backoff = self.policy.start(rng=self._rng, clock=self._clock)
+        while pending:
+            requests = self._build(pending, progress, report)
+            state = _Round(probe_only=self.paused)
+            await self._send_round(requests, state, progress, report)
+            exhausted = {i for i in state.retry
+                         if progress[i].counted >= self.delivery.max_attempts}
+            retry, delay = state.retry - exhausted, None
+            if retry and not self.paused:
+                delay = backoff.next_delay(state.retry_after)
+                if delay is None:  # the retry-time budget is spent
+                    exhausted, retry = exhausted | retry, set()
+            for record_id in exhausted:
+                p = progress[record_id]
+                self._dead(p, p.error, report, reason=RETRIES_EXHAUSTED)
+            for record_id in retry:
+                klass = status_class(progress[record_id].status)
+                self.metrics.retried.labels(self.name, klass).inc()
+            if self.paused:
+                await self._sleep(self.delivery.auth_probe_interval_s)
+                backoff = self.policy.start(rng=self._rng, clock=self._clock)
+            elif delay is not None:
+                log.warning("%s: %d record(s) failed (last status %s), retry %d in %.2fs",
+                            self.name, len(retry), progress[next(iter(retry))].status,
+                            backoff.retries, delay, extra={"destination": self.name})
+                await self._sleep(delay)
+            pending = [r for r in pending if r.id in retry or r.id in state.deferred]
+        return report
+
+    def _unseen(self, records: list[SinkRecord], force: bool,
+                report: DeliveryReport) -> list[SinkRecord]:
+        pending, ids = [], set()
+        for record in records:
+            if record.id in ids or (not force and self._seen(record.id)):
+                report.skipped.append(record.id)
+            else:
+                ids.add(record.id)
+                pending.append(record)
+        return pending
+
+    def _seen(self, record_id: str) -> bool:
+        if self.ledger is None:
+            return False
+        try:
+            return self.ledger.seen(record_id)
+        except Exception:
+            log.exception("%s: ledger lookup failed; sending anyway", self.name)
+            return False
+
+    def _build(self, records: list[SinkRecord], progress: dict[str, _Progress],
+               report: DeliveryReport) -> list[HttpRequest]:
+        """Requests for the records; mapping failures and records no request carries are dead."""
+        try:
+            requests, failures = self.destination.build_requests(records, self.settings)
+        except Exception:
+            log.exception("%s: build_requests failed for a batch; mapping one by one", self.name)
+            requests, failures = [], []
+            for record in records:
+                try:
+                    one, bad = self.destination.build_requests([record], self.settings)
+                except Exception as exc:
+                    one, bad = [], [(record, _reasoned(Permanent(f"mapping failed: {exc!r}"),
+                                                       "mapping_failed"))]
+                requests += one
+                failures += bad
+        covered = {i for request in requests for i in request.record_ids}
+        for record, error in failures:
+            covered.add(record.id)
+            if record.id in progress and not progress[record.id].resolved:
+                self._dead(progress[record.id], error, report, reason="mapping_failed")
+        for record in records:
+            if record.id not in covered:
+                error = Permanent("the mapping produced no request for this record")
+                self._dead(progress[record.id], error, report, reason="mapping_dropped")
+        return requests
+
+    async def _send_round(self, requests: list[HttpRequest], state: _Round,
+                          progress: dict[str, _Progress], report: DeliveryReport) -> None:
+        """Send concurrently; requests sharing a record key wait for each other, in list order."""
+        last_for_key: dict[str, asyncio.Event] = {}
+        async with asyncio.TaskGroup() as tasks:
+            for request in requests:
+                keys = self._order_keys(request, progress)
+                after = list({id(e): e for k in keys if (e := last_for_key.get(k))}.values())
+                done = asyncio.Event()
+                for key in keys:
+                    last_for_key[key] = done
+                tasks.create_task(self._in_order(request, keys, after, done, state, progress,
+                                                 report))
+
+    async def _in_order(self, request: HttpRequest, keys: set[str], after: list[asyncio.Event],
+                        done: asyncio.Event, state: _Round, progress: dict[str, _Progress],
+                        report: DeliveryReport) -> None:
+        try:
+            for event in after:
+                await event.wait()
+            if keys & state.blocked_keys:
+                self._defer(request, state, progress)
+            else:
+                await self._attempt(request, state, progress, report, allow_repair=True)
+        except Exception as exc:
+            log.exception("%s: internal error delivering %s; will retry", self.name, request.kind)
+            error = Retryable(f"internal error: {exc!r}")
+            for record_id in self._live(request, progress):
+                if record_id not in state.retry | state.deferred:
+                    progress[record_id].counted += 1
+                    self._retry_later(progress[record_id], error, state)
+        finally:
+            done.set()
+
+    async def _attempt(self, request: HttpRequest, state: _Round, progress: dict[str, _Progress],
+                       report: DeliveryReport, *, allow_repair: bool) -> None:
+        """Send one request and settle each record it carries (or leave it for a later round)."""
+        live = self._live(request, progress)
+        if not live:
+            return
+        answer = await self._exchange(request, state)
+        if answer is None:  # paused: not sent
+            self._defer(request, state, progress)
+            return
+        status, body, outcomes = answer
+        if state.probe_only and status is None and all(
+                isinstance(o.error, Retryable) for o in outcomes):  # no answer: nothing learned
+            self._defer(request, state, progress)
+            return
+        now = self._wall()
+        errors = {o.record_id: o.error for o in outcomes}
+        for record_id in live:
+            p = progress[record_id]
+            p.attempts += 1
+            p.first_at = p.first_at or now
+            p.last_at, p.status, p.body = now, status, body[:EXCERPT_CHARS]
+            if record_id not in errors:  # interpret said nothing: the status decides
+                errors[record_id] = (None if status and 200 <= status < 300
+                                     else Retryable(f"HTTP {status}: no outcome", status=status))
+            if errors[record_id] is not None:
+                self.metrics.failed.labels(self.name, status_class(status)).inc()
+        if any(isinstance(errors[i], AuthError) for i in live):
+            self._pause(request, status)
+            self._defer(request, state, progress)
+            return
+        if state.probe_only:
+            self._resume()
+        self._delivered([i for i in live if errors[i] is None], progress, report, status)
+        permanent = [i for i in live if isinstance(errors[i], Permanent)]
+        if permanent and allow_repair and await self._repaired(request, status, body):
+            if self.paused:  # a fix met 401/403: keep the records
+                for record_id in permanent:
+                    state.deferred.add(record_id)
+                    state.blocked_keys |= progress[record_id].order_keys
+            else:
+                again = self._build([progress[i].record for i in permanent], progress, report)
+                for retry_request in again:
+                    await self._attempt(retry_request, state, progress, report,
+                                        allow_repair=False)
+            permanent = []
+        for record_id in live:
+            error, p = errors[record_id], progress[record_id]
+            if record_id in permanent:
+                fallback = f"http_{status}" if status and status >= 400 else "rejected"
+                self._dead(p, error, report, reason=fallback)
+            elif error is not None and not isinstance(error, Permanent):
+                p.counted += 1
+                self._retry_later(p, error, state)
+
+    async def _exchange(self, request: HttpRequest, state: _Round | None,
+                        ) -> tuple[int | None, str, list[Any]] | None:
+        """(status, body text, outcomes) of one HTTP call through the gate; None if paused."""
+        async with self.gate.slot(exclusive=request.exclusive):
+            if self.paused:
+                if state is None or not state.probe_only or state.probe_taken:
+                    return None
+                state.probe_taken = True
+            started = self._clock()
+            try:
+                response = await send(self.client, request)
+            except httpx.RequestError as exc:  # network errors, timeouts, undecodable bodies
+                self._count_request(request, None, started)
+                error = Retryable(f"network error: {type(exc).__name__}: {exc}")
+                return None, "", [RecordOutcome(i, error) for i in request.record_ids]
+            except TypeError as exc:  # orjson could not encode the body: a mapping bug
+                error = _reasoned(Permanent(f"body is not JSON-encodable: {exc}"), "encode_failed")
+                return None, "", [RecordOutcome(i, error) for i in request.record_ids]
+            self._count_request(request, response.status_code, started)
+        body = response.text
+        try:
+            outcomes = self.destination.interpret(request, response.status_code, response.content,
+                                                  response.headers)
+        except Exception as exc:
+            log.exception("%s: interpret failed on HTTP %s", self.name, response.status_code)
+            error = Retryable(f"unreadable response: {exc!r}", status=response.status_code)
+            outcomes = [RecordOutcome(i, error) for i in request.record_ids]
+        return response.status_code, body, outcomes
+
+    async def _repaired(self, request: HttpRequest, status: int | None, body: str) -> bool:
+        """Run the destination's repair on a permanent 4xx and send its fixes; True when it had
+        fixes (the original is then retried once). Fix failures are ignored except 401/403,
+        which pause the destination."""
+        if self._repair is None or status is None or not 400 <= status < 500:
+            return False
+        try:
+            fixes = self._repair(request, status, body)
+        except Exception:
+            log.exception("%s: repair failed", self.name)
+            return False
+        for fix in fixes or []:
+            answer = await self._exchange(fix, None)
+            if answer is not None and answer[0] in (401, 403):
+                self._pause(fix, answer[0])
+        return bool(fixes)
+
+    def _order_keys(self, request: HttpRequest, progress: dict[str, _Progress]) -> set[str]:
+        """Keys that order this request: its records' keys and their identities in the body
+        (record_keys, e.g. the email), so two requests for one contact never overlap."""
+        keys: set[str] = set()
+        for n, record_id in enumerate(request.record_ids):
+            if (p := progress.get(record_id)) is not None:
+                body_key = request.record_keys[n] if n < len(request.record_keys) else ""
+                p.order_keys = {p.record.key, str(body_key).strip().lower()} - {""}
+                keys |= p.order_keys
+        return keys
+
+    def _live(self, request: HttpRequest, progress: dict[str, _Progress]) -> list[str]:
+        return [i for i in request.record_ids if i in progress and not progress[i].resolved]
+
+    def _defer(self, request: HttpRequest, state: _Round, progress: dict[str, _Progress]) -> None:
+        for record_id in self._live(request, progress):
+            state.deferred.add(record_id)
+            state.blocked_keys |= progress[record_id].order_keys
+
+    def _retry_later(self, p: _Progress, error: DeliveryError, state: _Round) -> None:
+        p.error = error
+        state.retry.add(p.record.id)
+        state.blocked_keys |= p.order_keys
+        if isinstance(error, Throttled) and error.retry_after is not None:
+            state.retry_after = max(state.retry_after or 0.0, error.retry_after)
+
+    def _delivered(self, ids: list[str], progress: dict[str, _Progress], report: DeliveryReport,
+                   status: int | None) -> None:
+        if not ids:
+            return
+        now = self._wall()
+        if self.ledger is not None:
+            try:
+                self.ledger.mark(ids, now)
+            except Exception:
+                log.exception("%s: could not mark %d delivered ids in the ledger", self.name,
+                              len(ids))
+        for record_id in ids:
+            p = progress[record_id]
+            p.resolved = True
+            report.delivered.append(record_id)
+            self.metrics.delivered.labels(self.name, status_class(status)).inc()
+            if p.record.created_at > 0:
+                self.metrics.delivery_latency_seconds.labels(self.name).observe(
+                    max(0.0, now - p.record.created_at))
+
+    def _dead(self, p: _Progress, error: DeliveryError | None, report: DeliveryReport, *,
+              reason: str) -> None:
+        error = error or Permanent(reason)
+        if reason != RETRIES_EXHAUSTED:
+            reason = getattr(error, "reason", None) or reason
+        p.resolved = True
+        body = p.body or error.body[:EXCERPT_CHARS]
+        report.dead.append(DeadRecord(p.record, error, reason, p.status, body, p.attempts,
+                                      p.first_at, p.last_at))
+        klass = status_class(p.status) if p.attempts else "mapping"
+        self.metrics.dead_lettered.labels(self.name, klass).inc()
+        log.warning("%s: record %s dead-lettered: %s (status %s, %d attempt(s))", self.name,
+                    p.record.id, reason, p.status, p.attempts,
+                    extra={"destination": self.name, "reason": reason, "status": p.status})
+
+    def _count_request(self, request: HttpRequest, status: int | None, started: float) -> None:
+        self.metrics.observe_request(self.name, request.kind, status, self._clock() - started,
+                                     len(request.record_ids))
+
+    def _pause(self, request: HttpRequest, status: int | None) -> None:
+        if self.paused:
+            return
+        self.paused, self._paused_since = True, self._clock()
+        self.metrics.auth_paused.labels(self.name).set(1)
+        log.error("DESTINATION %s PAUSED: HTTP %s on %s (credentials rejected). Its records are "
+                  "kept, not dead-lettered; probing every %.0fs until it answers. Check the %s "
+                  "credentials and account.", self.name, status, request.kind,
+                  self.delivery.auth_probe_interval_s, self.name,
+                  extra={"destination": self.name, "status": status})
+
+    def _resume(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        self.metrics.auth_paused.labels(self.name).set(0)
+        log.warning("destination %s resumed after %.0fs paused on authentication", self.name,
+                    self._clock() - self._paused_since, extra={"destination": self.name})
+
+
+def _reasoned(error: DeliveryError, reason: str) -> DeliveryError:
+    error.reason = reason  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,28 @@
+"""CleverTap destination: custom events through the Upload API (/1/upload), identified by the
+CleverTap ID (objectId). Auth is the account id and passcode headers."""
+
+from __future__ import annotations
+
+from streamproc.destinations.clevertap.mapping import (MAX_NAME_CHARS, MAX_RECORDS_PER_UPLOAD,
+                                                       MAX_VALUE_BYTES, build_requests, event_data,
+                                                       record_identity, upload_event_record,
+                                                       upload_request)
+from streamproc.destinations.clevertap.responses import interpret
+from streamproc.records import CLEVERTAP
+from streamproc.settings import CleverTapSettings
+
+NAME = CLEVERTAP
+INTEGRATION = "CleverTap"
+MAX_RECORDS_PER_REQUEST = MAX_RECORDS_PER_UPLOAD
+
+
+def auth(settings: CleverTapSettings) -> dict[str, str]:
+    """Headers sent with every CleverTap request."""
+    return {"X-CleverTap-Account-Id": settings.account_id,
+            "X-CleverTap-Passcode": settings.passcode.get(),
+            "Content-Type": "application/json; charset=utf-8"}
+
+
+__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_NAME_CHARS", "MAX_VALUE_BYTES",
+           "auth", "build_requests", "event_data", "interpret", "record_identity",
+           "upload_event_record", "upload_request"]

@@ -1,0 +1,27 @@
+"""Mailmodo destination: contacts (addToList, addToList/batch), custom events (addEvent) and
+campaign triggers (triggerCampaign/{id}). Auth is the `mmApiKey` header."""
+
+from __future__ import annotations
+
+from streamproc.destinations.mailmodo.mapping import (MAX_CONTACTS_PER_BATCH, add_event_request,
+                                                      build_requests, contact_batch_request,
+                                                      contact_upsert_request, event_properties,
+                                                      traits_to_contact_properties,
+                                                      trigger_campaign_request)
+from streamproc.destinations.mailmodo.responses import interpret
+from streamproc.records import MAILMODO
+from streamproc.settings import MailmodoSettings
+
+NAME = MAILMODO
+INTEGRATION = "Mailmodo"
+MAX_RECORDS_PER_REQUEST = MAX_CONTACTS_PER_BATCH
+
+
+def auth(settings: MailmodoSettings) -> dict[str, str]:
+    """Headers sent with every Mailmodo request."""
+    return {"mmApiKey": settings.api_key.get(), "Content-Type": "application/json"}
+
+
+__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests", "interpret",
+           "add_event_request", "contact_batch_request", "contact_upsert_request",
+           "event_properties", "traits_to_contact_properties", "trigger_campaign_request"]

@@ -1,0 +1,28 @@
+"""Segment destination: track messages through the HTTP Tracking API's /v1/batch. Auth is HTTP
+Basic with the write key as user name and an empty password. Any 200 is success."""
+
+from __future__ import annotations
+
+import base64
+
+from streamproc.destinations.outcomes import interpret
+from streamproc.destinations.segment.mapping import (MAX_MESSAGE_BYTES, MAX_MESSAGES_PER_REQUEST,
+                                                     MAX_REQUEST_BYTES, batch_message,
+                                                     batch_request, build_requests)
+from streamproc.records import SEGMENT
+from streamproc.settings import SegmentSettings
+
+NAME = SEGMENT
+INTEGRATION = "Segment"
+MAX_RECORDS_PER_REQUEST = MAX_MESSAGES_PER_REQUEST
+
+
+def auth(settings: SegmentSettings) -> dict[str, str]:
+    """Headers sent with every Segment request."""
+    token = base64.b64encode(f"{settings.write_key.get()}:".encode()).decode()
+    return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+
+
+__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_MESSAGE_BYTES",
+           "MAX_REQUEST_BYTES", "auth", "batch_message", "batch_request", "build_requests",
+           "interpret"]

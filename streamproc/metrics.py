@@ -1,0 +1,144 @@
+"""Every Prometheus metric streamproc exports, on a private registry per Metrics object (so
+several apps or tests in one process never clash), with render() and a test-friendly snapshot().
+
+Metric (exported name)                          type       labels
+events_in (streamproc_events_in_total)          counter    source, type
+routed (streamproc_routed_total)                counter    destination
+dropped (streamproc_dropped_total)              counter    source, destination, reason
+dead_lettered_ingest (..._total)                counter    source, reason
+delivered (streamproc_delivered_total)          counter    destination, status_class
+retried (streamproc_retried_total)              counter    destination, status_class
+failed (streamproc_failed_total)                counter    destination, status_class
+dead_lettered (streamproc_dead_lettered_total)  counter    destination, status_class
+delivery_latency_seconds                        histogram  destination
+request_duration_seconds                        histogram  destination
+batch_size (records per HTTP request)           histogram  destination
+requests (streamproc_requests_total)            counter    destination, kind, status
+auth_paused (1 = destination paused on 401/403) gauge      destination
+consumer_lag                                    gauge      topic, partition
+table_keys                                      gauge      table
+ingest_requests (..._total)                     counter    endpoint, status
+
+status_class is "2xx", "4xx", "5xx", "network" or "mapping" (rejected before any request);
+requests' status is the HTTP code ("200", "429", ...) or "network".
+Use the attributes directly: `metrics.dropped.labels("segment", "mailmodo", "missing_email").inc()`.
+snapshot() keys are metric names (without prefix/suffix), then a tuple of label values (in the
+order above, always a tuple, also for one label): counters and gauges map to numbers, histograms
+to {"count": n, "sum": s}.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "streamproc"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+
+
+def status_class(status: int | None) -> str:
+    """200 -> "2xx", 503 -> "5xx"; None (no HTTP answer) -> "network"."""
+    if status is None:
+        return "network"
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    """All product metrics on one private CollectorRegistry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._refreshers: list[Callable[[Any], None]] = []
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, namespace=NAMESPACE, registry=self.registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+            return Gauge(name, doc, labels, namespace=NAMESPACE, registry=self.registry)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...],
+                      buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, labels, namespace=NAMESPACE, registry=self.registry,
+                             buckets=buckets)
+
+        self.events_in = counter("events_in", "Input events read", ("source", "type"))
+        self.routed = counter("routed", "Sink records routed to a destination", ("destination",))
+        self.dropped = counter("dropped", "Inputs a destination does not get, by reason",
+                               ("source", "destination", "reason"))
+        self.dead_lettered_ingest = counter(
+            "dead_lettered_ingest", "Inputs dead-lettered at ingest", ("source", "reason"))
+        self.delivered = counter("delivered", "Records the destination API acknowledged",
+                                 ("destination", "status_class"))
+        self.retried = counter("retried", "Records scheduled for another attempt",
+                               ("destination", "status_class"))
+        self.failed = counter("failed", "Failed record attempts (retryable, permanent or auth)",
+                              ("destination", "status_class"))
+        self.dead_lettered = counter("dead_lettered", "Records dead-lettered at delivery",
+                                     ("destination", "status_class"))
+        self.delivery_latency_seconds = histogram(
+            "delivery_latency_seconds", "Sink record created -> acknowledged by the API",
+            ("destination",), LATENCY_BUCKETS)
+        self.request_duration_seconds = histogram(
+            "request_duration_seconds", "Duration of one HTTP request", ("destination",),
+            REQUEST_BUCKETS)
+        self.batch_size = histogram("batch_size", "Records per HTTP request", ("destination",),
+                                    BATCH_BUCKETS)
+        self.requests = counter("requests", "HTTP requests sent", ("destination", "kind", "status"))
+        self.auth_paused = gauge("auth_paused", "1 while the destination is paused on 401/403",
+                                 ("destination",))
+        self.consumer_lag = gauge("consumer_lag", "Messages behind the end of the partition",
+                                  ("topic", "partition"))
+        self.table_keys = gauge("table_keys", "Keys in a state table", ("table",))
+        self.ingest_requests = counter("ingest_requests", "Ingest HTTP requests",
+                                       ("endpoint", "status"))
+        self._metrics: dict[str, Counter | Gauge | Histogram] = {
+            name: value for name, value in vars(self).items()
+            if isinstance(value, (Counter, Gauge, Histogram))}
+
+    def observe_request(self, destination: str, kind: str, status: int | None, seconds: float,
+                        records: int) -> None:
+        """One HTTP request: requests{status, or "network"}, its duration, records it carried."""
+        self.requests.labels(destination, kind, "network" if status is None else str(status)).inc()
+        self.request_duration_seconds.labels(destination).observe(max(0.0, seconds))
+        self.batch_size.labels(destination).observe(records)
+
+    def on_refresh(self, refresher: Callable[[Any], None]) -> None:
+        """Register `refresher(runtime)`, called before each scrape (e.g. to set consumer_lag)."""
+        self._refreshers.append(refresher)
+
+    def refresh(self, runtime: Any = None) -> None:
+        """Run the refreshers; one that fails is logged and never breaks the scrape."""
+        for refresher in self._refreshers:
+            try:
+                refresher(runtime)
+            except Exception:
+                log.exception("metrics refresher %r failed", refresher)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+    def snapshot(self) -> dict[str, dict[tuple[str, ...], Any]]:
+        """{metric: {label values: number}} (histograms: {"count", "sum"}), for tests."""
+        out: dict[str, dict[tuple[str, ...], Any]] = {}
+        for name, metric in self._metrics.items():
+            values: dict[tuple[str, ...], Any] = {}
+            labelnames = metric._labelnames  # noqa: SLF001 - the public API has no accessor
+            for family in metric.collect():
+                for sample in family.samples:
+                    key = tuple(sample.labels[label] for label in labelnames)
+                    suffix = sample.name[len(family.name):]
+                    if isinstance(metric, Histogram):
+                        if suffix in ("_count", "_sum"):
+                            values.setdefault(key, {"count": 0.0, "sum": 0.0})[suffix[1:]] = (
+                                sample.value)
+                    elif suffix in ("", "_total"):
+                        values[key] = sample.value
+            out[name] = values
+        return out

@@ -1,0 +1,46 @@
+"""build_client: base URL joining, auth headers, JSON via orjson, timeout and pool size."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+
+from delivery_fakes import destination, settings
+from streamproc.delivery.client import build_client, send
+from streamproc.delivery.request import HttpRequest
+
+
+async def test_request_goes_to_base_path_with_auth_and_json():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    s = settings()
+    async with build_client(destination(), s, transport=httpx.MockTransport(handler)) as client:
+        body = {"n": 2 ** 60 + 1, "text": "é"}
+        await send(client, HttpRequest("POST", "/send", body, ["r1"], "send"))
+    request = seen[0]
+    assert str(request.url) == "https://api.fake.test/v1/send"
+    assert request.headers["X-Api-Key"] == "fake-key"
+    assert request.headers["Content-Type"] == "application/json"
+    assert orjson.loads(request.content) == body
+
+
+async def test_auth_headers_may_set_the_content_type():
+    seen = []
+    dest = destination()
+    dest.auth = lambda s: {"Content-Type": "application/json; charset=utf-8"}
+    transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200))
+    async with build_client(dest, settings(), transport=transport) as client:
+        await send(client, HttpRequest("POST", "/x", [1], [], "x"))
+    assert seen[0].headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+async def test_timeout_and_pool_follow_the_delivery_settings():
+    s = settings(concurrency=7, timeout_s=3.0)
+    async with build_client(destination(), s) as client:
+        assert client.timeout.read == 3.0 and client.timeout.connect == 3.0
+        pool = client._transport._pool  # noqa: SLF001 - no public accessor for the limits
+        assert pool._max_connections == 7 and pool._max_keepalive_connections == 7
