@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 from faust.streams import _current_event
@@ -41,6 +42,21 @@ def set_current_event(event: Any) -> None:
     batch we point it at the event being handled (else a batch spanning partitions would
     write state into the wrong changelog partition)."""
     _current_event.set(weakref.ref(event))
+
+
+@contextmanager
+def acks_only_on_success(events: list[Any]) -> Iterator[None]:
+    """faust's take_events() acks its buffered events in a `finally`, also when the batch
+    failed or the agent was cancelled (shutdown, rebalance) mid-batch: that would commit
+    records whose outputs were never acknowledged. On any exception we mark the messages
+    acked *without* telling the consumer, so faust's later ack is a no-op, the offsets stay
+    uncommitted (commits stop at the gap) and the records are redelivered after restart."""
+    try:
+        yield
+    except BaseException:
+        for ev in events:
+            ev.message.acked = True
+        raise
 
 
 def _source(m: Any) -> dict[str, Any]:
@@ -201,10 +217,11 @@ def register(rt: Runtime) -> None:
 def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(INGEST_BATCH, WITHIN):
-            out: list[Out] = []
-            for ev in events:
-                out += ingest_outputs(rt, source, ev.message)
-            await rt.output.send_all(out)
+            with acks_only_on_success(events):
+                out: list[Out] = []
+                for ev in events:
+                    out += ingest_outputs(rt, source, ev.message)
+                await rt.output.send_all(out)
 
     rt.app.agent(topic, name=f"streamproc.ingest.{source}")(ingest)
 
@@ -213,24 +230,30 @@ def _state_agent(rt: Runtime, name: str, topic: Any,
                  handle: Callable[[Any, float], list[Out]]) -> None:
     async def process(stream: Any) -> None:
         async for events in stream.take_events(STATE_BATCH, WITHIN):
-            out: list[Out] = []
-            now = time.time()
-            for ev in events:
-                set_current_event(ev)
-                try:
-                    out += handle(ev.message, now)
-                except Exception as e:  # a routing bug must not ack-and-lose the record
-                    log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
-                                  ev.message.offset)
-                    rt.metrics.dead_lettered_ingest.labels(name, "routing_error").inc()
-                    out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
-                                dead_letter(stage="routing", reason="routing_error",
-                                            message=f"{type(e).__name__}: {e}",
-                                            original=ev.message.value,
-                                            source=_source(ev.message))))
-            await rt.output.send_all(out)
+            with acks_only_on_success(events):
+                await _process_state_batch(rt, name, events, handle)
 
     rt.app.agent(topic, name=f"streamproc.{name}")(process)
+
+
+async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
+                               handle: Callable[[Any, float], list[Out]]) -> None:
+    out: list[Out] = []
+    now = time.time()
+    for ev in events:
+        set_current_event(ev)
+        try:
+            out += handle(ev.message, now)
+        except Exception as e:  # a routing bug must not ack-and-lose the record
+            log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
+                          ev.message.offset)
+            rt.metrics.dead_lettered_ingest.labels(name, "routing_error").inc()
+            out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
+                        dead_letter(stage="routing", reason="routing_error",
+                                    message=f"{type(e).__name__}: {e}",
+                                    original=ev.message.value,
+                                    source=_source(ev.message))))
+    await rt.output.send_all(out)
 
 
 def _grace_sweeper(rt: Runtime, cfg: RoutingConfig) -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from streamproc.agents import acks_only_on_success, set_current_event
 from streamproc.records import SinkRecord, dead_letter
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ class PartitionedLedgerMapping(MutableMapping):
         self.events: dict[str, Any] = {}
 
     def _bind(self, key: str) -> None:
-        from streamproc.agents import set_current_event
-
         ev = self.events.get(key)
         if ev is not None:
             set_current_event(ev)
@@ -90,53 +89,45 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
 
 def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: float,
                     get_deliverer: Callable[[], Any], mapping: PartitionedLedgerMapping) -> None:
-    dlq = rt.topology.destinations[slug].dead_letter.name
-
     async def deliver(stream: Any) -> None:
         async for events in stream.take_events(batch_size, max(linger, 0.01)):
-            records: list[SinkRecord] = []
-            forced: list[SinkRecord] = []
-            out = []
-            mapping.events.clear()
-            for ev in events:
-                m = ev.message
-                try:
-                    rec = SinkRecord.loads(m.value)
-                except (ValueError, KeyError, TypeError) as e:
-                    out.append((dlq, m.key, dead_letter(
-                        stage="delivery", reason="bad_sink_record", message=str(e),
-                        original=m.value, destination=slug,
-                        source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
-                    continue
-                mapping.events[rec.id] = ev
-                (forced if _is_forced(m) else records).append(rec)
-            deliverer = get_deliverer()
-            for batch, force in ((records, False), (forced, True)):
-                if not batch:
-                    continue
-                report = await deliverer.deliver(batch, force=force)
-                for dead in report.dead:
-                    out.append((dlq, dead.record.key.encode(), dead_letter(
-                        stage="delivery", reason=_reason(dead), message=str(dead.error),
-                        original=None, destination=slug, record=dead.record.to_dict(),
-                        status=dead.status, response_excerpt=dead.body_excerpt,
-                        attempts=dead.attempts, first_attempt_at=dead.first_attempt_at,
-                        last_attempt_at=dead.last_attempt_at,
-                        source=dead.record.source)))
-            if out:
-                await rt.output.send_all(out)
-            mapping.events.clear()
+            with acks_only_on_success(events):
+                await deliver_batch(rt, slug, events, get_deliverer(), mapping)
 
     rt.app.agent(sink, name=f"streamproc.deliver.{slug}")(deliver)
 
 
+async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: Any,
+                        mapping: PartitionedLedgerMapping) -> None:
+    """Deliver one batch of sink events; dead letters are on the broker before returning."""
+    dlq = rt.topology.destinations[slug].dead_letter.name
+    normal: list[SinkRecord] = []
+    forced: list[SinkRecord] = []
+    out = []
+    mapping.events.clear()
+    for ev in events:
+        m = ev.message
+        try:
+            rec = SinkRecord.loads(m.value)
+        except (ValueError, KeyError, TypeError) as e:
+            rt.metrics.dead_lettered.labels(slug, "mapping").inc()
+            out.append((dlq, m.key, dead_letter(
+                stage="delivery", reason="bad_sink_record", message=str(e), original=m.value,
+                destination=slug,
+                source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
+            continue
+        mapping.events[rec.id] = ev
+        (forced if _is_forced(m) else normal).append(rec)
+    try:
+        for batch, force in ((normal, False), (forced, True)):
+            if batch:
+                report = await deliverer.deliver(batch, force=force)
+                out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
+        if out:
+            await rt.output.send_all(out)
+    finally:
+        mapping.events.clear()
+
+
 def _is_forced(m: Any) -> bool:
     return any(k == "streamproc-force" and v == b"1" for k, v in (m.headers or ()))
-
-
-def _reason(dead: Any) -> str:
-    reason = getattr(dead, "reason", None)
-    if reason:
-        return reason
-    return f"http_{dead.status}" if dead.status else type(dead.error).__name__.lower()
-

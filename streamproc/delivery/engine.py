@@ -135,8 +135,8 @@ class Deliverer:
                 await self._sleep(self.delivery.auth_probe_interval_s)
                 backoff = self.policy.start(rng=self._rng, clock=self._clock)
             elif delay is not None:
-                log.warning("%s: %d record(s) failed (last status %s), retry %d in %.2fs",
-                            self.name, len(retry), progress[next(iter(retry))].status,
+                log.warning("%s: %d record(s) failed (%s), retry %d in %.2fs",
+                            self.name, len(retry), status_class(progress[next(iter(retry))].status),
                             backoff.retries, delay, extra={"destination": self.name})
                 await self._sleep(delay)
             pending = [r for r in pending if r.id in retry or r.id in state.deferred]
@@ -395,7 +395,7 @@ class Deliverer:
         self.paused, self._paused_since = True, self._clock()
         self.metrics.auth_paused.labels(self.name).set(1)
         log.error("DESTINATION %s PAUSED: HTTP %s on %s (credentials rejected). Its records are "
-                  "kept, not dead-lettered; probing every %.0fs until it answers. Check the %s "
+                  "kept, not dead-lettered; probing every %gs until it answers. Check the %s "
                   "credentials and account.", self.name, status, request.kind,
                   self.delivery.auth_probe_interval_s, self.name,
                   extra={"destination": self.name, "status": status})
