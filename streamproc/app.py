@@ -73,6 +73,9 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
     app.streamproc = runtime  # type: ignore[attr-defined]
     app.service(runtime.output)
     agents.register(runtime)
+    from streamproc import observe, status  # operate: lag/table refreshers, status page
+    observe.install(runtime)
+    status.install(runtime)  # sampler timer; /status pages via extras["web_hooks"]
     if settings.web_enabled:
         web.register(runtime)
     return app
