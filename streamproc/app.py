@@ -35,7 +35,7 @@ class Runtime:
 def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | None = None,
                ) -> faust.App:
     """Build the app. `app.streamproc` is the Runtime the agents and pages use."""
-    from streamproc import agents, web  # local: keep module import order explicit
+    from streamproc import agents, ingest, web  # local: keep module import order explicit
 
     k = settings.kafka
     app = faust.App(
@@ -77,5 +77,6 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
     observe.install(runtime)
     status.install(runtime)  # sampler timer; /status pages via extras["web_hooks"]
     if settings.web_enabled:
+        runtime.extras.setdefault("web_hooks", []).append(ingest.register)
         web.register(runtime)
     return app

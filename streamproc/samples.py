@@ -1,5 +1,6 @@
 """`streamproc send`: produces the bundled sample events (streamproc/data/samples.jsonl) or a
-JSONL file of {input, key, value | value_text} lines to the raw topics."""
+JSONL file of {input, key, value | value_text, phase?} lines to the raw topics. Phase 2 lines
+(email activity) are meant to follow phase 1 (identifies, triggers) once it was routed."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def encode_sample(item: dict[str, Any]) -> tuple[bytes | None, bytes]:
 
 
 async def send_samples(settings: Settings, topology: Topology, path: str | None = None,
-                       ) -> dict[str, int]:
-    items = load_samples(path)
+                       phase: int | None = None) -> dict[str, int]:
+    items = [i for i in load_samples(path) if phase is None or i.get("phase", 1) == phase]
     producer = AIOKafkaProducer(**client_kwargs(settings.kafka), acks="all")
     await producer.start()
     counts: dict[str, int] = {}

@@ -30,8 +30,11 @@ COUNTERS = ("routed", "delivered", "retried", "failed", "dead_lettered")
 class Sampler:
     """Ring buffer of (unix time, {destination: {"delivered": n, "requests": n}})."""
 
-    def __init__(self, maxlen: int = int(HISTORY_S / SAMPLE_INTERVAL_S) + 1) -> None:
+    def __init__(self, maxlen: int = int(HISTORY_S / SAMPLE_INTERVAL_S) + 1,
+                 start: float | None = None) -> None:
         self.samples: deque[tuple[float, dict[str, dict[str, float]]]] = deque(maxlen=maxlen)
+        # the counters start at 0 with the process: the first rates need no earlier sample
+        self.samples.append((time.time() if start is None else start, {}))
 
     def sample(self, totals: dict[str, dict[str, float]], now: float | None = None) -> None:
         self.samples.append((time.time() if now is None else now, totals))
@@ -162,7 +165,7 @@ def register_pages(rt: Runtime) -> None:
     @app.page("/status")
     class StatusPage(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(page_html(), content_type="text/html; charset=utf-8",
+            return self.bytes(page_html(), content_type="text/html",
                               headers={"Cache-Control": "no-store"})
 
     @app.page("/status.json")
