@@ -1,14 +1,17 @@
 """One delivery agent per enabled destination: takes a batch from its sink topic, delivers it
 through the shared engine, dead-letters what failed for good, and only then lets faust
-acknowledge the batch. The delivery ledger is a faust table co-partitioned with the sink."""
+acknowledge the batch. The delivery ledger is a faust table co-partitioned with the sink; the
+agent purges its expired entries between batches (LedgerPurger)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from streamproc.agents import acks_only_on_success, set_current_event
+from streamproc.delivery.ledger import as_unix_seconds
 from streamproc.records import SinkRecord, dead_letter
 
 if TYPE_CHECKING:
@@ -53,6 +56,106 @@ class PartitionedLedgerMapping(MutableMapping):
         return len(self.events)
 
 
+# Ledger purge bounds: one purge call examines at most PURGE_SCAN_KEYS keys (split between the
+# partitions of the batch) and deletes at most PURGE_MAX_DELETES, at most once per interval.
+PURGE_INTERVAL_S = 60.0
+PURGE_SCAN_KEYS = 20_000
+PURGE_MAX_DELETES = 5_000
+
+
+class LedgerPurger:
+    """Deletes ledger entries older than the retention window, so the table (RocksDB) and its
+    compacted changelog stop growing. Partition-correct by construction: it runs in the delivery
+    agent between batches and only touches the partitions of the batch it just delivered (owned
+    by this worker, active), scanning each partition's own RocksDB store and deleting with faust's
+    current event bound to an event *of that partition*, so each tombstone goes to the changelog
+    partition the entry was written to. Each call is bounded (keys scanned and deleted) and
+    resumes where the previous scan of that partition stopped; a partition no batch touches
+    receives no new entries either. A purge that fails is logged and never stops delivery."""
+
+    def __init__(self, table: Any, retention_s: float, *, interval_s: float | None = None,
+                 scan_keys: int = PURGE_SCAN_KEYS, max_deletes: int = PURGE_MAX_DELETES,
+                 wall: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.table, self.retention_s = table, retention_s
+        self.interval_s = (min(PURGE_INTERVAL_S, retention_s / 4) if interval_s is None
+                           else interval_s)
+        self.scan_keys, self.max_deletes = scan_keys, max_deletes
+        self._wall, self._clock = wall, clock
+        self._next_at = clock() + self.interval_s
+        self.cursors: dict[int, bytes] = {}  # partition -> first key the next scan looks at
+        self.deleted = 0
+
+    def maybe_purge(self, events: Iterable[Any]) -> int:
+        """Purge when the interval has passed; returns how many entries were deleted."""
+        if self._clock() < self._next_at:
+            return 0
+        self._next_at = self._clock() + self.interval_s
+        owner: dict[int, Any] = {}
+        for ev in events:
+            owner.setdefault(ev.message.partition, ev)
+        try:
+            return self.purge(owner)
+        except Exception:
+            log.exception("ledger %s: purge failed; will try again later", self._name())
+            return 0
+
+    def purge(self, owner: dict[int, Any], now: float | None = None) -> int:
+        """Purge the partitions in `owner` ({partition: an event of that partition})."""
+        now = self._wall() if now is None else now
+        store = getattr(self.table, "data", None)
+        dbs = getattr(store, "_dbs", None)
+        if not owner or not isinstance(dbs, dict):
+            return 0  # not a RocksDB store: nothing partitioned to purge
+        offset_key = getattr(store, "offset_key", b"__faust\0offset__")
+        per_partition = max(1, self.scan_keys // len(owner))
+        deleted = 0
+        for partition in sorted(owner):
+            db = dbs.get(partition)
+            if db is None or deleted >= self.max_deletes:
+                continue
+            expired = self._scan(db, partition, now, offset_key, per_partition,
+                                 self.max_deletes - deleted)
+            if expired:
+                set_current_event(owner[partition])  # the tombstones' changelog partition
+                for key in expired:
+                    try:
+                        del self.table[key]
+                    except KeyError:
+                        pass
+                deleted += len(expired)
+        self.deleted += deleted
+        if deleted:
+            log.info("ledger %s: purged %d entries older than %.0fs", self._name(), deleted,
+                     self.retention_s)
+        return deleted
+
+    def _scan(self, db: Any, partition: int, now: float, offset_key: bytes, limit: int,
+              max_expired: int) -> list[bytes]:
+        """Expired keys among the next `limit` keys of one partition, from its cursor on."""
+        expired: list[bytes] = []
+        scanned = 0
+        next_key: bytes | None = None
+        for key, value in db.items(from_key=self.cursors.get(partition)):
+            if scanned >= limit or len(expired) >= max_expired:
+                next_key = key
+                break
+            scanned += 1
+            if key == offset_key:
+                continue
+            at = as_unix_seconds(value)
+            if at is None or now - at >= self.retention_s:
+                expired.append(key)
+        if next_key is None:
+            self.cursors.pop(partition, None)  # reached the end: start over next time
+        else:
+            self.cursors[partition] = next_key
+        return expired
+
+    def _name(self) -> str:
+        return str(getattr(self.table, "name", "ledger"))
+
+
 def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
     from streamproc.agents import RAW_TABLE
     from streamproc.delivery.client import build_client
@@ -83,16 +186,21 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
             return state["deliverer"]
 
         rt.extras.setdefault("deliverers", {})[slug] = state
+        purger = LedgerPurger(table, retention)
+        rt.extras.setdefault("ledger_purgers", {})[slug] = purger
         _delivery_agent(rt, slug, sink, spec.batch_size, dest_settings.delivery.linger_ms / 1000,
-                        deliverer, mapping)
+                        deliverer, mapping, purger)
 
 
 def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: float,
-                    get_deliverer: Callable[[], Any], mapping: PartitionedLedgerMapping) -> None:
+                    get_deliverer: Callable[[], Any], mapping: PartitionedLedgerMapping,
+                    purger: LedgerPurger | None = None) -> None:
     async def deliver(stream: Any) -> None:
         async for events in stream.take_events(batch_size, max(linger, 0.01)):
             with acks_only_on_success(events):
                 await deliver_batch(rt, slug, events, get_deliverer(), mapping)
+            if purger is not None:
+                purger.maybe_purge(events)
 
     rt.app.agent(sink, name=f"streamproc.deliver.{slug}")(deliver)
 

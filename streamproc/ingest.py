@@ -163,7 +163,8 @@ def utc_now_iso() -> str:
 async def read_body(request: Request, limit: int, *, status: int = 413,
                     code: str = "payload_too_large") -> bytes:
     """The (inflated) body, read in chunks; IngestError(status) as soon as it passes `limit`."""
-    too_big = IngestError(status, code, f"the body exceeds the {limit} byte limit")
+    too_big = IngestError(status, code, f"the body exceeds the {limit} byte limit",
+                          headers={"Connection": "close"})  # aiohttp drains the rest first
     length = request.content_length
     if length is not None and length > limit:
         raise too_big
@@ -179,7 +180,15 @@ async def read_body(request: Request, limit: int, *, status: int = 413,
                 raise too_big
             chunks.append(chunk)
     except RequestPayloadError as e:
-        raise IngestError(400, "bad_body", f"the body could not be read or decoded: {e}") from None
+        # aiohttp would re-raise the stored error while draining the body after our answer
+        # (logged as unhandled, connection reset): mark the body finished, close after.
+        try:
+            request.content.feed_eof()
+        except Exception:  # pragma: no cover - best effort
+            pass
+        reason = " ".join(str(e).split())
+        raise IngestError(400, "bad_body", f"the body could not be read or decoded: {reason}",
+                          headers={"Connection": "close"}) from None
     return inflate(b"".join(chunks), request.headers.get("Content-Encoding"), limit,
                    status=status, code=code)
 

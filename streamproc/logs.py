@@ -1,56 +1,92 @@
 """Logging: text or JSON lines, a level setting, and a filter that masks email addresses
-and never lets a configured secret through."""
+and never lets a configured secret through (in the message, its arguments, tracebacks,
+stack traces and JSON extra fields)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sys
 import time
+from typing import Any, TextIO
 
 import orjson
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+_EMAIL = re.compile(
+    r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@|%40)([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})")
+MASK = "**********"
+MIN_SECRET_LEN = 4  # shorter values would mask random substrings
+JSON_FIELDS = ("destination", "topic", "partition", "reason", "count", "status")
 
 
 def mask_emails(text: str) -> str:
-    """'jane.doe@example.com' -> 'j***@example.com'."""
-    return _EMAIL.sub(r"\1***@\2", text)
+    """'jane.doe@example.com' -> 'j***@example.com' (also URL-encoded 'jane%40example.com')."""
+    return _EMAIL.sub(r"\1***\2\3", text)
 
 
 class MaskingFilter(logging.Filter):
+    """Rewrites each record in place: secrets replaced by MASK, then emails masked. Attach it
+    to the handler so every record it writes, whichever logger it came from, is covered."""
+
     def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
-        self.secrets = [s for s in (secrets or []) if s and len(s) >= 4]
+        # longest first, so a secret that contains another is replaced whole
+        self.secrets = sorted({s for s in (secrets or []) if s and len(s) >= MIN_SECRET_LEN},
+                              key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for s in self.secrets:  # secrets first: an email-like secret must not half-survive
+            if s in text:
+                text = text.replace(s, MASK)
+        return mask_emails(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        msg = mask_emails(msg)
-        for s in self.secrets:
-            msg = msg.replace(s, "**********")
-        record.msg, record.args = msg, None
+        try:
+            msg = record.getMessage()
+        except Exception:  # bad %-args: log what we have rather than raise in the caller
+            msg = f"{record.msg} {record.args!r}"
+        record.msg, record.args = self.mask(str(msg)), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
+        for key in JSON_FIELDS:
+            value = getattr(record, key, None)
+            if isinstance(value, str):
+                setattr(record, key, self.mask(value))
         return True
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, known extra fields, exc."""
+
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                   + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("destination", "topic", "partition", "reason", "count", "status"):
+        for key in JSON_FIELDS:
             if hasattr(record, key):
                 doc[key] = getattr(record, key)
-        if record.exc_info:
-            doc["exc"] = mask_emails(self.formatException(record.exc_info))
-        return orjson.dumps(doc).decode()
+        if record.exc_info and not record.exc_text:  # no MaskingFilter in front
+            record.exc_text = mask_emails(self.formatException(record.exc_info))
+        if record.exc_text:
+            doc["exc"] = record.exc_text
+        if record.stack_info:
+            doc["stack"] = record.stack_info
+        return orjson.dumps(doc, default=str).decode()
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text", secrets: list[str] | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "INFO", fmt: str = "text", secrets: list[str] | None = None,
+                  stream: TextIO | None = None) -> logging.Handler:
+    """One handler on the root logger (replacing any), writing to `stream` (stderr)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.addFilter(MaskingFilter(secrets))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -62,14 +98,25 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: list[str] | N
     root.addHandler(handler)
     root.setLevel(level)
     # faust/aiokafka are chatty at INFO; keep their warnings.
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request
     for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING)
                                           if level != "DEBUG" else logging.DEBUG)
+    return handler
 
 
 def secrets_of(settings) -> list[str]:  # type: ignore[no-untyped-def]
-    return [v for v in (settings.mailmodo.api_key.get(), settings.segment.write_key.get(),
-                        settings.clevertap.passcode.get(), settings.mailjet.api_secret.get(),
-                        settings.kafka.sasl_password.get(), settings.ingest.webhook_token.get(),
-                        *settings.ingest.segment_write_keys) if v]
+    """Every configured secret, plus the HTTP Basic tokens built from them (Segment, Mailjet),
+    so a logged Authorization header is masked too."""
+    values = [settings.mailmodo.api_key.get(), settings.segment.write_key.get(),
+              settings.clevertap.passcode.get(), settings.mailjet.api_secret.get(),
+              settings.kafka.sasl_password.get(), settings.ingest.webhook_token.get(),
+              *settings.ingest.segment_write_keys]
+    tokens = []
+    if settings.segment.write_key.get():
+        tokens.append(f"{settings.segment.write_key.get()}:")
+    if settings.mailjet.api_secret.get():
+        tokens.append(f"{settings.mailjet.api_key}:{settings.mailjet.api_secret.get()}")
+    for key in settings.ingest.segment_write_keys:  # ingest checks Basic auth with these
+        tokens.append(f"{key}:")
+    values += [base64.b64encode(t.encode()).decode() for t in tokens]
+    return [v for v in values if v]

@@ -7,8 +7,10 @@ already holds in memory (no broker round trip), so a scrape never blocks the eve
   this worker. The highwater is the one the consumer saw on its last fetch (it fetches at
   least every broker fetch wait), the committed offset is faust's last commit (next offset
   to read). Changelog partitions are left out: their progress is table recovery, not lag.
-- table_keys{table} = RocksDB's `rocksdb.estimate-num-keys` summed over the table's active
-  partition stores (approximate: RocksDB counts overwrites in the memtable until a flush).
+- table_keys{table} = keys over the table's active partition stores. Small stores are counted
+  exactly (a key-only scan, faust's changelog-offset key left out); large ones use RocksDB's
+  `rocksdb.estimate-num-keys`, which is approximate: a key overwritten since the last
+  compaction counts more than once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ESTIMATE_KEYS = "rocksdb.estimate-num-keys"
+EXACT_BELOW = 20_000  # partition stores estimated below this are counted key by key (~4 ms)
+EXACT_BUDGET = 100_000  # at most this many keys counted exactly per refresh, over all tables
 
 
 def install(rt: Runtime) -> None:
@@ -79,28 +83,35 @@ def refresh_lag(rt: Runtime) -> None:
 def table_key_counts(rt: Runtime) -> dict[str, int]:
     """{faust table name: approximate keys} over the active partitions of each table."""
     out: dict[str, int] = {}
+    budget = [EXACT_BUDGET]
     for table in rt.tables.values():
         store = getattr(table, "_data", None)  # None until the table has been started
         if store is None:
             continue
-        out[table.name] = _store_keys(store)
+        out[table.name] = _store_keys(store, budget)
     return out
 
 
-def _store_keys(store: Any) -> int:
+def _store_keys(store: Any, budget: list[int]) -> int:
     dbs = getattr(store, "_dbs_for_actives", None)
     if dbs is None:  # not RocksDB (memory store in a unit test)
         try:
             return len(store)
         except Exception:
             return 0
+    offset_key = getattr(store, "offset_key", b"__faust\0offset__")
     total = 0
     try:
         for db in list(dbs()):
             try:
-                total += int(db.property_int_value(ESTIMATE_KEYS) or 0)
+                estimate = int(db.property_int_value(ESTIMATE_KEYS) or 0)
             except AttributeError:  # python-rocksdb driver
-                total += int(db.get_property(ESTIMATE_KEYS.encode()) or 0)
+                estimate = int(db.get_property(ESTIMATE_KEYS.encode()) or 0)
+            if estimate <= EXACT_BELOW and estimate <= budget[0]:
+                budget[0] -= estimate
+                total += sum(1 for key in db.keys() if key != offset_key)
+            else:  # faust keeps the changelog offset under one key of each store
+                total += max(0, estimate - (db.get(offset_key) is not None))
     except Exception:  # a partition store closed by a rebalance in between
         log.debug("table key count failed", exc_info=True)
     return total

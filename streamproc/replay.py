@@ -36,7 +36,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamproc.kafka import client_kwargs
-from streamproc.records import DESTINATIONS
 from streamproc.settings import Settings
 from streamproc.topology import Topology
 
@@ -117,8 +116,11 @@ class Progress:
     """`label: read N/total (p%)` on stderr, at most once a second, and once at the end."""
 
     def __init__(self, label: str, total: int, *, stream: Any = None,
-                 interval: float = 1.0, clock: Any = time.monotonic) -> None:
+                 interval: float = 1.0, clock: Any = time.monotonic,
+                 quiet_when_fast: bool = False) -> None:
         self.label, self.total, self.done = label, total, 0
+        self.quiet_when_fast = quiet_when_fast  # no final line when nothing was shown before
+        self._shown = False
         self.stream = stream if stream is not None else sys.stderr
         self.interval, self._clock = interval, clock
         self._last = clock()
@@ -138,9 +140,11 @@ class Progress:
             self._emit(final=False)
 
     def finish(self) -> None:
-        self._emit(final=True)
+        if self._shown or not self.quiet_when_fast:
+            self._emit(final=True)
 
     def _emit(self, *, final: bool) -> None:
+        self._shown = True
         if self._tty:
             self.stream.write("\r" + self.line() + ("\n" if final else ""))
         else:
@@ -612,7 +616,7 @@ async def run_replay_command(settings: Settings, topology: Topology,
 
 
 __all__ = [
-    "DESTINATIONS", "FORCE_HEADER", "PartitionRange", "Progress", "RangeStats", "ReplayJob",
+    "FORCE_HEADER", "PartitionRange", "Progress", "RangeStats", "ReplayJob",
     "ReplayPlan", "UsageError", "compute_ranges", "fetch_exact", "format_time",
     "ledger_changelog", "new_consumer", "parse_time", "partition_counts", "plan_replay",
     "replay_headers", "run_replay_command", "scan", "sink_id", "time_window",

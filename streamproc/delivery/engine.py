@@ -258,7 +258,14 @@ class Deliverer:
             self._resume()
         self._delivered([i for i in live if errors[i] is None], progress, report, status)
         permanent = [i for i in live if isinstance(errors[i], Permanent)]
-        if permanent and allow_repair and await self._repaired(request, status, body):
+        repaired = await self._repaired(request, status, body) if permanent and allow_repair \
+            else False
+        if isinstance(repaired, DeliveryError):  # a fix failed transiently: try it all again
+            for record_id in permanent:
+                progress[record_id].counted += 1
+                self._retry_later(progress[record_id], repaired, state)
+            permanent = []
+        elif repaired:
             if self.paused:  # a fix met 401/403: keep the records
                 for record_id in permanent:
                     state.deferred.add(record_id)
@@ -307,10 +314,14 @@ class Deliverer:
             outcomes = [RecordOutcome(i, error) for i in request.record_ids]
         return response.status_code, body, outcomes
 
-    async def _repaired(self, request: HttpRequest, status: int | None, body: str) -> bool:
+    async def _repaired(self, request: HttpRequest, status: int | None,
+                        body: str) -> bool | DeliveryError:
         """Run the destination's repair on a permanent 4xx and send its fixes; True when it had
-        fixes (the original is then retried once). Fix failures are ignored except 401/403,
-        which pause the destination."""
+        fixes (the original is then retried once). A fix that failed transiently (network
+        error, 408/423/429, 5xx but 501) is returned as a Retryable: the records go to a later
+        round (repair included) instead of being dead-lettered for an error that was never
+        theirs. Other fix failures are ignored (e.g. "already exists") except 401/403, which
+        pause the destination."""
         if self._repair is None or status is None or not 400 <= status < 500:
             return False
         try:
@@ -318,10 +329,20 @@ class Deliverer:
         except Exception:
             log.exception("%s: repair failed", self.name)
             return False
+        transient: DeliveryError | None = None
         for fix in fixes or []:
             answer = await self._exchange(fix, None)
-            if answer is not None and answer[0] in (401, 403):
-                self._pause(fix, answer[0])
+            if answer is None:
+                continue
+            fix_status, fix_body = answer[0], answer[1]
+            if fix_status in (401, 403):
+                self._pause(fix, fix_status)
+            elif fix_status is None or _retryable_status(fix_status):
+                transient = Retryable(
+                    f"{fix.kind} (repair) failed: HTTP {fix_status or 'network error'}",
+                    status=fix_status, body=fix_body[:EXCERPT_CHARS])
+        if transient is not None and not self.paused:
+            return transient
         return bool(fixes)
 
     def _order_keys(self, request: HttpRequest, progress: dict[str, _Progress]) -> set[str]:
@@ -407,6 +428,13 @@ class Deliverer:
         self.metrics.auth_paused.labels(self.name).set(0)
         log.warning("destination %s resumed after %.0fs paused on authentication", self.name,
                     self._clock() - self._paused_since, extra={"destination": self.name})
+
+
+def _retryable_status(status: int) -> bool:
+    """The shared retry rule (destinations.outcomes.classify_status) applied to a bare status."""
+    from streamproc.destinations.outcomes import classify_status
+
+    return isinstance(classify_status(status), Retryable)
 
 
 def _reasoned(error: DeliveryError, reason: str) -> DeliveryError:
