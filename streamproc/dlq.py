@@ -148,7 +148,7 @@ class DlqEntry:
             return self.error or ""
         text = str(self._get("message") or "")
         excerpt = self._get("response_excerpt")
-        if excerpt:
+        if excerpt and str(excerpt).strip() not in text:
             text = f"{text} | {excerpt}" if text else str(excerpt)
         return text
 

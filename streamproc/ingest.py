@@ -28,6 +28,7 @@ import base64
 import binascii
 import hmac
 import logging
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -197,21 +198,11 @@ async def write(rt: Runtime, records: list[Record]) -> None:
     """Write and wait for the broker's acknowledgement (503 after SEND_TIMEOUT_S)."""
     if not records:
         return
-    producer = rt.output.producer
-    if producer is None:
+    if rt.output.producer is None:
         raise IngestError(503, "not_ready", "the Kafka producer is not started yet",
                           headers={"Retry-After": str(RETRY_AFTER_S)})
-    if any(h for *_, h in records):
-        # send_all takes (topic, key, value) only; records with headers go to the same
-        # producer directly (acks=all, idempotent) and are awaited the same way.
-        async def send() -> None:
-            futs = [await producer.send(t, value=v, key=k, headers=h) for t, k, v, h in records]
-            await asyncio.gather(*futs)
-        coro: Awaitable[Any] = send()
-    else:
-        coro = rt.output.send_all([(t, k, v) for t, k, v, _ in records])
     try:
-        await asyncio.wait_for(coro, SEND_TIMEOUT_S)
+        await asyncio.wait_for(rt.output.send_all(records), SEND_TIMEOUT_S)
     except Exception as e:  # TimeoutError included
         log.warning("ingest: writing %d records to %s failed: %r", len(records),
                     records[0][0], e)
@@ -252,7 +243,7 @@ def add_route(rt: Runtime, path: str, endpoint: str, handler: Handler) -> None:
         async def post(self, request: Request, **match: Any) -> Response:
             return await respond(self, rt, endpoint, handler, request, dict(match))
 
-    IngestView.__name__ = IngestView.__qualname__ = f"Ingest_{endpoint}_{abs(hash(path))}"
+    IngestView.__name__ = IngestView.__qualname__ = "Ingest" + re.sub(r"\W+", "_", path)
     rt.app.page(path, name=f"ingest:{path}")(IngestView)
 
 

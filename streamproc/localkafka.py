@@ -243,9 +243,14 @@ class LocalKafka:
 
 
 def _cluster_id() -> str:
+    """A KRaft cluster id (base64url of 16 random bytes). Like Kafka's Uuid.randomUuid, never
+    one starting with '-', which the storage tool would read as an option."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _metadata_ok(bootstrap: str) -> bool:

@@ -14,7 +14,8 @@ from mode import Service
 
 log = logging.getLogger(__name__)
 
-Out = tuple[str, bytes | None, bytes]  # (topic, key, value)
+# (topic, key, value) or (topic, key, value, headers as [(name, bytes)])
+Out = tuple[str, bytes | None, bytes] | tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]
 
 
 class OutputProducer(Service):
@@ -54,8 +55,10 @@ class OutputProducer(Service):
             assert self.producer is not None, "OutputProducer not started"
             futs = []
             try:
-                for topic, key, value in pending:
-                    futs.append(await self.producer.send(topic, value=value, key=key))
+                for rec in pending:
+                    headers = rec[3] if len(rec) > 3 else None
+                    futs.append(await self.producer.send(rec[0], value=rec[2], key=rec[1],
+                                                         headers=headers or None))
                 results = await asyncio.gather(*futs, return_exceptions=True)
             except KafkaError as exc:
                 results = [exc] * len(pending)

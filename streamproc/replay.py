@@ -497,7 +497,8 @@ async def _run_job(settings: Settings, job: ReplayJob, args: argparse.Namespace,
         sent, dups = await _reproduce(settings, consumer, job, ranges, total, stats)
     finally:
         await consumer.stop()
-    extra = f", {dups} older cop(ies) of the same ids left out" if dups else ""
+    extra = (f" ({dups} older copies of ids also later in the range left out: each id is "
+             f"re-sent once)" if dups else "")
     print(f"replay {job.label}: re-produced {sent} record(s) to {job.topic}"
           f"{' with streamproc-force: 1' if job.force else ''}{extra}", file=out)
     if job.kind == "input":

@@ -309,7 +309,7 @@ def test_ready_flips_while_a_second_worker_joins(op):
                     observed.append((time.monotonic(), r.status_code, r.json().get("detail", "")))
                 except httpx.HTTPError as e:
                     observed.append((time.monotonic(), "error", repr(e)))
-                time.sleep(0.02)
+                # no sleep: a rebalance that moves no table state is over in ~100 ms
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
@@ -318,9 +318,9 @@ def test_ready_flips_while_a_second_worker_joins(op):
         w2 = op.worker("w2")
         w2.wait_ready()
 
-        def settled() -> bool:  # w1 ready again, for the last 10 polls
-            tail = [s for _, s, _ in observed[-10:]]
-            return len(tail) == 10 and set(tail) == {200} and any(
+        def settled() -> bool:  # w1 ready again, for the last 20 polls
+            tail = [s for _, s, _ in observed[-20:]]
+            return len(tail) == 20 and set(tail) == {200} and any(
                 s == 503 for _, s, _ in observed)
 
         wait_for(settled, timeout=90, interval=0.2, what="w1 ready again after the rebalance")
@@ -328,7 +328,8 @@ def test_ready_flips_while_a_second_worker_joins(op):
         stop.set()
         poller.join(10)
 
-    print("READY-OBS", len(observed), [(round(t-observed[0][0],2), s, d) for t, s, d in observed if s != 200][:5], [(round(t-observed[0][0],2), s, d) for t, s, d in observed if s != 200][-3:])
+    bad=[(round(t-observed[0][0],3), s, d) for t, s, d in observed if s != 200]
+    print("READY-OBS", len(observed), len(bad), bad[:1], bad[-1:])
     runs: list[int | str] = []
     for _, status, _ in observed:
         if not runs or runs[-1] != status:

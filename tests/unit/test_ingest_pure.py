@@ -204,3 +204,66 @@ def test_webhook_keys():
     recs = mailmodo_records([{"email": "A@b.co", "event": "opened"}, {"event": "x"}])
     assert [k for k, _ in recs] == [b"a@b.co", None]
     assert orjson.loads(recs[0][1]) == {"email": "A@b.co", "event": "opened"}
+
+
+# ------------------------------------------------------------------ answering and writing
+
+
+class _View:
+    def bytes(self, value, *, content_type, status, headers):
+        assert content_type == "application/json"
+        return status, orjson.loads(value), headers
+
+
+def _runtime(send_all=None, producer=object()):
+    from types import SimpleNamespace
+
+    from streamproc.metrics import Metrics
+
+    async def ok(records):
+        return len(records)
+
+    return SimpleNamespace(metrics=Metrics(),
+                           output=SimpleNamespace(producer=producer, send_all=send_all or ok))
+
+
+async def test_respond_turns_crashes_into_500_json_and_counts():
+    from streamproc.ingest import Reply, respond
+
+    rt = _runtime()
+
+    async def crash(rt, request):
+        raise RuntimeError("boom")
+
+    async def refuse(rt, request):
+        raise IngestError(401, "unauthorized", "no")
+
+    async def fine(rt, request, campaign_id):
+        return Reply(200, {"success": True, "id": campaign_id})
+
+    status, body, _ = await respond(_View(), rt, "x", crash, None, {})
+    assert status == 500 and body["code"] == "internal_error" and "boom" not in str(body)
+    status, body, _ = await respond(_View(), rt, "x", refuse, None, {})
+    assert (status, body["error"]) == (401, "no")
+    status, body, _ = await respond(_View(), rt, "y", fine, None, {"campaign_id": "c"})
+    assert (status, body) == (200, {"success": True, "id": "c"})
+    assert rt.metrics.snapshot()["ingest_requests"] == {
+        ("x", "500"): 1.0, ("x", "401"): 1.0, ("y", "200"): 1.0}
+
+
+async def test_write_answers_503_when_kafka_does_not_acknowledge(monkeypatch):
+    import asyncio
+
+    from streamproc import ingest
+
+    async def hang(records):
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(ingest, "SEND_TIMEOUT_S", 0.05)
+    with pytest.raises(IngestError) as e:
+        await ingest.write(_runtime(send_all=hang), [("t", b"k", b"{}", [])])
+    assert e.value.status == 503 and e.value.headers["Retry-After"]
+    with pytest.raises(IngestError) as e:
+        await ingest.write(_runtime(producer=None), [("t", b"k", b"{}", [])])
+    assert e.value.status == 503
+    await ingest.write(_runtime(), [("t", b"k", b"{}", [])])  # acknowledged: no error

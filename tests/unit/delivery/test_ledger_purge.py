@@ -48,8 +48,15 @@ class FakeTable:
             db.delete(key)
 
 
-def event(partition: int) -> SimpleNamespace:
-    return SimpleNamespace(message=SimpleNamespace(partition=partition, topic="sink"))
+class Event:
+    """A sink event as faust hands it over (weak-referenceable, like faust's Event)."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition, topic="sink")
+
+
+def event(partition: int) -> Event:
+    return Event(partition)
 
 
 def put(store: FakeStore, partition: int, key: str, at: float | bytes) -> None:

@@ -1,0 +1,40 @@
+"""`python -m bench.worker`: exactly `python -m streamproc worker` (same settings, same app, same
+agents), with two benchmark switches read from non-STREAMPROC variables:
+
+- BENCH_DELIVERY=off (the default here): the delivery agents are not registered, so the worker
+  does ingest -> repartition -> state + routing -> sink topics and nothing else. (Switching the
+  destinations off in topics.yaml would not do: routing then drops everything as `disabled`.)
+- BENCH_PROFILE=<file>: run the worker under cProfile and write the stats to <file> on exit
+  (read them with `python -m bench.profile_report <file>`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> int:
+    if os.environ.get("BENCH_DELIVERY", "off") == "off":
+        import streamproc.deliver_agents as deliver_agents
+
+        deliver_agents.register_delivery = lambda rt, topic: None  # type: ignore[assignment]
+
+    from streamproc.__main__ import main as streamproc_main
+
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if not profile_to:
+        return streamproc_main(["worker"])
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        return streamproc_main(["worker"])
+    finally:
+        prof.disable()
+        prof.dump_stats(profile_to)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
