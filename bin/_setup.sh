@@ -17,6 +17,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}" >&2
   touch "$stamp"
 fi
+# The status page test renders the page in headless Chromium (Debian's package): install it
+# for the test extras when we may (root with apt-get); the test fails with a message without it.
+if [ "$EXTRAS" = "test" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 \
+    && ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing chromium (apt-get) for the status page test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2 \
+    || echo "warning: could not install chromium; the status page test will fail" >&2
+fi
 if [ -z "${STREAMPROC_KAFKA_BOOTSTRAP_SERVERS:-}${STREAMPROC_TEST_BOOTSTRAP_SERVERS:-}" ]; then
   "$VENV/bin/streamproc" kafka fetch >/dev/null
 fi

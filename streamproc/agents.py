@@ -16,7 +16,7 @@ from faust.streams import _current_event
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
 from streamproc.output import Out
-from streamproc.records import dead_letter
+from streamproc.records import MAX_RECORD_BYTES, dead_letter
 from streamproc.routing.config import RoutingConfig
 from streamproc.routing.contacts import route_contact_event
 from streamproc.routing.messages import SweepPending, decode, encode, key_for
@@ -101,8 +101,13 @@ def ingest_outputs(rt: Runtime, source: str, m: Any) -> list[Out]:
     target = topo.internal["by_user" if source == "segment" else "by_contact"].name
     for ev in events:
         key = key_for(ev)
+        value = encode(ev)
+        if len(value) > MAX_RECORD_BYTES:  # the broker would refuse it for good: dead letter
+            errors.append(EventError("oversize", f"the parsed event is {len(value)} bytes, "
+                                     f"above the {MAX_RECORD_BYTES} byte record limit"))
+            continue
         metrics.events_in.labels(source, getattr(ev, "type", None) or getattr(ev, "event", "event")).inc()
-        out.append((target, key.encode() if key else None, encode(ev)))
+        out.append((target, key.encode() if key else None, value))
     for err in errors:
         metrics.dead_lettered_ingest.labels(source, err.reason).inc()
         out.append((topo.internal["dead_letter"].name, m.key, dead_letter(

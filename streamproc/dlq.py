@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streamproc.kafka import client_kwargs
 from streamproc.records import SinkRecord, original_bytes
@@ -38,6 +39,7 @@ from streamproc.replay import (
     FORCE_HEADER,
     Progress,
     UsageError,
+    error_text,
     compute_ranges,
     fetch_exact,
     format_time,
@@ -280,6 +282,16 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
+def _original(e: DlqEntry) -> bytes:
+    raw = original_bytes(e.doc or {})
+    if raw is not None:
+        return raw
+    if (e.doc or {}).get("original_truncated"):
+        raise Skip(f"the original ({(e.doc or {}).get('original_size')} bytes) was too large "
+                   f"to keep whole; re-produce it from its source")
+    raise Skip("the dead letter has no original bytes")
+
+
 def plan_redrive(e: DlqEntry, topology: Topology) -> Redrive:
     """The redrive of one entry (pure); raises Skip."""
     if e.doc is None:
@@ -301,15 +313,11 @@ def plan_redrive(e: DlqEntry, topology: Topology) -> Redrive:
                 raise Skip(f"record for {sink.destination} found in {e.topic}")
             return Redrive(e, "delivery", spec.sink.name, sink.key.encode(), sink.dumps(),
                            dedup=("id", sink.id))
-        raw = original_bytes(e.doc)
-        if raw is None:
-            raise Skip("no sink record and no original bytes in the dead letter")
+        raw = _original(e)
         part = _int(src.get("partition")) if src.get("topic") == spec.sink.name else None
         return Redrive(e, "delivery", spec.sink.name, e.key, raw, partition=part,
                        dedup=("src", src.get("topic"), src.get("partition"), src.get("offset")))
-    raw = original_bytes(e.doc)
-    if raw is None:
-        raise Skip("the dead letter has no original bytes")
+    raw = _original(e)
     if e.stage == "ingest":
         name = src.get("input")
         spec = topology.inputs.get(name) if isinstance(name, str) else None
@@ -452,6 +460,15 @@ async def redrive(settings: Settings, topology: Topology, entries: list[DlqEntry
 
 async def run_dlq_command(settings: Settings, topology: Topology, args: argparse.Namespace,
                           ) -> int:
+    try:
+        return await _dlq_command(settings, topology, args)
+    except (KafkaError, RuntimeError, OSError) as e:
+        print(f"streamproc dlq: {error_text(e)}", file=sys.stderr)
+        return 1
+
+
+async def _dlq_command(settings: Settings, topology: Topology, args: argparse.Namespace,
+                       ) -> int:
     out = sys.stdout
     try:
         since, until = time_window(args.since, args.until, now=time.time())

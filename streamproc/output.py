@@ -9,7 +9,8 @@ import logging
 from typing import Any, Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (BrokerResponseError, KafkaError, OutOfOrderSequenceNumber,
+                             ProducerFenced)
 from mode import Service
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,11 @@ class OutputProducer(Service):
         self._kwargs = client_kwargs
         self._client_id = client_id
         self.producer: AIOKafkaProducer | None = None
+        self._generation = 0  # bumped each time _reset replaces the producer
+        self._reset_lock = asyncio.Lock()
 
-    async def on_start(self) -> None:
-        self.producer = AIOKafkaProducer(
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             **self._kwargs,
             client_id=f"{self._client_id}-out",
             acks="all",
@@ -40,7 +43,39 @@ class OutputProducer(Service):
             max_request_size=4 * 1024 * 1024,
             request_timeout_ms=30000,
         )
+
+    async def on_start(self) -> None:
+        self.producer = self._new_producer()
         await self.producer.start()
+
+    async def _reset(self, generation: int) -> None:
+        """Replace the producer (new producer id) unless another caller already did.
+
+        aiokafka's idempotent producer advances a partition's sequence number for a batch the
+        broker then refuses for good (e.g. MessageSizeTooLarge); every later batch to that
+        partition fails with OutOfOrderSequenceNumber, forever. Only a new producer id clears
+        that, so a non-retriable broker answer resets the producer before the retry."""
+        async with self._reset_lock:
+            if generation != self._generation:
+                return
+            log.error("a non-retriable broker error broke the producer's sequence numbers; "
+                      "starting a new producer")
+            old = self.producer
+            if old is not None:
+                try:
+                    await asyncio.wait_for(old.stop(), 10)
+                except Exception as exc:  # noqa: BLE001 - the old one is discarded anyway
+                    log.warning("stopping the replaced producer failed: %r", exc)
+            while True:
+                producer = self._new_producer()
+                try:
+                    await producer.start()
+                    break
+                except KafkaError as exc:  # broker unreachable: keep trying, as sends do
+                    log.warning("starting a new producer failed (%r); retrying", exc)
+                    await asyncio.sleep(1.0)
+            self.producer = producer
+            self._generation += 1
 
     async def on_stop(self) -> None:
         if self.producer is not None:
@@ -53,6 +88,7 @@ class OutputProducer(Service):
         attempt = 0
         while pending:
             assert self.producer is not None, "OutputProducer not started"
+            generation = self._generation
             futs = []
             try:
                 for rec in pending:
@@ -73,8 +109,17 @@ class OutputProducer(Service):
             log.warning("producing %d records failed (%r); retrying in %.1fs (attempt %d)",
                         len(failed), err, delay, attempt)
             await asyncio.sleep(delay)
+            if any(_poisons_producer(r) for r in results):
+                await self._reset(generation)
             # Re-send everything that failed; records that succeeded are not sent again.
             # Order per key is kept because the producer is idempotent and records of a key
             # that failed are re-sent in their original order.
             pending = failed
         return total
+
+
+def _poisons_producer(result: object) -> bool:
+    """A broker answer that fails a batch for good (not retriable, not a timeout or a lost
+    connection): the idempotent producer's sequence for that partition is now broken."""
+    return isinstance(result, BrokerResponseError) and not result.retriable or isinstance(
+        result, (OutOfOrderSequenceNumber, ProducerFenced))

@@ -17,6 +17,11 @@ CLEVERTAP = "clevertap"
 MAILJET = "mailjet"
 DESTINATIONS = (MAILMODO, SEGMENT, CLEVERTAP, MAILJET)
 
+# Largest record streamproc writes itself (re-keyed events, dead letters): below the broker's
+# default message.max.bytes (1048588) with room for the batch overhead. A larger record would
+# be refused by the broker for good, and retrying it would stall the agent that wrote it.
+MAX_RECORD_BYTES = 900_000
+
 # The name a destination has in a Segment `integrations` object (case-sensitive).
 INTEGRATION_NAMES = {
     MAILMODO: "Mailmodo",
@@ -113,7 +118,8 @@ def dead_letter(
     last_attempt_at: float | None = None,
 ) -> bytes:
     """One dead-letter record (JSON bytes). `original` bytes are kept exactly, as latin-1
-    text when they are not UTF-8 (flagged by original_encoding)."""
+    text when they are not UTF-8 (flagged by original_encoding); only when the record would
+    exceed MAX_RECORD_BYTES is a prefix kept instead (see _truncate_original)."""
     doc: dict[str, Any] = {
         "stage": stage,  # "ingest" (could not parse) or "delivery" (could not deliver)
         "reason": reason,  # machine-readable code, e.g. not_json, http_400, retries_exhausted
@@ -139,12 +145,35 @@ def dead_letter(
         doc["attempts"] = attempts
         doc["first_attempt_at"] = first_attempt_at
         doc["last_attempt_at"] = last_attempt_at
-    return orjson.dumps(doc)
+    out = orjson.dumps(doc)
+    if len(out) > MAX_RECORD_BYTES and original is not None:
+        out = _truncate_original(doc, original, len(out))
+    return out
+
+
+def _truncate_original(doc: dict[str, Any], original: bytes, size: int) -> bytes:
+    """The dead letter would not fit in a Kafka record: keep a prefix of the original, with
+    its full size and sha256, flagged `original_truncated` (original_bytes() gives None)."""
+    doc["original_truncated"] = True
+    doc["original_size"] = len(original)
+    doc["original_sha256"] = hashlib.sha256(original).hexdigest()
+    encoding = doc["original_encoding"]
+    keep = len(original)
+    while True:
+        keep = int(keep * MAX_RECORD_BYTES / size * 0.9)
+        prefix = original[:keep]
+        doc["original"] = (prefix.decode("utf-8", "ignore") if encoding == "utf-8"
+                           else prefix.decode("latin-1"))
+        out = orjson.dumps(doc)
+        size = len(out)
+        if size <= MAX_RECORD_BYTES:
+            return out
 
 
 def original_bytes(dlq_doc: dict[str, Any]) -> bytes | None:
-    """The exact original bytes of a dead-letter record written by dead_letter()."""
+    """The exact original bytes of a dead-letter record written by dead_letter(); None when
+    there are none, or only a truncated prefix (`original_truncated`: too large to keep)."""
     text = dlq_doc.get("original")
-    if text is None:
+    if text is None or dlq_doc.get("original_truncated"):
         return None
     return text.encode(dlq_doc.get("original_encoding", "utf-8"))

@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator, Iterable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streamproc.kafka import client_kwargs
 from streamproc.settings import Settings
@@ -46,6 +47,11 @@ SEND_CHUNK = 2000  # produce futures awaited per chunk
 
 class UsageError(Exception):
     """A bad command line (exit code 2)."""
+
+
+def error_text(e: BaseException) -> str:
+    text = str(e)
+    return text if type(e).__name__ in text else f"{type(e).__name__}: {text}"
 
 
 # ------------------------------------------------------------------------------ times
@@ -612,7 +618,11 @@ async def run_replay_command(settings: Settings, topology: Topology,
     to_ms = int(to_s * 1000) if to_s is not None else None
     code = 0
     for job in plan.jobs:
-        code = max(code, await _run_job(settings, job, args, from_ms, to_ms, now, out))
+        try:
+            code = max(code, await _run_job(settings, job, args, from_ms, to_ms, now, out))
+        except (KafkaError, RuntimeError, OSError) as e:
+            print(f"streamproc replay {job.label}: {error_text(e)}", file=sys.stderr)
+            return 1
     return code
 
 

@@ -13,7 +13,7 @@ on a 2-core machine shared with other test runs. Waits poll with generous bounds
 from __future__ import annotations
 
 import asyncio
-import gzip
+import hashlib
 import shutil
 import tempfile
 import threading
@@ -528,6 +528,10 @@ def _poison() -> dict[str, list[tuple[Any, bytes, list[str]]]]:
     seg_big = orjson.dumps({**identify("pz", 999), "pad": "x" * BIG})
     mm_big = orjson.dumps({"event": "opened", "email": "big@example.com", "timestamp": 1,
                            "pad": "x" * (MIB + 10)})
+    mm_huge_ok = orjson.dumps({"event": "form_submitted", "email": "huge@example.com",
+                               "timestamp": 1763633400, "template_name": "T",
+                               "form_responses": {"essay": "y" * 1_000_000}})
+    assert len(mm_huge_ok) < MIB
     return {
         "segment": [
             (b"p1", b"{not json", ["not_json"]),
@@ -557,6 +561,9 @@ def _poison() -> dict[str, list[tuple[Any, bytes, list[str]]]]:
             (b"m5", orjson.dumps({"event": "teleported", "email": "a@example.com",
                                   "timestamp": 1763633400}), ["unknown_event"]),
             (b"m6", mm_big, ["oversize"]),
+            # valid and under the 1 MiB input limit, but its re-keyed envelope (which keeps
+            # the raw body too) is larger than a broker record may be
+            (b"m7", mm_huge_ok, ["oversize"]),
         ],
         "mailjet": [
             (b"j1", b"<xml/>", ["not_json"]),
@@ -636,7 +643,14 @@ def test_poison_records_dead_lettered_good_ones_routed(stack):
         src = d["source"]
         key = src["key"].encode("utf-8") if src["key"] is not None else None
         assert src["topic"] == stack.topic(src["input"]) and src["offset"] >= 0
-        assert original_bytes(d) == originals[(src["input"], key)], (src, d["reason"])
+        orig = originals[(src["input"], key)]
+        if d.get("original_truncated"):  # ~1 MB: a broker record cannot hold it whole
+            assert len(orig) > 900_000 and d["reason"] == "oversize"
+            assert d["original_size"] == len(orig)
+            assert d["original_sha256"] == hashlib.sha256(orig).hexdigest()
+            assert orig.startswith(d["original"].encode()) and len(d["original"]) > 100_000
+        else:
+            assert original_bytes(d) == orig, (src, d["reason"])
         assert d["message"] and d["stage"] == "ingest"
 
     # the good records around them were all routed and delivered
@@ -657,3 +671,37 @@ def test_poison_records_dead_lettered_good_ones_routed(stack):
     assert books.dropped["segment/not_identified"] == GOOD_N
     assert_balanced(books)
     assert w.proc is not None and w.proc.poll() is None
+
+
+def test_output_producer_survives_a_record_the_broker_refuses(stack):
+    """A record the broker refuses for good (MessageSizeTooLarge) must not break the output
+    producer for the other records of that partition. aiokafka's idempotent producer used to
+    answer OutOfOrderSequenceNumber to every later batch of the partition, forever (seen with
+    an oversize dead letter: the whole ingest agent stalled); OutputProducer now replaces
+    its producer after a non-retriable broker error."""
+    from streamproc.output import OutputProducer
+
+    topic = stack.topic("dead_letter")
+
+    async def run() -> float:
+        out = OutputProducer({"bootstrap_servers": stack.bootstrap}, "faults-test")
+        await out.start()
+        try:
+            # the partition must already hold a record of this producer: the broker then
+            # checks the sequence of every later batch
+            await out.send_all([(topic, b"k", b'{"first": 1}')])
+            big = asyncio.ensure_future(out.send_all([(topic, b"k", b"x" * 1_200_000)]))
+            await asyncio.sleep(1.0)  # refused at least once by now
+            t0 = time.monotonic()
+            try:
+                await asyncio.wait_for(out.send_all([(topic, b"k", b'{"small": 1}')]), 30)
+            finally:
+                big.cancel()  # it can never succeed; the caller decides (dead letters are capped)
+            return time.monotonic() - t0
+        finally:
+            await out.stop()
+
+    took = asyncio.run(run())  # before the fix: TimeoutError (OutOfOrderSequenceNumber loop)
+    print(f"[producer-reset] small record after a refused one delivered in {took:.1f}s")
+    recs = read_topic(stack.bootstrap, topic, min_count=2, timeout=10)
+    assert [r.value for r in recs] == [b'{"first": 1}', b'{"small": 1}']

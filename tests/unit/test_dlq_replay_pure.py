@@ -262,6 +262,10 @@ def test_redrive_ingest_with_unknown_input_or_no_bytes_is_skipped(topo):
     del e.doc["original"]
     with pytest.raises(Skip, match="no original bytes"):
         plan_redrive(e, topo)
+    cut = _ingest_entry()
+    cut.doc.update(original_truncated=True, original_size=5_000_000)
+    with pytest.raises(Skip, match="5000000 bytes"):
+        plan_redrive(cut, topo)
 
 
 def test_redrive_routing_record_goes_back_to_the_internal_topic(topo):

@@ -1,0 +1,1 @@
+"""streamproc benchmarks (see bench/README section in the top-level README)."""

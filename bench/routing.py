@@ -1,0 +1,247 @@
+"""Routing throughput and latency: N realistic mixed raw events (bench/gen.py) pre-produced to the
+raw topics, then one real worker process (without delivery agents, see bench/worker.py) routes
+them to the sink topics. Beside it, in the same run and over the same raw records, the bare
+aiokafka loop (bench/bare.py): the ceiling for Python. Then a steady-rate run (default 2k
+events/s for 30 s) for end-to-end latency.
+
+    python -m bench.routing [--events N] [--rate R --seconds S] [--no-steady] [--no-bare]
+
+Throughput = inputs / (first internal record appended -> last sink record appended), from
+broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
+counted. Latency = sink record append time - input record time (the producer's send time).
+Also CPU-seconds per 1k inputs (from /proc), which a busy host disturbs much less."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from bench import gen
+from bench.common import (
+    ROOT, Broker, CpuSampler, Progress, Worker, Workdir, create_topics, end_offsets, env_int,
+    latency_summary, log, metric_values, new_prefix, produce, produce_at_rate, read_topics,
+    write_result,
+)
+
+
+def sink_ref(value: bytes) -> tuple[str | None, str, str]:
+    """(input ref, destination, delivery id) of one sink record."""
+    doc = orjson.loads(value)
+    payload = doc.get("payload") or {}
+    if doc.get("op") == "trigger_campaign":
+        ref = (payload.get("data") or {}).get("ref")
+    else:
+        ref = str((doc.get("source") or {}).get("message_id", "")).split(":")[0] or None
+    return ref, doc.get("destination", "?"), doc.get("id", "")
+
+
+def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str) -> dict[str, Any]:
+    """Read raw, internal and sink topics back: throughput window, latencies, checks."""
+    raw_topics = [t.name for t in topo.inputs.values()]
+    internal = [topo.internal["by_user"].name, topo.internal["by_contact"].name]
+    sinks = {d.sink.name: slug for slug, d in topo.destinations.items()}
+    by_value = {r.value: r for r in raws if r.ref}
+    input_ts: dict[str, float] = {}
+    for rec in read_topics(bootstrap, raw_topics):
+        r = by_value.get(rec.value)
+        if r is not None:
+            input_ts[r.ref] = rec.ts / 1000
+    int_ts = [rec.ts / 1000 for rec in read_topics(bootstrap, internal, with_values=False)]
+    sink_recs = read_topics(bootstrap, list(sinks))
+    t0 = min(int_ts) if int_ts else None
+    t1 = max((r.ts / 1000 for r in sink_recs), default=None)
+    per_dest: dict[str, int] = {}
+    ids: set[str] = set()
+    lat_in: list[float] = []
+    lat_proc: list[float] = []
+    unknown = 0
+    for rec in sink_recs:
+        ref, dest, did = sink_ref(rec.value)
+        per_dest[dest] = per_dest.get(dest, 0) + 1
+        ids.add(did)
+        ts_in = input_ts.get(ref) if ref else None
+        if ts_in is None:
+            unknown += 1
+            continue
+        out = rec.ts / 1000
+        lat_in.append((out - ts_in) * 1000)
+        if t0 is not None:
+            lat_proc.append((out - max(ts_in, t0)) * 1000)
+    res = {
+        "window": {"first_internal_append": t0, "last_sink_append": t1,
+                   "seconds": round(t1 - t0, 3) if t0 and t1 else None},
+        "sink_records": len(sink_recs), "sink_records_per_destination": per_dest,
+        "duplicate_delivery_ids": len(sink_recs) - len(ids),
+        "sink_records_without_input": unknown,
+        "internal_records": len(int_ts),
+        "latency_from_input": latency_summary(lat_in),
+    }
+    if t_from == "processing":
+        res["latency_from_processing_start"] = latency_summary(lat_proc)
+    return res
+
+
+def run_bare(bootstrap: str, topo: Any, prefix: str, mode: str, n: int,
+             timeout: float) -> dict[str, Any]:
+    from streamproc.topics import reconcile
+    from streamproc.topology import Topology
+
+    spec = topo.internal["by_user"]
+    out_spec = type(spec)(f"bench.bare.{mode}", f"{prefix}bench.bare.{mode}", spec.partitions,
+                          spec.replication_factor, spec.retention_ms, "delete",
+                          {"message.timestamp.type": "LogAppendTime"})
+    asyncio.run(reconcile(Topology({}, {"out": out_spec}, {}), {"bootstrap_servers": bootstrap},
+                          create=True))
+    topics = ",".join(f"{t.name}={src}" for src, t in topo.inputs.items())
+    cmd = [sys.executable, "-m", "bench.bare", "--bootstrap", bootstrap, "--topics", topics,
+           "--out", out_spec.name, "--group", f"{prefix}bare-{mode}", "--mode", mode]
+    log(f"bare aiokafka loop ({mode}) over the same {n} raw records ...")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"bare loop failed:\n{proc.stderr[-3000:]}")
+    own = json.loads(proc.stdout.strip().splitlines()[-1])
+    ts = [r.ts / 1000 for r in read_topics(bootstrap, [out_spec.name], with_values=False)]
+    secs = max(ts) - min(ts) if len(ts) > 1 else None
+    eps = round(n / secs, 1) if secs else None
+    res = {"mode": mode, "outputs": len(ts), "window_seconds": round(secs, 3) if secs else None,
+           "events_per_s": eps, "self_reported": own,
+           "cpu_s_per_1k_inputs": round(own["cpu_s"] / n * 1000, 4)}
+    log(f"  bare ({mode}): {eps} events/s ({len(ts)} outputs), "
+        f"{res['cpu_s_per_1k_inputs']} cpu-s per 1k inputs")
+    return res
+
+
+def worker_counts(w: Worker) -> dict[str, Any]:
+    text = w.metrics()
+    return {
+        "events_in": sum(metric_values(text, "streamproc_events_in_total").values()),
+        "routed": sum(metric_values(text, "streamproc_routed_total").values()),
+        "dropped": sum(metric_values(text, "streamproc_dropped_total").values()),
+        "dead_lettered_ingest": sum(
+            metric_values(text, "streamproc_dead_lettered_ingest_total").values()),
+    }
+
+
+def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], timeout: float,
+          profile: str | None) -> dict[str, Any]:
+    prefix = new_prefix("r")
+    topo = create_topics(bootstrap, prefix)
+    log(f"generating {n} mixed events ...")
+    raws = gen.mixed(n)
+    summary = gen.summary(raws)
+    log(f"  {summary}")
+    rate = produce(bootstrap, topo, raws)
+    log(f"pre-produced {n} records to the raw topics ({rate:.0f}/s)")
+    extra = {"BENCH_PROFILE": profile} if profile else {}
+    w = Worker(bootstrap, prefix, f"{prefix}app", root=wd, extra_env=extra).start()
+    with CpuSampler([w]) as cpu:
+        ready_s = w.wait_ready()
+        log(f"worker ready after {ready_s:.1f}s; routing ...")
+        prog = Progress(bootstrap, topo, f"{prefix}app", summary["sinks_min"], summary["sinks_max"],
+                        [w]).wait(timeout)
+        counts = worker_counts(w)
+        rss_kb, hwm_kb = w.rss_kb(), w.hwm_kb()
+    w.stop()
+    res = analyse(bootstrap, topo, raws, t_from="processing")
+    win = res["window"]
+    secs = win["seconds"]
+    eps = round(n / secs, 1) if secs else None
+    worker_cpu = cpu.between(win["first_internal_append"], win["last_sink_append"]) if secs else None
+    out = {
+        "events": n, "input": summary, "produce_rate": round(rate), "ready_s": round(ready_s, 2),
+        **prog, "worker_metrics": counts, "events_per_s": eps,
+        "worker_cpu_s": worker_cpu,
+        "worker_cpu_s_per_1k_inputs": round(worker_cpu / n * 1000, 4) if worker_cpu else None,
+        "worker_cpu_utilisation": round(worker_cpu / secs, 2) if worker_cpu and secs else None,
+        "worker_rss_mb": round(rss_kb / 1024, 1) if rss_kb else None,
+        "worker_peak_rss_mb": round(hwm_kb / 1024, 1) if hwm_kb else None,
+        **res,
+    }
+    log(f"worker: {eps} events/s over {secs}s; {res['sink_records']} sink records; "
+        f"cpu {out['worker_cpu_s_per_1k_inputs']} s per 1k inputs; "
+        f"latency from processing start p50 {res['latency_from_processing_start']['p50_ms']} ms "
+        f"p99 {res['latency_from_processing_start']['p99_ms']} ms (backlog)")
+    bare = [run_bare(bootstrap, topo, prefix, m, n, timeout) for m in bare_modes]
+    out["bare"] = {b["mode"]: b for b in bare}
+    ratios = {}
+    for b in bare:
+        if eps and b["events_per_s"]:
+            ratios[f"vs_bare_{b['mode']}"] = round(eps / b["events_per_s"], 3)
+        if out["worker_cpu_s_per_1k_inputs"] and b["cpu_s_per_1k_inputs"]:
+            ratios[f"cpu_efficiency_vs_bare_{b['mode']}"] = round(
+                b["cpu_s_per_1k_inputs"] / out["worker_cpu_s_per_1k_inputs"], 3)
+    out["ratio"] = ratios
+    log(f"ratio: {ratios}")
+    return out
+
+
+def steady(bootstrap: str, wd: Any, rate: int, seconds: int, timeout: float) -> dict[str, Any]:
+    prefix = new_prefix("s")
+    topo = create_topics(bootstrap, prefix)
+    n = rate * seconds
+    raws = gen.mixed(n, seed=11)
+    summary = gen.summary(raws)
+    w = Worker(bootstrap, prefix, f"{prefix}app", root=wd).start()
+    with CpuSampler([w]) as cpu:
+        ready_s = w.wait_ready()
+        time.sleep(2.0)  # let the first fetches settle
+        log(f"steady rate: {rate} events/s for {seconds}s ({n} events) ...")
+        t_start = time.time()
+        sent = asyncio.run(produce_at_rate(bootstrap, topo, raws, rate))
+        t_sent = time.time()
+        prog = Progress(bootstrap, topo, f"{prefix}app", summary["sinks_min"],
+                        summary["sinks_max"], [w]).wait(timeout)
+        rss_kb = w.rss_kb()
+    w.stop()
+    res = analyse(bootstrap, topo, raws, t_from="input")
+    worker_cpu = cpu.between(t_start, t_sent)
+    lat = res["latency_from_input"]
+    out = {"rate": rate, "seconds": seconds, "events": n, "ready_s": round(ready_s, 2),
+           "produced": sent, **prog,
+           "worker_cpu_utilisation": round(worker_cpu / (t_sent - t_start), 3) if worker_cpu else None,
+           "worker_rss_mb": round(rss_kb / 1024, 1) if rss_kb else None,
+           "p99_target_ms": 250, "p99_met": lat["p99_ms"] is not None and lat["p99_ms"] < 250,
+           **res}
+    log(f"steady: latency p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; "
+        f"worker cpu {out['worker_cpu_utilisation']} of one core")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=env_int("BENCH_EVENTS", 200_000))
+    ap.add_argument("--rate", type=int, default=env_int("BENCH_STEADY_RATE", 2000))
+    ap.add_argument("--seconds", type=int, default=env_int("BENCH_STEADY_SECONDS", 30))
+    ap.add_argument("--no-steady", action="store_true")
+    ap.add_argument("--no-bare", action="store_true")
+    ap.add_argument("--bare-modes", default="batch,send")
+    ap.add_argument("--profile", help="write the worker's cProfile stats to this file")
+    ap.add_argument("--name", default="routing")
+    args = ap.parse_args(argv)
+    timeout = max(180.0, args.events / 400)
+    doc: dict[str, Any] = {"sizes": {"events": args.events, "steady_rate": args.rate,
+                                     "steady_seconds": args.seconds}}
+    t = time.monotonic()
+    with Broker() as broker, Workdir("routing") as wd:
+        doc["burst"] = burst(broker.bootstrap, wd, args.events,
+                             [] if args.no_bare else args.bare_modes.split(","), timeout,
+                             os.path.abspath(args.profile) if args.profile else None)
+        if not args.no_steady:
+            doc["steady"] = steady(broker.bootstrap, wd, args.rate, args.seconds,
+                                   timeout=max(120.0, args.seconds * 4))
+    doc["took_s"] = round(time.monotonic() - t, 1)
+    write_result(args.name, doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
