@@ -98,6 +98,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: list[str] | N
     root.addHandler(handler)
     root.setLevel(level)
     # faust/aiokafka are chatty at INFO; keep their warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request
     for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING)
                                           if level != "DEBUG" else logging.DEBUG)

@@ -17,6 +17,7 @@ requests (streamproc_requests_total)            counter    destination, kind, st
 auth_paused (1 = destination paused on 401/403) gauge      destination
 consumer_lag                                    gauge      topic, partition
 table_keys                                      gauge      table
+changelog_records_read (..._total)              counter    table, role (recovery, standby)
 ingest_requests (..._total)                     counter    endpoint, status
 
 status_class is "2xx", "4xx", "5xx", "network" or "mapping" (rejected before any request);
@@ -95,6 +96,10 @@ class Metrics:
         self.consumer_lag = gauge("consumer_lag", "Messages behind the end of the partition",
                                   ("topic", "partition"))
         self.table_keys = gauge("table_keys", "Keys in a state table", ("table",))
+        self.changelog_records_read = counter(
+            "changelog_records_read", "Table changelog records applied: role=recovery while "
+            "recovering active partitions (restart, rebalance, failover), role=standby while "
+            "keeping standby replicas warm", ("table", "role"))
         self.ingest_requests = counter("ingest_requests", "Ingest HTTP requests",
                                        ("endpoint", "status"))
         self._metrics: dict[str, Counter | Gauge | Histogram] = {

@@ -32,6 +32,30 @@ def install(rt: Runtime) -> None:
     """Register the refreshers on rt.metrics (called once from create_app)."""
     rt.metrics.on_refresh(refresh_lag)
     rt.metrics.on_refresh(refresh_table_keys)
+    for table in rt.tables.values():
+        count_changelog_reads(rt, table)
+
+
+def count_changelog_reads(rt: Runtime, table: Any) -> None:
+    """Count the changelog records faust applies to `table` (changelog_records_read): reads of
+    an active partition happen only while it recovers (restart, rebalance, failover), reads
+    of a standby partition keep a standby replica warm. Uses faust's on_changelog_event hook
+    (the Table(on_changelog_event=...) argument), chained after any callback already set."""
+    counters = {role: rt.metrics.changelog_records_read.labels(table.name, role)
+                for role in ("recovery", "standby")}
+    previous = getattr(table, "_on_changelog_event", None)
+
+    async def on_changelog_event(event: Any) -> None:
+        recovery = rt.app.tables.recovery
+        tp = event.message.tp
+        if tp in recovery.active_tps:
+            counters["recovery"].inc()
+        elif tp in recovery.standby_tps:
+            counters["standby"].inc()
+        if previous is not None:
+            await previous(event)
+
+    table._on_changelog_event = on_changelog_event  # noqa: SLF001 - see docstring
 
 
 def _consumer(rt: Runtime) -> Any:

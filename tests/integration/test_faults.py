@@ -305,14 +305,15 @@ def test_kill9_worker_mid_stream_and_restart_same_data_dir(stack):
     # kill -9 once deliveries are flowing: some delivered, most not yet
     wait_for(lambda: len(received(stack.sandbox)) >= len(books.expected) // 5, timeout=90,
              interval=0.1, what="deliveries flowing")
-    at_kill = len(set(received(stack.sandbox)))
+    at_kill, produced_at_kill = len(set(received(stack.sandbox))), prod.sent
     w.kill()
     assert at_kill < len(books.expected), "kill was not mid-stream"
     w2 = stack.worker("w1b", data_dir=w.data_dir, **fast_env())  # same RocksDB store
     w2.wait_ready(timeout=120)
     prod.finish()
     settle_books(stack, books)
-    print(f"[kill9-restart] delivered before kill={at_kill}, produced before kill <= {prod.sent}")
+    print(f"[kill9-restart] at the kill: {produced_at_kill}/{2 * n} events produced, "
+          f"{at_kill}/{len(books.expected)} deliveries made")
     assert_balanced(books)
     # the restarted worker's ledger/state came back: it dropped nothing as unknown_user
     assert counter_value(w2.metrics(), "streamproc_dropped_total", reason="unknown_user") == 0

@@ -37,7 +37,7 @@ EMAIL = "jane.doe@example.com"
 def restore_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    noisy = {n: logging.getLogger(n).level for n in ("aiokafka", "faust", "mode")}
+    noisy = {n: logging.getLogger(n).level for n in ("aiokafka", "faust", "mode", "httpx")}
     yield
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -22,8 +22,8 @@ class FakeStore:
     offset_key = OFFSET_KEY
 
     def __init__(self, root, partitions: int) -> None:
-        self._dbs = {p: rocksdict.Rdict(str(root / f"p{p}"), options=rocksdict.Options(raw_mode=True))
-                     for p in range(partitions)}
+        raw = rocksdict.Options(raw_mode=True)
+        self._dbs = {p: rocksdict.Rdict(str(root / f"p{p}"), options=raw) for p in range(partitions)}
 
     def close(self) -> None:
         for db in self._dbs.values():
