@@ -6,7 +6,7 @@ It emits about as many outputs as streamproc's routing does for the same records
 
     python -m bench.bare --bootstrap H:P --topics a,b,c,d --out T --group G [--mode batch|send]
 
-prints one JSON line: inputs, outputs, seconds (first record fetched -> last commit), cpu_s."""
+prints one JSON line: inputs, outputs, seconds and cpu_s (first record fetched -> last commit)."""
 
 from __future__ import annotations
 
@@ -90,12 +90,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     users: dict[str, str] = {}
     n_in = n_out = 0
     t_first = None
+    cpu_first = 0.0
     try:
-        parts = consumer._client.cluster.partitions_for_topic(args.out)  # noqa: SLF001
-        while not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer._client.cluster.partitions_for_topic(args.out)  # noqa: SLF001
-        out_parts = sorted(parts)
+        out_parts = sorted(await producer.partitions_for(args.out))
         partitioner = DefaultPartitioner()
         tps = [TopicPartition(t, p) for t in sources
                for p in consumer.partitions_for_topic(t) or ()]
@@ -107,6 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             if t_first is None:
                 t_first = time.monotonic()
+                cpu_first = _cpu()
             now = time.time()
             outs: list[tuple[bytes, bytes]] = []
             for tp, msgs in batch.items():
@@ -138,10 +136,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await producer.stop()
         await consumer.stop()
-    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = _cpu() - cpu_first
     return {"mode": args.mode, "inputs": n_in, "outputs": n_out, "seconds": round(took, 3),
             "events_per_s": round(n_in / took, 1) if took else None,
-            "cpu_s": round(ru.ru_utime + ru.ru_stime, 2)}
+            "cpu_s": round(cpu, 3)}
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KAFKA_VERSION = "4.1.1"  # pinned; override with STREAMPROC_KAFKA_VERSION
+KAFKA_VERSION = "4.3.0"  # pinned; override with STREAMPROC_KAFKA_VERSION
 SCALA_VERSION = "2.13"
 LOG4J_VERSION = "2.24.3"
 SLF4J_VERSION = "2.0.17"

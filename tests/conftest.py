@@ -31,7 +31,7 @@ def kafka_bootstrap() -> str:
         try:
             from testcontainers.kafka import KafkaContainer
 
-            with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            with KafkaContainer("apache/kafka:4.3.0").with_kraft() as container:
                 yield container.get_bootstrap_server()
             return
         except Exception as e:  # pragma: no cover - needs a Docker engine
