@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 
+TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:7.9.0"
+
 
 def _docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
@@ -29,9 +31,11 @@ def kafka_bootstrap() -> str:
     problems = []
     if _docker_engine_answers():
         try:
-            from testcontainers.kafka import KafkaContainer
+            from testcontainers.community.kafka import KafkaContainer
 
-            with KafkaContainer("apache/kafka:4.3.0").with_kraft() as container:
+            # testcontainers' KafkaContainer configures Confluent images; cp-kafka 7.9 is
+            # Apache Kafka 3.9 in KRaft mode, the newest line its KRaft setup supports.
+            with KafkaContainer(TESTCONTAINERS_IMAGE).with_kraft() as container:
                 yield container.get_bootstrap_server()
             return
         except Exception as e:  # pragma: no cover - needs a Docker engine
