@@ -11,33 +11,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamproc.dlq import (
-    INGEST,
-    DlqEntry,
-    DlqFilter,
-    Selection,
-    Skip,
-    dlq_topics,
-    format_table,
-    plan_redrive,
-)
+from streamproc.command_errors import UsageError
+from streamproc.dlq import dlq_topics
+from streamproc.dlq_entries import INGEST, DlqEntry, DlqFilter, Selection, format_table
+from streamproc.dlq_redrive import Skip, plan_redrive
+from streamproc.force_header import FORCE_HEADER, replay_headers
 from streamproc.records import SinkRecord, dead_letter
-from streamproc.replay import (
-    FORCE_HEADER,
-    PartitionRange,
-    Progress,
-    RangeStats,
-    UsageError,
-    describe_ranges,
-    format_time,
-    ledger_changelog,
-    parse_time,
-    plan_replay,
-    replay_headers,
-    sink_id,
-    time_window,
-)
+from streamproc.replay import plan_replay
+from streamproc.replay_counting import RangeStats, ledger_changelog, sink_id
 from streamproc.settings import Settings
+from streamproc.timespec import format_time, parse_time, time_window
+from streamproc.topic_reader import PartitionRange, Progress, describe_ranges
 from streamproc.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
