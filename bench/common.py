@@ -6,6 +6,8 @@ RSS readings from /proc, percentiles and the JSON result files in bench/results/
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import dataclasses
 import json
 import os
@@ -48,15 +50,34 @@ def env_int(name: str, default: int) -> int:
 # ------------------------------------------------------------------------------ broker
 
 
+_LIVE_WORKERS: list[Worker] = []
+
+
+def _stop_live_workers() -> None:
+    for w in list(_LIVE_WORKERS):
+        if w.proc is not None and w.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                os.killpg(w.proc.pid, signal.SIGKILL)
+
+
+atexit.register(_stop_live_workers)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds: workers and the broker are stopped on the way
+
+
 class Broker:
     """The broker of one benchmark run: an external one (STREAMPROC_BENCH_BOOTSTRAP_SERVERS)
-    or a LocalKafka started here (and stopped and deleted on exit)."""
+    or a LocalKafka started here (and stopped and deleted on exit, also on SIGTERM)."""
 
     def __init__(self) -> None:
         self.kafka: LocalKafka | None = None
         self.bootstrap = os.environ.get("STREAMPROC_BENCH_BOOTSTRAP_SERVERS", "")
 
     def __enter__(self) -> Broker:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _sigterm)
         if not self.bootstrap:
             log("starting a local Kafka broker (127.0.0.1) ...")
             self.kafka = LocalKafka(heap=os.environ.get("STREAMPROC_KAFKA_HEAP", "1g")).start()
@@ -188,6 +209,7 @@ class Worker:
     def start(self) -> Worker:
         if self.data_dir is None:
             self.data_dir = tempfile.mkdtemp(prefix=f"{self.name}-data-", dir=self.root)
+        os.makedirs(self.data_dir, exist_ok=True)
         self.web_port = free_port()
         self.log_path = self.root / f"{self.name}-{int(time.time() * 1000)}.log"
         env = worker_env(self.bootstrap, self.prefix, self.app_id, self.data_dir, self.web_port,
@@ -196,6 +218,7 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], env=env,
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
                                      cwd=str(ROOT), start_new_session=True)
+        _LIVE_WORKERS.append(self)
         return self
 
     @property
@@ -254,6 +277,8 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self.proc = None
+        if self in _LIVE_WORKERS:
+            _LIVE_WORKERS.remove(self)
         return time.monotonic() - t
 
     def log_tail(self, n: int = 40) -> str:
@@ -296,8 +321,9 @@ async def _produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, by
     return n
 
 
-def produce(bootstrap: str, topo: Topology, raws: list[Any]) -> float:
-    """Produce generated records to their raw topics; returns records/s."""
+def produce(bootstrap: str, topo: Topology, raws: Iterable[Any]) -> float:
+    """Produce generated records (a list or a generator) to their raw topics; returns
+    records/s."""
     t = time.monotonic()
     n = asyncio.run(_produce(bootstrap, ((topo.inputs[r.input].name, r.key, r.value)
                                          for r in raws)))

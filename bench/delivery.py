@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import time
@@ -35,10 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import (
-    DESTS, Worker, Workdir, create_topics, env_int, latency_summary, log, new_prefix,
+    DESTS, RESULTS, Worker, Workdir, create_topics, env_int, latency_summary, log, new_prefix,
     proc_cpu_seconds, write_result,
 )
 from streamproc.localkafka import LocalKafka
@@ -123,6 +125,23 @@ def _accepted(fake: Any, dest: str) -> list[tuple[float, float]]:
     return out
 
 
+def _received(fake: Any, dest: str) -> list[int]:
+    """The `n` of every record the fake accepted."""
+    out = []
+    for r in fake.requests():
+        if r.status is None or not 200 <= r.status < 300 or not isinstance(r.body, dict):
+            continue
+        if dest == "mailmodo":
+            out += [v["data"]["n"] for v in r.body.get("values", [])]
+        elif dest == "segment":
+            out += [m["properties"]["n"] for m in r.body.get("batch", [])]
+        elif dest == "clevertap":
+            out += [d["evtData"]["n"] for d in r.body.get("d", [])]
+        elif r.path.endswith("/managecontact"):
+            out.append(r.body["Properties"]["n"])
+    return out
+
+
 def _count(fake: Any, dest: str) -> int:
     with fake.lock:
         if dest == "mailmodo":
@@ -156,6 +175,8 @@ def _fakes_main(conn: Any) -> None:
             conn.send(None)
         elif cmd == "count":
             conn.send(_count(fake, args[0]))
+        elif cmd == "received":
+            conn.send(_received(fake, args[0]))
         elif cmd == "stats":
             conn.send(_stats(fake, args[0], since_n=args[1]))
 
@@ -281,7 +302,8 @@ async def bare_kafka_loop(bootstrap: str, topic: str, total: int, batch_size: in
     client = build_client(module, settings)
     content_type = client.headers.get("Content-Type", "application/json")
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                group_id=f"bare-{time.time_ns()}", enable_auto_commit=False, auto_offset_reset="earliest",
+                                group_id=f"bare-{time.time_ns()}", enable_auto_commit=False,
+                                auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     done, last_commit = 0, time.monotonic()
@@ -306,8 +328,8 @@ async def bare_kafka_loop(bootstrap: str, topic: str, total: int, batch_size: in
                 msgs = [m for batch in got.values() for m in batch]
                 if not msgs:
                     continue
-                requests, failed = module.build_requests([SinkRecord.loads(m.value) for m in msgs],
-                                                         settings)
+                records = [SinkRecord.loads(m.value) for m in msgs]
+                requests, failed = module.build_requests(records, settings)
                 assert not failed, failed[:1]
                 lanes = 1 if all(r.exclusive for r in requests) else settings.delivery.concurrency
                 await post(requests, lanes)
@@ -321,6 +343,36 @@ async def bare_kafka_loop(bootstrap: str, topic: str, total: int, batch_size: in
 
 
 # ------------------------------------------------------------------------------ one destination
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        got = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in got.items() if tp.topic == topic}
+
+
+async def _positions(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every record on `topic`."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                         max_partition_fetch_bytes=8 * 1024 * 1024)
+    await c.start()
+    try:
+        await c._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        ends = await c.end_offsets(tps)
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        out: list[tuple[int, int, bytes]] = []
+        while len(out) < sum(ends.values()):
+            for tp, msgs in (await c.getmany(timeout_ms=500, max_records=50000)).items():
+                out += [(tp.partition, m.offset, m.value) for m in msgs]
+        return out
+    finally:
+        await c.stop()
 
 
 @dataclass
@@ -343,6 +395,27 @@ class Run:
             env[f"STREAMPROC_{d.upper()}_RATE_LIMIT_RPS"] = "0"
         return env
 
+    def lost(self, dest: str, topic: str, items: list[tuple[bytes, dict]]) -> list[dict]:
+        """Records the worker stopped short of: if the group committed past them, they were
+        acknowledged without being delivered or dead-lettered (an at-least-once violation)."""
+        time.sleep(3)
+        got = set(self.fakes.call("received", dest))
+        missing = {rec["id"] for n, (_, rec) in enumerate(items) if n not in got}
+        committed = asyncio.run(_committed(self.bootstrap, f"{self.prefix}app", topic))
+        out = []
+        for partition, offset, value in asyncio.run(_positions(self.bootstrap, topic)):
+            doc = orjson.loads(value)
+            if doc["id"] in missing:
+                out.append({"id": doc["id"], "partition": partition, "offset": offset,
+                            "committed": committed.get(partition)})
+        for item in out:
+            past = item["committed"] is not None and item["committed"] > item["offset"]
+            item["committed_past_it"] = past
+            log(f"  {dest}: NOT DELIVERED {item['id']} (partition {item['partition']} offset "
+                f"{item['offset']}, group committed {item['committed']})"
+                + (" -> AT-LEAST-ONCE VIOLATION: acknowledged, never delivered" if past else ""))
+        return out
+
     def destination(self, dest: str) -> dict[str, Any]:
         run = f"{int(time.time())}"
         topic = self.topo.destinations[dest].sink.name
@@ -361,19 +434,24 @@ class Run:
             worker.wait_ready()
             cpu0 = worker.cpu() or 0.0
             log(f"{dest}: worker ready, delivering ...")
+            lost: list[dict[str, Any]] = []
             if not self.fakes.wait_count(dest, self.records, timeout):
-                raise RuntimeError(f"{dest}: the worker did not deliver {self.records} records "
-                                   f"within {timeout:.0f}s:\n{worker.log_tail()}")
+                lost = self.lost(dest, topic, items)
+                if not lost:
+                    raise RuntimeError(f"{dest}: the worker did not deliver {self.records} "
+                                       f"records within {timeout:.0f}s:\n{worker.log_tail()}")
             worker_cpu = (worker.cpu() or 0.0) - cpu0
             fake_cpu = self.fakes.cpu() - fake_cpu0
-            if self.trickle:
+            if self.trickle and not lost:
                 trickle = [sink_record(dest, run + "t", i, 0.0) for i in range(self.trickle)]
                 log(f"{dest}: trickle of {self.trickle} at {self.trickle_rate:g}/s ...")
                 asyncio.run(produce(self.bootstrap, topic, trickle, rate=self.trickle_rate))
                 self.fakes.wait_count(dest, self.records + self.trickle, 60)
         finally:
             worker.stop()
-        result = {"worker": self.fakes.call("stats", dest, self.records)}
+        result = {"worker": self.fakes.call("stats", dest, self.records - len(lost))}
+        if lost:
+            result["worker"]["lost"] = lost
         result["worker"].update({"worker_cpu_s": round(worker_cpu, 2),
                                  "fake_cpu_s": round(fake_cpu, 2)})
         if self.bare:
@@ -435,7 +513,25 @@ def print_table(results: dict[str, dict[str, Any]], records: int) -> None:
                   f"{_fmt(bl.get('p50_ms')) + '/' + _fmt(bl.get('p99_ms')):>19} "
                   f"{(_fmt(st.get('p50_ms')) + '/' + _fmt(st.get('p99_ms'))) if st else '':>18} "
                   f"{_fmt(s.get('fake_cpu_pct'), '%'):>8}  {ratio}")
+    for dest, r in results.items():
+        lost = (r.get("worker") or {}).get("lost") or []
+        past = [x for x in lost if x.get("committed_past_it")]
+        if lost:
+            print(f"{dest}: {len(lost)} record(s) NOT delivered by the worker, {len(past)} of them "
+                  f"below the group's committed offset (acknowledged, never delivered): "
+                  + ", ".join(f"p{x['partition']}@{x['offset']}" for x in lost[:10]))
     print()
+
+
+def _previous_results(running: list[str]) -> dict[str, Any]:
+    """Destinations of the last delivery.json that this run does not redo (a run over a subset
+    of the destinations keeps the others' figures, each with its own `records`)."""
+    path = RESULTS / "delivery.json"
+    try:
+        old = json.loads(path.read_text()).get("destinations", {})
+    except (OSError, ValueError):
+        return {}
+    return {d: r for d, r in old.items() if d not in running and "records" in r}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{dest}: {results[dest]['worker'].get('records_per_s')} rec/s "
                     f"(bare {(results[dest].get('bare') or {}).get('records_per_s')})")
         print_table(results, args.records)
+        for r in results.values():
+            r["records"] = args.records
+        results = {**_previous_results(dests), **results}
         batched = [r["ratio"] for d, r in results.items() if d in BATCHED and r.get("ratio")]
         batched_k = [r["ratio_kafka"] for d, r in results.items()
                      if d in BATCHED and r.get("ratio_kafka")]

@@ -12,6 +12,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Iterator
 
 import orjson
 
@@ -200,9 +201,9 @@ def mixed(n: int, *, users: int | None = None, seed: int = 7, start_index: int =
     return out
 
 
-def identifies(n: int, *, start: int = 0) -> list[Raw]:
-    """n identifies with emails for n distinct users (state benchmark)."""
-    return [identify(start + u, start + u, BASE_TS + u * 0.001) for u in range(n)]
+def identifies(n: int, *, start: int = 0) -> Iterator[Raw]:
+    """n identifies with emails for n distinct users (state benchmark), generated lazily."""
+    return (identify(start + u, start + u, BASE_TS + u * 0.001) for u in range(n))
 
 
 def summary(records: list[Raw]) -> dict:

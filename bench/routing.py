@@ -1,10 +1,13 @@
 """Routing throughput and latency: N realistic mixed raw events (bench/gen.py) pre-produced to the
 raw topics, then one real worker process (without delivery agents, see bench/worker.py) routes
 them to the sink topics. Beside it, in the same run and over the same raw records, the bare
-aiokafka loop (bench/bare.py): the ceiling for Python. Then a steady-rate run (default 2k
-events/s for 30 s) for end-to-end latency.
+aiokafka loop (bench/bare.py): the ceiling for Python; and a minimal faust app over the same
+records (bench/faust_floor.py: an empty agent, and one hop doing the bare loop's work): the floor
+faust itself sets. Then a steady-rate run (default 2k events/s for 30 s) for end-to-end
+latency.
 
     python -m bench.routing [--events N] [--rate R --seconds S] [--no-steady] [--no-bare]
+                            [--bare-modes batch,send] [--faust-modes empty,route] [--profile F]
 
 Throughput = inputs / (first internal record appended -> last sink record appended), from
 broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
@@ -40,15 +43,20 @@ def sink_ref(value: bytes) -> tuple[str | None, str, str]:
         ref = (payload.get("data") or {}).get("ref")
     else:
         ref = str((doc.get("source") or {}).get("message_id", "")).split(":")[0] or None
+        if ref and ref.isdigit() and int(ref) >= gen.MJ_BASE_ID:  # Mailjet array items
+            ref = str(int(ref) - (int(ref) - gen.MJ_BASE_ID) % 2)
     return ref, doc.get("destination", "?"), doc.get("id", "")
 
 
-def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str) -> dict[str, Any]:
-    """Read raw, internal and sink topics back: throughput window, latencies, checks."""
+def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str,
+            warmup: int = 0) -> dict[str, Any]:
+    """Read raw, internal and sink topics back: throughput window, latencies, checks.
+    The sink records of the first `warmup` raws are left out of the latency figures."""
     raw_topics = [t.name for t in topo.inputs.values()]
     internal = [topo.internal["by_user"].name, topo.internal["by_contact"].name]
     sinks = {d.sink.name: slug for slug, d in topo.destinations.items()}
     by_value = {r.value: r for r in raws if r.ref}
+    warm = {r.ref for r in raws[:warmup] if r.ref}
     input_ts: dict[str, float] = {}
     for rec in read_topics(bootstrap, raw_topics):
         r = by_value.get(rec.value)
@@ -62,6 +70,7 @@ def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str) -> dict
     ids: set[str] = set()
     lat_in: list[float] = []
     lat_proc: list[float] = []
+    timeline: dict[int, list[float]] = {}  # input second -> latencies (ms)
     unknown = 0
     for rec in sink_recs:
         ref, dest, did = sink_ref(rec.value)
@@ -72,6 +81,9 @@ def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str) -> dict
             unknown += 1
             continue
         out = rec.ts / 1000
+        timeline.setdefault(int(ts_in), []).append((out - ts_in) * 1000)
+        if ref in warm:
+            continue
         lat_in.append((out - ts_in) * 1000)
         if t0 is not None:
             lat_proc.append((out - max(ts_in, t0)) * 1000)
@@ -86,37 +98,90 @@ def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str) -> dict
     }
     if t_from == "processing":
         res["latency_from_processing_start"] = latency_summary(lat_proc)
+    else:  # per second of input time (warm-up included): falling behind, or one stall?
+        first = min(timeline, default=0)
+        res["latency_timeline"] = [
+            {"s": sec - first, "count": len(v), "p50_ms": latency_summary(v)["p50_ms"],
+             "p99_ms": latency_summary(v)["p99_ms"]} for sec, v in sorted(timeline.items())]
     return res
 
 
-def run_bare(bootstrap: str, topo: Any, prefix: str, mode: str, n: int,
-             timeout: float) -> dict[str, Any]:
+def _out_topic(bootstrap: str, topo: Any, prefix: str, name: str) -> str:
     from streamproc.topics import reconcile
     from streamproc.topology import Topology
 
     spec = topo.internal["by_user"]
-    out_spec = type(spec)(f"bench.bare.{mode}", f"{prefix}bench.bare.{mode}", spec.partitions,
-                          spec.replication_factor, spec.retention_ms, "delete",
-                          {"message.timestamp.type": "LogAppendTime"})
+    out_spec = type(spec)(name, f"{prefix}{name}", spec.partitions, spec.replication_factor,
+                          spec.retention_ms, "delete", {"message.timestamp.type": "LogAppendTime"})
     asyncio.run(reconcile(Topology({}, {"out": out_spec}, {}), {"bootstrap_servers": bootstrap},
                           create=True))
+    return out_spec.name
+
+
+def _window(bootstrap: str, topic: str) -> tuple[int, float | None]:
+    ts = [r.ts / 1000 for r in read_topics(bootstrap, [topic], with_values=False)]
+    return len(ts), (max(ts) - min(ts) if len(ts) > 1 else None)
+
+
+def run_bare(bootstrap: str, topo: Any, prefix: str, mode: str, n: int,
+             timeout: float) -> dict[str, Any]:
+    out = _out_topic(bootstrap, topo, prefix, f"bench.bare.{mode}")
     topics = ",".join(f"{t.name}={src}" for src, t in topo.inputs.items())
     cmd = [sys.executable, "-m", "bench.bare", "--bootstrap", bootstrap, "--topics", topics,
-           "--out", out_spec.name, "--group", f"{prefix}bare-{mode}", "--mode", mode]
+           "--out", out, "--group", f"{prefix}bare-{mode}", "--mode", mode]
     log(f"bare aiokafka loop ({mode}) over the same {n} raw records ...")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     if proc.returncode != 0:
         raise RuntimeError(f"bare loop failed:\n{proc.stderr[-3000:]}")
     own = json.loads(proc.stdout.strip().splitlines()[-1])
-    ts = [r.ts / 1000 for r in read_topics(bootstrap, [out_spec.name], with_values=False)]
-    secs = max(ts) - min(ts) if len(ts) > 1 else None
+    outputs, secs = _window(bootstrap, out)
     eps = round(n / secs, 1) if secs else None
-    res = {"mode": mode, "outputs": len(ts), "window_seconds": round(secs, 3) if secs else None,
+    res = {"mode": mode, "outputs": outputs, "window_seconds": round(secs, 3) if secs else None,
            "events_per_s": eps, "self_reported": own,
            "cpu_s_per_1k_inputs": round(own["cpu_s"] / n * 1000, 4)}
-    log(f"  bare ({mode}): {eps} events/s ({len(ts)} outputs), "
+    log(f"  bare ({mode}): {eps} events/s ({outputs} outputs), "
         f"{res['cpu_s_per_1k_inputs']} cpu-s per 1k inputs")
     return res
+
+
+def run_faust_floor(bootstrap: str, topo: Any, prefix: str, mode: str, n: int, wd: Any,
+                    timeout: float) -> dict[str, Any]:
+    """The minimal faust app of bench/faust_floor.py over the same raw records."""
+    out = _out_topic(bootstrap, topo, prefix, f"bench.faust.{mode}") if mode == "route" else ""
+    topics = ",".join(f"{t.name}={src}" for src, t in topo.inputs.items())
+    result = wd / f"faust-floor-{mode}.json"
+    cmd = [sys.executable, "-m", "bench.faust_floor", "--bootstrap", bootstrap,
+           "--topics", topics, "--group", f"{prefix}faust-{mode}", "--mode", mode,
+           "--total", str(n), "--result", str(result)] + (["--out", out] if out else [])
+    log(f"minimal faust agent ({mode}) over the same {n} raw records ...")
+    with open(wd / f"faust-floor-{mode}.log", "ab") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=timeout,
+                              cwd=str(ROOT))
+    if not result.exists():
+        raise RuntimeError(f"faust floor ({mode}) wrote no result (exit {proc.returncode}); "
+                           f"see {wd}/faust-floor-{mode}.log")
+    own = json.loads(result.read_text())
+    res: dict[str, Any] = {"mode": mode, "self_reported": own,
+                           "cpu_s_per_1k_inputs": round(own["cpu_s"] / n * 1000, 4)}
+    if out:
+        outputs, secs = _window(bootstrap, out)
+        res.update(outputs=outputs, window_seconds=round(secs, 3) if secs else None,
+                   events_per_s=round(n / secs, 1) if secs else None)
+    else:
+        res["events_per_s"] = own["events_per_s"]
+    log(f"  faust ({mode}): {res['events_per_s']} events/s, "
+        f"{res['cpu_s_per_1k_inputs']} cpu-s per 1k inputs")
+    return res
+
+
+def changelog_records(bootstrap: str, app_id: str) -> dict[str, int]:
+    """Records on the tables' changelog topics = table writes (each costs a RocksDB put, a
+    persisted-offset put and a produced record)."""
+    out = {}
+    for table in ("known-users", "contacts"):
+        ends = end_offsets(bootstrap, [f"{app_id}-{table}-changelog"])
+        out[table] = sum(ends.values())
+    return out
 
 
 def worker_counts(w: Worker) -> dict[str, Any]:
@@ -130,8 +195,8 @@ def worker_counts(w: Worker) -> dict[str, Any]:
     }
 
 
-def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], timeout: float,
-          profile: str | None) -> dict[str, Any]:
+def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: list[str],
+          timeout: float, profile: str | None) -> dict[str, Any]:
     prefix = new_prefix("r")
     topo = create_topics(bootstrap, prefix)
     log(f"generating {n} mixed events ...")
@@ -151,6 +216,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], timeout: float
         rss_kb, hwm_kb = w.rss_kb(), w.hwm_kb()
     w.stop()
     res = analyse(bootstrap, topo, raws, t_from="processing")
+    res["table_writes"] = changelog_records(bootstrap, f"{prefix}app")
     win = res["window"]
     secs = win["seconds"]
     eps = round(n / secs, 1) if secs else None
@@ -166,47 +232,61 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], timeout: float
         **res,
     }
     log(f"worker: {eps} events/s over {secs}s; {res['sink_records']} sink records; "
+        f"table writes {res['table_writes']}; "
         f"cpu {out['worker_cpu_s_per_1k_inputs']} s per 1k inputs; "
         f"latency from processing start p50 {res['latency_from_processing_start']['p50_ms']} ms "
         f"p99 {res['latency_from_processing_start']['p99_ms']} ms (backlog)")
     bare = [run_bare(bootstrap, topo, prefix, m, n, timeout) for m in bare_modes]
     out["bare"] = {b["mode"]: b for b in bare}
+    floors = [run_faust_floor(bootstrap, topo, prefix, m, n, wd, timeout) for m in faust_modes]
+    out["faust_floor"] = {f["mode"]: f for f in floors}
     ratios = {}
-    for b in bare:
-        if eps and b["events_per_s"]:
-            ratios[f"vs_bare_{b['mode']}"] = round(eps / b["events_per_s"], 3)
+    for b in bare + floors:
+        name = ("bare_" if b in bare else "faust_") + b["mode"]
+        if eps and b.get("events_per_s"):
+            ratios[f"vs_{name}"] = round(eps / b["events_per_s"], 3)
         if out["worker_cpu_s_per_1k_inputs"] and b["cpu_s_per_1k_inputs"]:
-            ratios[f"cpu_efficiency_vs_bare_{b['mode']}"] = round(
+            ratios[f"cpu_efficiency_vs_{name}"] = round(
                 b["cpu_s_per_1k_inputs"] / out["worker_cpu_s_per_1k_inputs"], 3)
     out["ratio"] = ratios
+    out["target"] = {"ratio_vs_bare_batch_aim": 0.5,
+                     "met": ratios.get("vs_bare_batch", 0) >= 0.5 if "vs_bare_batch" in ratios
+                     else None}
     log(f"ratio: {ratios}")
     return out
 
 
-def steady(bootstrap: str, wd: Any, rate: int, seconds: int, timeout: float) -> dict[str, Any]:
+def steady(bootstrap: str, wd: Any, rate: int, seconds: int, timeout: float,
+           warmup_s: int = 5) -> dict[str, Any]:
+    """`warmup_s` seconds at the same rate first, left out of the latency figures (the first
+    records after start-up wait for the first fetches of every partition)."""
     prefix = new_prefix("s")
     topo = create_topics(bootstrap, prefix)
+    warm = rate * warmup_s
     n = rate * seconds
-    raws = gen.mixed(n, seed=11)
+    raws = gen.mixed(warm + n, seed=11)
     summary = gen.summary(raws)
     w = Worker(bootstrap, prefix, f"{prefix}app", root=wd).start()
     with CpuSampler([w]) as cpu:
         ready_s = w.wait_ready()
         time.sleep(2.0)  # let the first fetches settle
-        log(f"steady rate: {rate} events/s for {seconds}s ({n} events) ...")
+        log(f"steady rate: {rate} events/s for {warmup_s}s (warm-up) + {seconds}s "
+            f"({n} events measured) ...")
         t_start = time.time()
         sent = asyncio.run(produce_at_rate(bootstrap, topo, raws, rate))
         t_sent = time.time()
+        t_measured = t_start + warmup_s
         prog = Progress(bootstrap, topo, f"{prefix}app", summary["sinks_min"],
                         summary["sinks_max"], [w]).wait(timeout)
         rss_kb = w.rss_kb()
     w.stop()
-    res = analyse(bootstrap, topo, raws, t_from="input")
-    worker_cpu = cpu.between(t_start, t_sent)
+    res = analyse(bootstrap, topo, raws, t_from="input", warmup=warm)
+    worker_cpu = cpu.between(t_measured, t_sent)
     lat = res["latency_from_input"]
-    out = {"rate": rate, "seconds": seconds, "events": n, "ready_s": round(ready_s, 2),
-           "produced": sent, **prog,
-           "worker_cpu_utilisation": round(worker_cpu / (t_sent - t_start), 3) if worker_cpu else None,
+    out = {"rate": rate, "seconds": seconds, "warmup_seconds": warmup_s, "events": n,
+           "ready_s": round(ready_s, 2), "produced": sent, **prog,
+           "worker_cpu_utilisation": (round(worker_cpu / (t_sent - t_measured), 3)
+                                      if worker_cpu else None),
            "worker_rss_mb": round(rss_kb / 1024, 1) if rss_kb else None,
            "p99_target_ms": 250, "p99_met": lat["p99_ms"] is not None and lat["p99_ms"] < 250,
            **res}
@@ -221,23 +301,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=env_int("BENCH_EVENTS", 200_000))
     ap.add_argument("--rate", type=int, default=env_int("BENCH_STEADY_RATE", 2000))
     ap.add_argument("--seconds", type=int, default=env_int("BENCH_STEADY_SECONDS", 30))
+    ap.add_argument("--warmup", type=int, default=env_int("BENCH_STEADY_WARMUP", 5),
+                    help="seconds at the steady rate before the measured window")
     ap.add_argument("--no-steady", action="store_true")
     ap.add_argument("--no-bare", action="store_true")
     ap.add_argument("--bare-modes", default="batch,send")
+    ap.add_argument("--faust-modes", default="empty,route",
+                    help="minimal faust references to run (bench/faust_floor.py); '' for none")
     ap.add_argument("--profile", help="write the worker's cProfile stats to this file")
     ap.add_argument("--name", default="routing")
     args = ap.parse_args(argv)
     timeout = max(180.0, args.events / 400)
     doc: dict[str, Any] = {"sizes": {"events": args.events, "steady_rate": args.rate,
-                                     "steady_seconds": args.seconds}}
+                                     "steady_seconds": args.seconds,
+                                     "steady_warmup_seconds": args.warmup}}
     t = time.monotonic()
     with Broker() as broker, Workdir("routing") as wd:
         doc["burst"] = burst(broker.bootstrap, wd, args.events,
-                             [] if args.no_bare else args.bare_modes.split(","), timeout,
-                             os.path.abspath(args.profile) if args.profile else None)
+                             [] if args.no_bare else args.bare_modes.split(","),
+                             [m for m in args.faust_modes.split(",") if m and not args.no_bare],
+                             timeout, os.path.abspath(args.profile) if args.profile else None)
         if not args.no_steady:
             doc["steady"] = steady(broker.bootstrap, wd, args.rate, args.seconds,
-                                   timeout=max(120.0, args.seconds * 4))
+                                   timeout=max(120.0, args.seconds * 4), warmup_s=args.warmup)
     doc["took_s"] = round(time.monotonic() - t, 1)
     write_result(args.name, doc)
     return 0

@@ -6,6 +6,8 @@ agents), with two benchmark switches read from non-STREAMPROC variables:
   destinations off in topics.yaml would not do: routing then drops everything as `disabled`.)
 - BENCH_PROFILE=<file>: run the worker under cProfile and write the stats to <file> on exit
   (read them with `python -m bench.profile_report <file>`).
+- BENCH_STREAMPROC_SRC=<dir>: import streamproc from <dir>/streamproc instead (e.g. a copy at
+  another commit, for before/after figures on the same broker and load).
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import sys
 
 
 def main() -> int:
+    src = os.environ.get("BENCH_STREAMPROC_SRC")
+    if src:  # another copy of the streamproc package (before/after comparisons)
+        sys.path.insert(0, src)
     if os.environ.get("BENCH_DELIVERY", "off") == "off":
         import streamproc.deliver_agents as deliver_agents
 
         deliver_agents.register_delivery = lambda rt, topic: None  # type: ignore[assignment]
 
+    import streamproc
     from streamproc.__main__ import main as streamproc_main
+
+    print(f"bench.worker: streamproc from {os.path.dirname(streamproc.__file__)}, delivery "
+          f"{os.environ.get('BENCH_DELIVERY', 'off')}", file=sys.stderr, flush=True)
 
     profile_to = os.environ.get("BENCH_PROFILE")
     if not profile_to:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import orjson
 from faust.streams import _current_event
 
+from streamproc import changelog_acks
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
 from streamproc.output import Out
@@ -29,8 +30,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Tables: keys utf-8, values orjson bytes; bytes types make faust use its raw codec (no
-# codec work per access). Pass these as Table(**RAW_TABLE).
+# codec work per access). Pass these as Table(**RAW_TABLE) (or table_kwargs(...)).
 RAW_TABLE = {"key_type": bytes, "value_type": bytes}
+
+# RocksDB options per partition store. faust's defaults suit one big store: 64 MB write
+# buffers (up to 3) and a 2 GB block cache *for each partition's DB*, and a worker opens one
+# DB per table partition (users, contacts, one ledger per destination: 36 with 6 partitions).
+# Memory then grew with the data: bench/state.py measured 432 MB RSS at 200k contacts, nearly
+# all of it memtables. These bound each DB to a few MB (more, smaller flushes; reads of cold
+# keys hit the SST files, which the OS page cache serves).
+STATE_STORE_OPTIONS = {"write_buffer_size": 8 * 2**20, "max_write_buffer_number": 2,
+                       "block_cache_size": 16 * 2**20}
+LEDGER_STORE_OPTIONS = {"write_buffer_size": 4 * 2**20, "max_write_buffer_number": 2,
+                        "block_cache_size": 4 * 2**20}
+
+
+def table_kwargs(store_options: dict[str, Any]) -> dict[str, Any]:
+    """Table(**table_kwargs(...)): raw bytes keys/values and bounded RocksDB options (a fresh
+    dict per table: faust's store pops keys from it)."""
+    return {**RAW_TABLE, "options": dict(store_options)}
 
 INGEST_BATCH = 500
 STATE_BATCH = 500
@@ -53,9 +71,14 @@ def acks_only_on_success(events: list[Any]) -> Iterator[None]:
     uncommitted (commits stop at the gap) and the records are redelivered after restart."""
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
         for ev in events:
             ev.message.acked = True
+        if events:
+            ms = [ev.message for ev in events]
+            log.warning("%d records not acknowledged (%r), first %s:%s@%s; they are "
+                        "redelivered after the next rebalance or restart", len(ms), exc,
+                        ms[0].topic, ms[0].partition, ms[0].offset)
         raise
 
 
@@ -94,8 +117,10 @@ def parse_input(source: str, m: Any) -> tuple[list[Any], list[EventError]]:
     raise ValueError(f"unknown source {source}")
 
 
-def ingest_outputs(rt: Runtime, source: str, m: Any) -> list[Out]:
+def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None = None,
+                   ) -> list[Out]:
     topo, metrics = rt.topology, rt.metrics
+    ctx = batch or BatchContext(rt)
     events, errors = parse_input(source, m)
     out: list[Out] = []
     target = topo.internal["by_user" if source == "segment" else "by_contact"].name
@@ -106,13 +131,16 @@ def ingest_outputs(rt: Runtime, source: str, m: Any) -> list[Out]:
             errors.append(EventError("oversize", f"the parsed event is {len(value)} bytes, "
                                      f"above the {MAX_RECORD_BYTES} byte record limit"))
             continue
-        metrics.events_in.labels(source, getattr(ev, "type", None) or getattr(ev, "event", "event")).inc()
+        ctx.count(metrics.events_in, source,
+                  getattr(ev, "type", None) or getattr(ev, "event", "event"))
         out.append((target, key.encode() if key else None, value))
     for err in errors:
-        metrics.dead_lettered_ingest.labels(source, err.reason).inc()
+        ctx.count(metrics.dead_lettered_ingest, source, err.reason)
         out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
             stage="ingest", reason=err.reason, message=err.message, original=m.value,
             source={**_source(m), "input": source, "key": _decode_key(m.key)})))
+    if batch is None:
+        ctx.flush()
     return out
 
 
@@ -123,27 +151,90 @@ def _decode_key(k: bytes | None) -> str | None:
 # ------------------------------------------------------------------------------ state
 
 
-def _load(table: Any, key: str, cls: type) -> Any:
-    raw = table.get(key)
+class BatchContext:
+    """What one agent batch shares, so per-event work stays small:
+
+    - a write-back view of the state tables: each key is read from RocksDB at most once per
+      batch, and written (RocksDB + changelog record) at most once, at the end of the batch,
+      with faust's current event set to the last event that changed it (same key, same
+      partition). Values are kept as the encoded bytes, so no event sees another's in-place
+      changes unless they were written;
+    - metric counts, added up per batch and applied once per label set (a prometheus label
+      lookup costs microseconds, paid several times per event otherwise).
+
+    Called without a batch (tests, tools), the state functions make a context and flush it at
+    once, which writes through like a plain table access."""
+
+    __slots__ = ("rt", "values", "writers", "counts", "event")
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.values: dict[tuple[str, str], bytes | None] = {}
+        self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
+        self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self.event: Any = None  # the event being handled (set by the agent)
+
+    def get(self, table: str, key: str) -> bytes | None:
+        k = (table, key)
+        try:
+            return self.values[k]
+        except KeyError:
+            if self.event is not None:  # faust reads the current event's partition store
+                set_current_event(self.event)
+            raw = self.values[k] = self.rt.tables[table].get(key)
+            return raw
+
+    def set(self, table: str, key: str, value: bytes) -> None:
+        k = (table, key)
+        self.values[k] = value
+        self.writers.pop(k, None)  # keep write order = order of the last change
+        self.writers[k] = self.event
+
+    def count(self, metric: Any, *labels: str) -> None:
+        k = (metric, labels)
+        self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush_tables(self) -> None:
+        for (table, key), event in self.writers.items():
+            if event is not None:
+                set_current_event(event)
+            self.rt.tables[table][key] = self.values[(table, key)]
+        self.writers.clear()
+
+    def flush_counts(self) -> None:
+        for (metric, labels), n in self.counts.items():
+            metric.labels(*labels).inc(n)
+        self.counts.clear()
+
+    def flush(self) -> None:
+        self.flush_tables()
+        self.flush_counts()
+
+
+def _load(ctx: BatchContext, table: str, key: str, cls: type) -> Any:
+    raw = ctx.get(table, key)
     return cls.from_dict(orjson.loads(raw)) if raw is not None else None
 
 
-def _sink_outputs(rt: Runtime, records: list[Any]) -> list[Out]:
+def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Out]:
     out = []
+    sinks = rt.topology.destinations
+    routed = rt.metrics.routed
     for r in records:
-        rt.metrics.routed.labels(r.destination).inc()
-        out.append((rt.topology.destinations[r.destination].sink.name, r.key.encode(), r.dumps()))
+        ctx.count(routed, r.destination)
+        out.append((sinks[r.destination].sink.name, r.key.encode(), r.dumps()))
     return out
 
 
-def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list[Out]:
-    table = rt.tables["users"]
+def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
+                 batch: BatchContext | None = None) -> list[Out]:
+    ctx = batch or BatchContext(rt)
     key = _decode_key(m.key)
     try:
         msg = decode(m.value)
     except ValueError as e:
         return [_internal_dead_letter(rt, m, str(e))]
-    user = _load(table, key, KnownUser) if key else None
+    user = _load(ctx, "users", key, KnownUser) if key else None
     if isinstance(msg, SweepPending):
         if user is None:
             return []
@@ -151,33 +242,39 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list[Ou
     else:
         res = route_user_event(msg, user, cfg, now, _source(m))
     if res.changed and res.user is not None and key:
-        table[key] = orjson.dumps(res.user.to_dict())
+        ctx.set("users", key, orjson.dumps(res.user.to_dict()))
         if res.user.pending:
             rt.extras.setdefault("pending_users", {})[key] = m.partition
     for d in res.drops:
-        rt.metrics.dropped.labels(*d).inc()
-    out = _sink_outputs(rt, res.sink_records)
+        ctx.count(rt.metrics.dropped, *d)
+    out = _sink_outputs(rt, ctx, res.sink_records)
     by_contact = rt.topology.internal["by_contact"].name
     by_user = rt.topology.internal["by_user"].name
     out += [(by_contact, u.email_key.encode(), encode(u)) for u in res.contact_updates]
     out += [(by_user, f.user_id.encode(), encode(f)) for f in res.forwards]
+    if batch is None:
+        ctx.flush()
     return out
 
 
-def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float) -> list[Out]:
-    table = rt.tables["contacts"]
+def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
+                    batch: BatchContext | None = None) -> list[Out]:
+    ctx = batch or BatchContext(rt)
     key = _decode_key(m.key)
     try:
         msg = decode(m.value)
     except ValueError as e:
         return [_internal_dead_letter(rt, m, str(e))]
-    contact = _load(table, key, Contact) if key else None
+    contact = _load(ctx, "contacts", key, Contact) if key else None
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
-        table[key] = orjson.dumps(res.contact.to_dict())
+        ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
     for d in res.drops:
-        rt.metrics.dropped.labels(*d).inc()
-    return _sink_outputs(rt, res.sink_records)
+        ctx.count(rt.metrics.dropped, *d)
+    out = _sink_outputs(rt, ctx, res.sink_records)
+    if batch is None:
+        ctx.flush()
+    return out
 
 
 def _internal_dead_letter(rt: Runtime, m: Any, why: str) -> Out:
@@ -206,33 +303,40 @@ def register(rt: Runtime) -> None:
     by_user = topic(topo.internal["by_user"])
     by_contact = topic(topo.internal["by_contact"])
     rt.tables["users"] = app.Table("known-users", partitions=by_user.partitions,
-                                   **RAW_TABLE)
+                                   **table_kwargs(STATE_STORE_OPTIONS))
     rt.tables["contacts"] = app.Table("contacts", partitions=by_contact.partitions,
-                                      **RAW_TABLE)
-    _state_agent(rt, "users", by_user, lambda m, now: user_outputs(rt, cfg, m, now))
-    _state_agent(rt, "contacts", by_contact, lambda m, now: contact_outputs(rt, cfg, m, now))
+                                      **table_kwargs(STATE_STORE_OPTIONS))
+    _state_agent(rt, "users", by_user,
+                 lambda m, now, batch: user_outputs(rt, cfg, m, now, batch))
+    _state_agent(rt, "contacts", by_contact,
+                 lambda m, now, batch: contact_outputs(rt, cfg, m, now, batch))
     if cfg.track_grace_seconds > 0:
         _grace_sweeper(rt, cfg)
 
     from streamproc.deliver_agents import register_delivery
 
     register_delivery(rt, topic)
+    changelog_acks.track(rt)  # batches wait for their tables' changelog records
 
 
 def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(INGEST_BATCH, WITHIN):
             with acks_only_on_success(events):
+                batch = BatchContext(rt)
                 out: list[Out] = []
                 for ev in events:
-                    out += ingest_outputs(rt, source, ev.message)
+                    out += ingest_outputs(rt, source, ev.message, batch)
                 await rt.output.send_all(out)
+                batch.flush_counts()
 
     rt.app.agent(topic, name=f"streamproc.ingest.{source}")(ingest)
 
 
-def _state_agent(rt: Runtime, name: str, topic: Any,
-                 handle: Callable[[Any, float], list[Out]]) -> None:
+StateHandler = Callable[[Any, float, "BatchContext"], list[Out]]
+
+
+def _state_agent(rt: Runtime, name: str, topic: Any, handle: StateHandler) -> None:
     async def process(stream: Any) -> None:
         async for events in stream.take_events(STATE_BATCH, WITHIN):
             with acks_only_on_success(events):
@@ -242,23 +346,27 @@ def _state_agent(rt: Runtime, name: str, topic: Any,
 
 
 async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
-                               handle: Callable[[Any, float], list[Out]]) -> None:
+                               handle: StateHandler) -> None:
     out: list[Out] = []
     now = time.time()
+    batch = BatchContext(rt)
     for ev in events:
-        set_current_event(ev)
+        batch.event = ev
         try:
-            out += handle(ev.message, now)
+            out += handle(ev.message, now, batch)
         except Exception as e:  # a routing bug must not ack-and-lose the record
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                           ev.message.offset)
-            rt.metrics.dead_lettered_ingest.labels(name, "routing_error").inc()
+            batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")
             out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
                         dead_letter(stage="routing", reason="routing_error",
                                     message=f"{type(e).__name__}: {e}",
                                     original=ev.message.value,
                                     source=_source(ev.message))))
+    batch.flush_tables()  # table writes + changelog records, one per changed key
     await rt.output.send_all(out)
+    await changelog_acks.wait(rt)  # the state changes are on the broker before the acks
+    batch.flush_counts()
 
 
 def _grace_sweeper(rt: Runtime, cfg: RoutingConfig) -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from streamproc import changelog_acks
 from streamproc.agents import acks_only_on_success, set_current_event
 from streamproc.delivery.ledger import as_unix_seconds
 from streamproc.records import SinkRecord, dead_letter
@@ -157,7 +158,7 @@ class LedgerPurger:
 
 
 def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
-    from streamproc.agents import RAW_TABLE
+    from streamproc.agents import LEDGER_STORE_OPTIONS, table_kwargs
     from streamproc.delivery.client import build_client
     from streamproc.delivery.engine import Deliverer
     from streamproc.delivery.ledger import MappingLedger
@@ -168,7 +169,8 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
     for slug in rt.topology.enabled:
         spec = rt.topology.destinations[slug]
         sink = topic(spec.sink)
-        table = app.Table(f"ledger-{slug}", partitions=sink.partitions, **RAW_TABLE)
+        table = app.Table(f"ledger-{slug}", partitions=sink.partitions,
+                          **table_kwargs(LEDGER_STORE_OPTIONS))
         rt.tables[f"ledger-{slug}"] = table
         mapping = PartitionedLedgerMapping(table)
         dest_settings = settings.destination(slug)
@@ -233,6 +235,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
         if out:
             await rt.output.send_all(out)
+        await changelog_acks.wait(rt)  # ledger entries on the broker before the acks
     finally:
         mapping.events.clear()
 

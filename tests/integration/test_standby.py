@@ -117,9 +117,10 @@ class Group:
     def pair(self, standby: int, tag: str) -> tuple[WorkerProcess, WorkerProcess]:
         env = _env(self.sandbox.base_urls, self.topics_file, standby)
         a = WorkerProcess(self.bootstrap, self.prefix, env_extra=env, name=f"A{tag}").start()
+        self.workers.append(a)
+        a.wait_ready(timeout=120)  # A first: it creates the changelog topics
         b = WorkerProcess(self.bootstrap, self.prefix, env_extra=env, name=f"B{tag}").start()
-        self.workers += [a, b]
-        a.wait_ready(timeout=120)
+        self.workers.append(b)
         b.wait_ready(timeout=120)
         wait_for(lambda: _by_user_partitions(a, self.by_user.name)
                  and _by_user_partitions(b, self.by_user.name),

@@ -1,0 +1,176 @@
+"""The pure route path in-process, without Kafka or faust: the same generated records through
+streamproc's own per-record code (ingest_outputs -> user_outputs / contact_outputs, table values
+encoded/decoded as in the worker, state in a dict or in rocksdict), timed per stage. This is
+the Python cost streamproc adds on top of faust and aiokafka; compare it with the worker's CPU
+per input from bench/routing.py to see how much of that is ours.
+
+    python -m bench.route_path [--events N] [--store dict|rocksdict] [--profile]"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from bench import gen
+from bench.common import env_int, log, write_result
+
+
+class Msg:
+    __slots__ = ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.timestamp, self.headers = key, value, 1795000000000, None
+
+
+class Ev:
+    __slots__ = ("message",)
+
+    def __init__(self, message: Msg) -> None:
+        self.message = message
+
+
+class RocksTable:
+    """rocksdict with the Table surface the agents use (get, __setitem__), str keys."""
+
+    def __init__(self, path: str) -> None:
+        from rocksdict import Rdict
+
+        self.db = Rdict(path)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        v = self.db.get(key.encode())
+        return default if v is None else v
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.db[key.encode()] = value
+
+
+def runtime(store: str) -> Any:
+    from streamproc.metrics import Metrics
+    from streamproc.settings import Settings
+    from streamproc.topology import load_topology
+
+    from bench.common import TOPICS_FILE
+
+    topo = load_topology(TOPICS_FILE)
+    if store == "rocksdict":
+        tmp = tempfile.mkdtemp(prefix="route-path-")
+        tables = {"users": RocksTable(tmp + "/users"), "contacts": RocksTable(tmp + "/contacts")}
+    else:
+        tables = {"users": {}, "contacts": {}}
+    return SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, extras={},
+                           settings=Settings())
+
+
+def run(n: int, store: str, profile: bool) -> dict[str, Any]:
+    import streamproc.agents as agents
+    from streamproc.routing.config import RoutingConfig
+
+    rt = runtime(store)
+    cfg = RoutingConfig.from_settings(rt.settings, rt.topology.enabled)
+    raws = gen.mixed(n)
+    names = {src: t.name for src, t in rt.topology.inputs.items()}
+    by_user = rt.topology.internal["by_user"].name
+    by_contact = rt.topology.internal["by_contact"].name
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    t_ingest = t_users = t_contacts = 0.0
+    n_user = n_contact = n_sink = 0
+    now = time.time()
+    batch = 500
+    batched = hasattr(agents, "BatchContext")  # per-batch tables and metric counts
+    state_handler = _batched_state if batched else None
+    for i in range(0, len(raws), batch):
+        chunk = raws[i:i + batch]
+        t = time.perf_counter()
+        internal = []
+        ctx = agents.BatchContext(rt) if batched else None
+        for j, r in enumerate(chunk):
+            m = Msg(names[r.input], r.key, r.value, i + j)
+            internal += (agents.ingest_outputs(rt, r.input, m, ctx) if ctx
+                         else agents.ingest_outputs(rt, r.input, m))
+        if ctx:
+            ctx.flush()
+        t_ingest += time.perf_counter() - t
+        # users stage, then contacts stage (their contact updates included)
+        users_in = [Ev(Msg(o[0], o[1], o[2], k)) for k, o in enumerate(internal) if o[0] == by_user]
+        contacts_in = [Ev(Msg(o[0], o[1], o[2], k)) for k, o in enumerate(internal)
+                       if o[0] == by_contact]
+        t = time.perf_counter()
+        out_u = _state(rt, cfg, "users", users_in, now, state_handler)
+        t_users += time.perf_counter() - t
+        contacts_in += [Ev(Msg(o[0], o[1], o[2], k)) for k, o in enumerate(out_u)
+                        if o[0] == by_contact]
+        t = time.perf_counter()
+        out_c = _state(rt, cfg, "contacts", contacts_in, now, state_handler)
+        t_contacts += time.perf_counter() - t
+        n_user += len(users_in)
+        n_contact += len(contacts_in)
+        n_sink += sum(1 for o in out_u + out_c if o[0] not in (by_user, by_contact))
+    if prof:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    total = t_ingest + t_users + t_contacts
+    res = {
+        "events": n, "store": store, "sink_records": n_sink,
+        "users_stage_events": n_user, "contacts_stage_events": n_contact,
+        "us_per_input": {"ingest": round(t_ingest / n * 1e6, 1),
+                         "users": round(t_users / n * 1e6, 1),
+                         "contacts": round(t_contacts / n * 1e6, 1),
+                         "total": round(total / n * 1e6, 1)},
+        "us_per_stage_event": {"ingest": round(t_ingest / n * 1e6, 1),
+                               "users": round(t_users / max(1, n_user) * 1e6, 1),
+                               "contacts": round(t_contacts / max(1, n_contact) * 1e6, 1)},
+    }
+    log(f"route path ({store}): {res['us_per_input']} us per input; {n_sink} sink records")
+    return res
+
+
+def _batched_state(rt: Any, cfg: Any, name: str, events: list[Ev], now: float) -> list:
+    """As agents._process_state_batch does it (without faust's current event)."""
+    import streamproc.agents as agents
+
+    handle = agents.user_outputs if name == "users" else agents.contact_outputs
+    ctx = agents.BatchContext(rt)
+    out: list = []
+    for ev in events:
+        out += handle(rt, cfg, ev.message, now, ctx)
+    ctx.flush()
+    return out
+
+
+def _state(rt: Any, cfg: Any, name: str, events: list[Ev], now: float, batch_api: Any) -> list:
+    import streamproc.agents as agents
+
+    if batch_api is not None:
+        return batch_api(rt, cfg, name, events, now)
+    handle = agents.user_outputs if name == "users" else agents.contact_outputs
+    out: list = []
+    for ev in events:
+        out += handle(rt, cfg, ev.message, now)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.route_path", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=env_int("BENCH_ROUTE_PATH_EVENTS", 100_000))
+    ap.add_argument("--store", choices=("dict", "rocksdict"), default="rocksdict")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--name", default="route_path")
+    args = ap.parse_args(argv)
+    write_result(args.name, {"sizes": {"events": args.events},
+                             "result": run(args.events, args.store, args.profile)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
