@@ -31,6 +31,8 @@ import asyncio
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -225,13 +227,21 @@ class Fakes:
     def cpu(self) -> float:
         return proc_cpu_seconds(self.proc.pid) or 0.0
 
-    def wait_count(self, dest: str, n: int, timeout: float) -> bool:
+    def wait_count(self, dest: str, n: int, timeout: float, stall_s: float = 20.0) -> bool:
+        """True once the fake accepted `n` records; False at the timeout or when nothing new
+        arrived for `stall_s` seconds."""
         deadline = time.monotonic() + timeout
-        last_log = time.monotonic()
+        last_log = last_change = time.monotonic()
+        seen = -1
         while time.monotonic() < deadline:
             got = self.call("count", dest)
             if got >= n:
                 return True
+            if got != seen:
+                seen, last_change = got, time.monotonic()
+            elif time.monotonic() - last_change > stall_s:
+                log(f"  {dest}: stalled at {got}/{n} for {stall_s:.0f}s")
+                return False
             if time.monotonic() - last_log > 10:
                 log(f"  {dest}: {got}/{n} accepted")
                 last_log = time.monotonic()
@@ -442,10 +452,12 @@ class Run:
                                        f"records within {timeout:.0f}s:\n{worker.log_tail()}")
             worker_cpu = (worker.cpu() or 0.0) - cpu0
             fake_cpu = self.fakes.cpu() - fake_cpu0
+            trickled = 0
             if self.trickle and not lost:
                 trickle = [sink_record(dest, run + "t", i, 0.0) for i in range(self.trickle)]
                 log(f"{dest}: trickle of {self.trickle} at {self.trickle_rate:g}/s ...")
                 asyncio.run(produce(self.bootstrap, topic, trickle, rate=self.trickle_rate))
+                trickled = len(trickle)
                 self.fakes.wait_count(dest, self.records + self.trickle, 60)
         finally:
             worker.stop()
@@ -465,7 +477,7 @@ class Run:
             self.fakes.call("reset", dest)
             log(f"{dest}: bare aiokafka -> httpx loop over the same records ...")
             fake_cpu0, cpu0 = self.fakes.cpu(), time.process_time()
-            asyncio.run(bare_kafka_loop(self.bootstrap, topic, self.records + self.trickle,
+            asyncio.run(bare_kafka_loop(self.bootstrap, topic, self.records + trickled,
                                         batch_size, self.worker_env()))
             result["bare_kafka"] = self.fakes.call("stats", dest, self.records)
             result["bare_kafka"].pop("steady_latency", None)  # the trickle is just records here
@@ -549,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown destinations: {', '.join(sorted(unknown))}")
 
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the worker, the fakes and the broker stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bootstrap = (os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP_SERVERS")
                  or os.environ.get("STREAMPROC_BENCH_BOOTSTRAP_SERVERS", ""))
     kafka = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import orjson
 from faust.streams import _current_event
 
-from streamproc import changelog_acks
+from streamproc import changelog_acks, faust_fixes, unstick
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
 from streamproc.output import Out
@@ -68,7 +68,8 @@ def acks_only_on_success(events: list[Any]) -> Iterator[None]:
     failed or the agent was cancelled (shutdown, rebalance) mid-batch: that would commit
     records whose outputs were never acknowledged. On any exception we mark the messages
     acked *without* telling the consumer, so faust's later ack is a no-op, the offsets stay
-    uncommitted (commits stop at the gap) and the records are redelivered after restart."""
+    uncommitted (commits stop at the gap) and the records are redelivered after a restart or
+    rebalance, or when streamproc/unstick.py seeks the partition back to the gap."""
     try:
         yield
     except BaseException as exc:
@@ -316,7 +317,9 @@ def register(rt: Runtime) -> None:
     from streamproc.deliver_agents import register_delivery
 
     register_delivery(rt, topic)
+    faust_fixes.apply()  # faust commits past a single unacknowledged record otherwise
     changelog_acks.track(rt)  # batches wait for their tables' changelog records
+    unstick.install(rt)  # re-read records a partition's commits are stuck behind
 
 
 def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:

@@ -31,6 +31,10 @@ class OutputProducer(Service):
         self.producer: AIOKafkaProducer | None = None
         self._generation = 0  # bumped each time _reset replaces the producer
         self._reset_lock = asyncio.Lock()
+        # agents can start before this service: send_all waits for on_start (a restarted
+        # worker with local state has no recovery to sit through and used to crash its
+        # agents with "OutputProducer not started")
+        self._ready = asyncio.Event()
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -45,8 +49,10 @@ class OutputProducer(Service):
         )
 
     async def on_start(self) -> None:
-        self.producer = self._new_producer()
-        await self.producer.start()
+        producer = self._new_producer()
+        await producer.start()
+        self.producer = producer
+        self._ready.set()
 
     async def _reset(self, generation: int) -> None:
         """Replace the producer (new producer id) unless another caller already did.
@@ -86,6 +92,8 @@ class OutputProducer(Service):
         pending = list(records)
         total = len(pending)
         attempt = 0
+        if self.producer is None:
+            await self._ready.wait()
         while pending:
             assert self.producer is not None, "OutputProducer not started"
             generation = self._generation

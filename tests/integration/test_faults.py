@@ -358,6 +358,8 @@ def test_kill_one_of_two_workers_moves_partitions_and_state(stack):
     assert after == before[0] | before[1]  # w2 owns every partition w1 had
     assert_balanced(books)
     m2 = w2.metrics()
+    print(f"[kill-one-of-two] partitions w2 sought back over unacknowledged records: "
+          f"{counter_value(m2, 'streamproc_partition_unstuck_total'):.0f}")
     assert counter_value(m2, "streamproc_dropped_total", reason="unknown_user") == 0
     assert counter_value(m2, "streamproc_routed_total", destination="mailmodo") >= n
 
