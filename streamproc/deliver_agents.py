@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from streamproc import changelog_acks
 from streamproc.agents import acks_only_on_success, set_current_event
 from streamproc.delivery.ledger import as_unix_seconds
+from streamproc.force_header import is_forced
 from streamproc.records import SinkRecord, dead_letter
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
             continue
         mapping.events[rec.id] = ev
-        (forced if _is_forced(m) else normal).append(rec)
+        (forced if is_forced(m.headers) else normal).append(rec)
     try:
         for batch, force in ((normal, False), (forced, True)):
             if batch:
@@ -238,7 +239,3 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
         await changelog_acks.wait(rt)  # ledger entries on the broker before the acks
     finally:
         mapping.events.clear()
-
-
-def _is_forced(m: Any) -> bool:
-    return any(k == "streamproc-force" and v == b"1" for k, v in (m.headers or ()))

@@ -15,3 +15,8 @@ def replay_headers(headers: Iterable[tuple[str, bytes]] | None, force: bool,
     if force:
         out.append((FORCE_HEADER, b"1"))
     return out
+
+
+def is_forced(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """Whether a record carries streamproc-force: 1."""
+    return any(k == FORCE_HEADER and v == b"1" for k, v in (headers or ()))
