@@ -1,35 +1,194 @@
-"""A correction to faust-streaming 0.15.3's offset bookkeeping, applied once at app creation.
+"""Corrections to faust-streaming 0.15.3's offset bookkeeping, applied once at app creation.
 
-Consumer._new_offset(tp) picks the offset to commit from the acknowledged offsets. faust's
-committed offset is the *next* offset to read, yet its check for an unacknowledged record
-at the head of the list is `min(acked) - committed > 1`: when exactly one record is missing
-at the head (committed = C, acked = C+1, C+2, ...) it commits past C. C was never processed:
-a batch whose acks streamproc withheld because it failed (agents.acks_only_on_success), or
-a record faust dropped around a rebalance (see unstick.py). That record is then lost: its
-offset is committed and nothing re-reads it. With the check corrected (`min(acked) >
-committed`) the commit waits, and unstick.py seeks the partition back over the gap."""
+streamproc promises at-least-once: an input offset is committed only after its record was
+processed (or dead-lettered). faust's consumer breaks that promise in four places, each found
+by a fault test (tests/integration/test_faults.py, test_offsets.py) or a benchmark run:
+
+1. Head gap of one (Consumer._new_offset). faust's committed offset is the *next* offset to
+   read, yet its check for an unacknowledged record at the head of the acknowledged list is
+   `min(acked) - committed > 1`: with exactly one record missing at the head it commits past
+   it. Corrected to `min(acked) > committed`. (faust's tolerance of one missing offset was a
+   guess at a transaction marker; streamproc/unstick.py asks the broker instead.)
+
+2. No commit yet. A partition the group never committed has no committed offset in faust, and
+   then `_new_offset` commits the first consecutive run of acknowledged offsets wherever it
+   starts: a failed first batch (acks withheld) or a dropped first record is committed over.
+   After faust's seek to the committed offsets, every assigned input partition without one is
+   sought to its earliest offset (auto_offset_reset=earliest) and that offset is recorded as
+   its committed offset, so the head-gap check (and unstick.py) cover it too.
+
+3. Acks of records that were never processed (Consumer.ack). A stream skips, and acks, a
+   record fetched in an earlier consumer generation or while the flow is suspended for a
+   rebalance. After the revoke cleared the partition's bookkeeping, such an ack lands in the
+   new generation's acknowledged list and is committed. Acks are refused while the flow is
+   suspended and for records of another generation: the record is read again (a duplicate,
+   which at-least-once allows and the delivery ledger absorbs), never skipped.
+
+4. Dropped re-fetched records (Consumer._drain_messages). The fetch loop drops every record
+   whose offset is below the partition's "read offset" ("DROPPED MESSAGE ROFF"). Records
+   fetched before a seek back and handed over after it move the read offset up, and the
+   re-fetched records below it are dropped. The loop below hands every record over, and
+   detects offsets that hold no record (transaction markers, compacted records) only between
+   two records handed in a row with no seek in between: it never declares a gap across a seek.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Optional
 
-_APPLIED = "_streamproc_head_gap_fix"
+_APPLIED = "_streamproc_offset_fixes"
+_LAST = "_streamproc_last_offset"  # tp -> offset of the last record handed to the streams
+
+
+def gap_after(last: Optional[int], offset: int, committed: Optional[int]) -> Optional[range]:
+    """The offsets that hold no record when `offset` is handed right after `last` (same
+    partition, no seek in between), clipped to at or after `committed`; None if there are none
+    or when it cannot be known (no previous record, or a re-fetch: offset <= last)."""
+    if last is None or offset <= last + 1:
+        return None
+    start = last + 1 if committed is None else max(last + 1, committed)
+    return range(start, offset) if start < offset else None
+
+
+def stale_ack(consumer: Any, message: Any) -> bool:
+    """True when acknowledging `message` could commit a record that was not processed: it was
+    fetched in another consumer generation, or the flow is suspended (a rebalance is on)."""
+    app = consumer.app
+    return (getattr(message, "generation_id", app.consumer_generation_id)
+            != app.consumer_generation_id or not app.flow_control.is_active())
+
+
+def head_gap(acked: Any, committed: Optional[int]) -> bool:
+    """True when the record at `committed` (the next offset to read) was not acknowledged
+    while later ones were: nothing may be committed for the partition."""
+    return bool(acked) and committed is not None and min(acked) > committed
 
 
 def apply() -> None:
-    from faust.transport.consumer import Consumer
+    from faust.transport import consumer as mod
 
+    Consumer = mod.Consumer
     if getattr(Consumer, _APPLIED, False):
         return
-    original = Consumer._new_offset
+    original_new_offset = Consumer._new_offset
+    original_ack = Consumer.ack
+    original_perform_seek = Consumer.perform_seek
+    original_seek = Consumer.seek
 
     def _new_offset(self: Any, tp: Any) -> Any:
-        acked = self._acked.get(tp)
-        committed = self._committed_offset.get(tp)
-        if acked and committed is not None and not self._gap.get(tp):
-            if min(acked) > committed:  # the record at `committed` was never acknowledged
-                return None
-        return original(self, tp)
+        if not self._gap.get(tp) and head_gap(self._acked.get(tp),
+                                               self._committed_offset.get(tp)):
+            return None
+        return original_new_offset(self, tp)
+
+    def ack(self: Any, message: Any) -> bool:
+        if not stale_ack(self, message):
+            return original_ack(self, message)
+        with mod.ack_lock:
+            if not message.acked:
+                message.acked = True  # done with it, but its offset is not safe to commit
+                self._unacked_messages.discard(message)
+                mod.notify(self._waiting_for_ack)
+        return False
+
+    async def perform_seek(self: Any) -> None:
+        await original_perform_seek(self)
+        _last(self).clear()
+        await seek_uncommitted_to_earliest(self)
+
+    async def seek(self: Any, partition: Any, offset: int) -> None:
+        _last(self).pop(partition, None)
+        await original_seek(self, partition, offset)
 
     Consumer._new_offset = _new_offset
+    Consumer.ack = ack
+    Consumer.perform_seek = perform_seek
+    Consumer.seek = seek
+    Consumer._drain_messages = _drain_messages
     setattr(Consumer, _APPLIED, True)
+
+
+def _last(consumer: Any) -> dict:
+    last = consumer.__dict__.get(_LAST)
+    if last is None:
+        last = consumer.__dict__[_LAST] = {}
+    return last
+
+
+async def seek_uncommitted_to_earliest(consumer: Any) -> list[Any]:
+    """Fix 2: seek every assigned input partition without a committed offset to its earliest
+    offset and record that as its committed offset. Returns those partitions."""
+    app = consumer.app
+    changelogs = set(getattr(app.tables, "changelog_topics", ()) or ())
+    tps = [tp for tp in consumer.assignment()
+           if tp.topic not in changelogs and app.topics.acks_enabled_for(tp.topic)
+           and consumer._committed_offset.get(tp) is None]
+    if not tps:
+        return []
+    earliest = await consumer.earliest_offsets(*tps)
+    done = []
+    for tp in tps:
+        offset = earliest.get(tp)
+        if offset is None:
+            continue
+        await consumer.seek(tp, offset)
+        consumer._committed_offset[tp] = offset
+        done.append(tp)
+    return done
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - fetch loop
+    """faust 0.15.3's Consumer._drain_messages with fix 4: no record is dropped, and gaps are
+    only detected between two records handed in a row (see gap_after)."""
+    from faust.transport.consumer import CONSUMER_FETCHING
+
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    last = _last(self)
+    committed = self._committed_offset
+    set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    yield_every, since_yield = 100, 0
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(CONSUMER_FETCHING)
+            ait = getmany(timeout=1.0)
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in ait:
+                    since_yield += 1
+                    if since_yield > yield_every:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    gap = gap_after(last.get(tp), offset, committed.get(tp))
+                    if gap is not None and acks_enabled_for(message.topic):
+                        gaps = self._gap[tp]
+                        gaps.addi(gap.start, gap.stop)
+                        gaps.merge_overlaps()
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await self.wait_first(callback(message), self.suspend_flow.wait())
+                    last[tp] = offset
+                    self._read_offset[tp] = offset
+                unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(CONSUMER_FETCHING)

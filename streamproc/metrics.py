@@ -19,6 +19,7 @@ consumer_lag                                    gauge      topic, partition
 table_keys                                      gauge      table
 changelog_records_read (..._total)              counter    table, role (recovery, standby)
 partition_unstuck (..._total)                   counter    topic
+offsets_skipped (..._total)                     counter    topic
 ingest_requests (..._total)                     counter    endpoint, status
 
 status_class is "2xx", "4xx", "5xx", "network" or "mapping" (rejected before any request);
@@ -100,6 +101,10 @@ class Metrics:
         self.partition_unstuck = counter(
             "partition_unstuck", "Partitions sought back over records never acknowledged "
             "(streamproc/unstick.py)", ("topic",))
+        self.offsets_skipped = counter(
+            "offsets_skipped", "Offsets without a record (transaction markers, removed "
+            "records) committed over after a check with the broker (streamproc/unstick.py)",
+            ("topic",))
         self.changelog_records_read = counter(
             "changelog_records_read", "Table changelog records applied: role=recovery while "
             "recovering active partitions (restart, rebalance, failover), role=standby while "

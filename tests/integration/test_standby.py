@@ -18,7 +18,7 @@ that moment one track per user on A's by-user partitions is produced. Measured f
 The figures are printed and written to bench/results/standby.json. Asserted: with standby B
 reads (far) fewer changelog records, and recovery_s and takeover_s are shorter. routed_s (from
 the kill) is reported, not compared: the session timeout and its heartbeat jitter (up to 3 s)
-dominate it at this state size. STANDBY_TEST_USERS sets N (default 30000, ~1.5-2 min).
+dominate it at this state size. STANDBY_TEST_USERS sets N (default 20000: about 1-2 min on 2 busy cores).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from harness import (ROOT, WorkerProcess, apply_topics, produce, topology_for, unique_prefix,
                      wait_for)
 
-USERS = int(os.environ.get("STANDBY_TEST_USERS", "30000"))
+USERS = int(os.environ.get("STANDBY_TEST_USERS", "20000"))
 PROBES_PER_PARTITION = 3
 RESULTS = ROOT / "bench" / "results" / "standby.json"
 TS = "2026-11-20T10:00:00Z"
@@ -192,12 +192,15 @@ class Group:
         }
 
     def close(self) -> None:
+        from test_faults import delete_topics
+
         for w in self.workers:
             if w.proc is not None:
                 try:
                     w.stop(timeout=30)
                 except AssertionError:
                     w.kill()
+        delete_topics(self.bootstrap, self.prefix)
 
 
 def test_standby_replicas_make_failover_faster(kafka_bootstrap, sandbox):

@@ -107,7 +107,78 @@ def test_faust_does_not_commit_past_one_unacknowledged_record():
     # no gap: commit after the consecutive run, as faust does
     assert Consumer._new_offset(_consumer([38, 39, 41], 38), tp) == 40
     assert Consumer._new_offset(_consumer([0, 1], 0), tp) == 2
-    assert Consumer._new_offset(_consumer([5, 6], None), tp) == 7  # never committed: unknown
+    # never committed: faust cannot tell (fix 2 gives every input partition a committed offset)
+    assert Consumer._new_offset(_consumer([5, 6], None), tp) == 7
+
+
+def test_gaps_are_only_declared_between_records_handed_in_a_row():
+    gap_after = faust_fixes.gap_after
+    assert gap_after(None, 7, None) is None  # first record after a seek: cannot know
+    assert gap_after(6, 7, None) is None  # consecutive
+    assert gap_after(6, 9, None) == range(7, 9)  # 7 and 8 hold no record (markers)
+    assert gap_after(6, 9, 8) == range(8, 9)  # never below the committed offset
+    assert gap_after(6, 9, 9) is None
+    assert gap_after(90, 50, None) is None  # a re-fetch after a seek back: handed, no gap
+
+
+def _ack_consumer(generation: int, flow_active: bool):
+    from faust.transport.drivers.aiokafka import Consumer  # the worker's consumer class
+
+    faust_fixes.apply()
+    c = Consumer.__new__(Consumer)
+    topics = SimpleNamespace(acks_enabled_for=lambda topic: True)
+    c.app = SimpleNamespace(consumer_generation_id=generation, topics=topics,
+                            flow_control=SimpleNamespace(is_active=lambda: flow_active))
+    c._committed_offset = defaultdict(lambda: None)
+    c._acked, c._acked_index = defaultdict(list), defaultdict(set)
+    c._unacked_messages, c._waiting_for_ack, c._n_acked = set(), None, 0
+    return c
+
+
+class _Msg:
+    def __init__(self, offset: int, generation: int) -> None:
+        self.acked, self.tp, self.topic = False, TP("t", 0), "t"
+        self.offset, self.generation_id = offset, generation
+
+
+_msg = _Msg
+
+
+def test_acks_of_records_from_another_generation_or_during_a_rebalance_are_refused():
+    c = _ack_consumer(generation=5, flow_active=True)
+    current, stale = _msg(10, 5), _msg(11, 4)
+    c._unacked_messages |= {current, stale}
+    assert c.ack(current) is True and c._acked[TP("t", 0)] == [10]
+    assert c.ack(stale) is False  # fetched in generation 4: never committed
+    assert stale.acked and stale not in c._unacked_messages and c._acked[TP("t", 0)] == [10]
+    paused = _ack_consumer(generation=5, flow_active=False)
+    m = _msg(12, 5)
+    assert paused.ack(m) is False and not paused._acked
+
+
+def test_partitions_never_committed_start_at_their_earliest_offset():
+    tp_in, tp_done, tp_changelog = TP("raw", 0), TP("raw", 1), TP("app-contacts-changelog", 0)
+    sought: list = []
+
+    class Consumer:
+        _committed_offset = defaultdict(lambda: None, {tp_done: 42})
+
+        def assignment(self):
+            return {tp_in, tp_done, tp_changelog}
+
+        async def earliest_offsets(self, *tps):
+            return {tp: 3 for tp in tps}
+
+        async def seek(self, tp, offset):
+            sought.append((tp, offset))
+
+    c = Consumer()
+    c.app = SimpleNamespace(
+        tables=SimpleNamespace(changelog_topics={"app-contacts-changelog"}),
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == "raw"))
+    assert asyncio.run(faust_fixes.seek_uncommitted_to_earliest(c)) == [tp_in]
+    assert sought == [(tp_in, 3)] and c._committed_offset[tp_in] == 3
+    assert c._committed_offset[tp_done] == 42
 
 
 def test_stuck_partition_is_reported_after_it_stays_stuck():
@@ -130,6 +201,44 @@ def test_stuck_partition_is_reported_after_it_stays_stuck():
     consumer._acked[tp] = [44]
     app.rebalancing = True
     assert unstick.stuck_partitions(rt, seen, 400.0) == [] and not seen
+
+
+def test_unstick_commits_over_offsets_without_records_and_seeks_back_otherwise():
+    from intervaltree import IntervalTree
+
+    tp = TP("raw", 0)
+    sought: list = []
+
+    class Consumer:
+        _acked = {tp: [8, 9]}
+        _gap = defaultdict(IntervalTree)
+
+        async def seek(self, tp, offset):
+            sought.append((tp, offset))
+
+    counts: list = []
+    counter = SimpleNamespace(labels=lambda topic: SimpleNamespace(inc=lambda n=1: counts.append(n)))
+    rt = SimpleNamespace(app=SimpleNamespace(consumer=Consumer()),
+                         metrics=SimpleNamespace(offsets_skipped=counter,
+                                                 partition_unstuck=counter))
+
+    async def run(first):
+        async def probe(rt, tp, offset, timeout=10.0):
+            return first
+        original = unstick.first_offset_from
+        unstick.first_offset_from = probe
+        try:
+            return await unstick.unstick(rt, tp, 7)
+        finally:
+            unstick.first_offset_from = original
+
+    # the broker's first record from 7 on is 8: offset 7 is a transaction marker
+    assert asyncio.run(run(8)) == "skipped" and not sought and counts == [1]
+    assert sorted((i.begin, i.end) for i in Consumer._gap[tp]) == [(7, 8)]
+    # the record at 7 exists (it was dropped or its batch failed): read it again
+    Consumer._gap.clear()
+    assert asyncio.run(run(7)) == "sought" and sought == [(tp, 7)] and not Consumer._gap[tp]
+    assert asyncio.run(run(None)) == "sought"  # the broker did not answer: reading is safe
 
 
 def test_output_producer_send_waits_for_the_service_to_start():

@@ -1,0 +1,134 @@
+"""Input offsets on the real broker when the input holds offsets without records.
+
+A transactional producer (Kafka Connect with exactly-once, Kafka Streams, Debezium, ...) writes
+a commit marker after each transaction: an offset the consumer never receives. streamproc
+commits an input offset only after the record there was processed (streamproc/faust_fixes.py),
+so it must tell a marker from a record it has not processed yet:
+
+- between two records it handed over in a row, the fetch loop counts the offsets in between
+  as empty (faust_fixes fix 4);
+- at the committed offset after a restart (the offset right after a transaction's last record
+  is its marker), streamproc/unstick.py asks the broker and commits over it.
+
+Both are checked with the group's committed offsets: they must reach the partitions' end
+offsets, and nothing is read twice to get there."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+import orjson
+
+from harness import read_topic, wait_for
+
+TS = "2026-11-20T10:00:00Z"
+
+
+def _identify(i: int) -> bytes:
+    return orjson.dumps({"type": "identify", "userId": f"u-{i}", "messageId": f"m-{i}",
+                         "timestamp": TS, "traits": {"email": f"u{i}@example.com"}})
+
+
+def _produce(bootstrap: str, topic: str, partitions: int, ids: range, *,
+             transactional_id: str | None) -> None:
+    """Identify events for `ids`, spread over every partition in turn; in one transaction
+    when `transactional_id` is set (its commit marker then follows in each partition)."""
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap,
+                                    transactional_id=transactional_id,
+                                    enable_idempotence=True)
+        await producer.start()
+        try:
+            async def send_all() -> None:
+                for i in ids:
+                    await producer.send_and_wait(topic, _identify(i), key=f"u-{i}".encode(),
+                                                 partition=i % partitions)
+            if transactional_id is None:
+                await send_all()
+            else:
+                async with producer.transaction():
+                    await send_all()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def _offsets(bootstrap: str, group: str, topic: str, partitions: int,
+             ) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed offsets of `group`, end offsets) of `topic`'s partitions."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def run() -> tuple[dict[int, int], dict[int, int]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await admin.start()
+        await consumer.start()
+        try:
+            got = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(
+                [TopicPartition(topic, p) for p in range(partitions)])
+        finally:
+            await consumer.stop()
+            await admin.close()
+        committed = {tp.partition: m.offset for tp, m in got.items() if tp.topic == topic}
+        return committed, {tp.partition: off for tp, off in ends.items()}
+
+    return asyncio.run(run())
+
+
+def _counter(metrics: str, name: str, topic: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f'{name}{{topic="{topic}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_transactional_input_is_committed_to_the_end_across_a_restart(stack):
+    topic = stack.topic("segment")
+    parts = stack.topology.inputs["segment"].partitions
+    sink = stack.topic("sink.mailmodo")
+    w1 = stack.worker()
+    w1.wait_ready()
+    group = w1.app_id
+
+    def committed_to(target: dict[int, int]) -> bool:
+        committed, _ = _offsets(stack.bootstrap, group, topic, parts)
+        return all(committed.get(p, -1) == off for p, off in target.items())
+
+    # 1. two transactions, then plain records: markers sit between records in every partition
+    _produce(stack.bootstrap, topic, parts, range(0, 30), transactional_id=f"{stack.prefix}tx")
+    _produce(stack.bootstrap, topic, parts, range(30, 60), transactional_id=f"{stack.prefix}tx")
+    _produce(stack.bootstrap, topic, parts, range(60, 60 + parts), transactional_id=None)
+    n1 = 60 + parts
+    assert len(read_topic(stack.bootstrap, sink, min_count=n1, timeout=60)) == n1
+    _, ends = _offsets(stack.bootstrap, group, topic, parts)
+    wait_for(lambda: committed_to(ends), timeout=60,
+             what=f"commits up to the end offsets {ends} (markers between records)")
+
+    # 2. a transaction last: each partition's committed offset is now its commit marker
+    _produce(stack.bootstrap, topic, parts, range(n1, n1 + parts),
+             transactional_id=f"{stack.prefix}tx")
+    n2 = n1 + parts
+    assert len(read_topic(stack.bootstrap, sink, min_count=n2, timeout=60)) == n2
+    _, ends = _offsets(stack.bootstrap, group, topic, parts)
+    marker = {p: off - 1 for p, off in ends.items()}
+    wait_for(lambda: committed_to(marker), timeout=60, what=f"commits up to the markers {marker}")
+    assert w1.stop() == 0
+
+    # 3. restart: the worker resumes at the markers, then gets plain records
+    w2 = stack.worker(name="w2", data_dir=w1.data_dir)
+    w2.wait_ready()
+    _produce(stack.bootstrap, topic, parts, range(n2, n2 + parts), transactional_id=None)
+    n3 = n2 + parts
+    _, ends = _offsets(stack.bootstrap, group, topic, parts)
+    wait_for(lambda: committed_to(ends), timeout=90,
+             what=f"commits over the markers up to the end offsets {ends}")
+    metrics = w2.metrics()
+    assert _counter(metrics, "streamproc_offsets_skipped_total", topic) == parts  # 1 each
+    assert _counter(metrics, "streamproc_partition_unstuck_total", topic) == 0  # no re-read
+    emails = sorted(r.json()["key"] for r in read_topic(stack.bootstrap, sink, min_count=n3,
+                                                         timeout=30))
+    assert emails == sorted(f"u{i}@example.com" for i in range(n3))  # each exactly once
