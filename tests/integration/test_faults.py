@@ -692,7 +692,7 @@ def test_poison_records_dead_lettered_good_ones_routed(stack):
                             for _, _, reasons in items for reason in reasons)
     dlq_topic = stack.topic("dead_letter")
     n_dead = sum(expected_dead.values())
-    dlq = wait_for(lambda: (lambda rs: rs if len(rs) >= n_dead else None)(
+    wait_for(lambda: (lambda rs: rs if len(rs) >= n_dead else None)(
         read_topic(stack.bootstrap, dlq_topic, settle=0.2, timeout=10)),
         timeout=90, interval=1, what=f"{n_dead} ingest dead letters")
     docs = [r.json() for r in read_topic(stack.bootstrap, dlq_topic, min_count=n_dead, settle=2)]
