@@ -227,15 +227,24 @@ def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Ou
     return out
 
 
-def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
-                 batch: BatchContext | None = None) -> list[Out]:
-    ctx = batch or BatchContext(rt)
+def _state_input(rt: Runtime, ctx: BatchContext, m: Any, table: str, cls: type,
+                 ) -> tuple[str | None, Any, Any, Out | None]:
+    """(key, decoded internal message, current state or None, None) for a record of a state
+    agent; (key, None, None, dead letter) for an envelope that does not decode."""
     key = _decode_key(m.key)
     try:
         msg = decode(m.value)
     except ValueError as e:
-        return [_internal_dead_letter(rt, m, str(e))]
-    user = _load(ctx, "users", key, KnownUser) if key else None
+        return key, None, None, _internal_dead_letter(rt, m, str(e))
+    return key, msg, (_load(ctx, table, key, cls) if key else None), None
+
+
+def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
+                 batch: BatchContext | None = None) -> list[Out]:
+    ctx = batch or BatchContext(rt)
+    key, msg, user, dead = _state_input(rt, ctx, m, "users", KnownUser)
+    if dead is not None:
+        return [dead]
     if isinstance(msg, SweepPending):
         if user is None:
             return []
@@ -261,12 +270,9 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                     batch: BatchContext | None = None) -> list[Out]:
     ctx = batch or BatchContext(rt)
-    key = _decode_key(m.key)
-    try:
-        msg = decode(m.value)
-    except ValueError as e:
-        return [_internal_dead_letter(rt, m, str(e))]
-    contact = _load(ctx, "contacts", key, Contact) if key else None
+    key, msg, contact, dead = _state_input(rt, ctx, m, "contacts", Contact)
+    if dead is not None:
+        return [dead]
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
         ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))

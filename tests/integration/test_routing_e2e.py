@@ -156,3 +156,21 @@ def test_two_workers_share_partitions_and_state(stack):
     # both workers really worked: each owns some partitions of by-user
     m1, m2 = w1.metrics(), w2.metrics()
     assert "streamproc_routed_total" in m1 and "streamproc_routed_total" in m2
+
+
+def test_undecodable_internal_records_are_dead_lettered(stack):
+    """A record on a repartition topic that is not a streamproc envelope (another producer
+    wrote there, or a version mismatch) is dead-lettered with its bytes, never dropped, and
+    the state agents carry on."""
+    w = stack.worker()
+    w.wait_ready()
+    produce(stack.bootstrap, stack.topic("by_user"), [("u9", "not an envelope")])
+    produce(stack.bootstrap, stack.topic("by_contact"), [("a@example.com", [1, 2])])
+    produce(stack.bootstrap, stack.topic("segment"), [("u9", seg(
+        "identify", "u9", "m9", "2026-11-20T10:00:00Z", traits={"email": A}))])
+    assert len(_sink(stack, "mailmodo", 1)) == 1  # the agents carried on
+    dlq = [r.json() for r in read_topic(stack.bootstrap, stack.topic("dead_letter"), min_count=2)]
+    assert sorted((d["stage"], d["reason"]) for d in dlq) == [("routing", "bad_envelope")] * 2
+    assert sorted(d["original"] for d in dlq) == ['"not an envelope"', "[1,2]"]
+    assert 'streamproc_dead_lettered_ingest_total{reason="bad_envelope",source="internal"} 2.0' \
+        in w.metrics()
