@@ -1,18 +1,19 @@
 """One delivery agent per enabled destination: takes a batch from its sink topic, delivers it
 through the shared engine, dead-letters what failed for good, and only then lets faust
-acknowledge the batch. The delivery ledger is a faust table co-partitioned with the sink; the
-agent purges its expired entries between batches (LedgerPurger)."""
+acknowledge the batch. The delivery ledger is a faust table co-partitioned with the sink, read
+and written per batch and partition (streamproc/delivery/table_ledger.py); the agent purges its
+expired entries between batches (LedgerPurger)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from streamproc import changelog_acks
 from streamproc.agents import acks_only_on_success, set_current_event
 from streamproc.delivery.ledger import as_unix_seconds
+from streamproc.delivery.table_ledger import TableLedger, output_producer
 from streamproc.force_header import is_forced
 from streamproc.records import SinkRecord, dead_letter
 
@@ -20,42 +21,6 @@ if TYPE_CHECKING:
     from streamproc.app import Runtime
 
 log = logging.getLogger(__name__)
-
-
-class PartitionedLedgerMapping(MutableMapping):
-    """The ledger table seen as a plain mapping of delivery id -> unix seconds. Before each
-    access it points faust's current event at the sink event that carried that id, so the
-    entry lives in (and is recovered with) the same partition as the sink record."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.events: dict[str, Any] = {}
-
-    def _bind(self, key: str) -> None:
-        ev = self.events.get(key)
-        if ev is not None:
-            set_current_event(ev)
-
-    def __getitem__(self, key: str) -> float:
-        self._bind(key)
-        raw = self.table.get(key)
-        if raw is None:
-            raise KeyError(key)
-        return float(raw)
-
-    def __setitem__(self, key: str, value: float) -> None:
-        self._bind(key)
-        self.table[key] = repr(float(value)).encode()
-
-    def __delitem__(self, key: str) -> None:
-        self._bind(key)
-        del self.table[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.table.keys())
-
-    def __len__(self) -> int:
-        return len(self.events)
 
 
 # Ledger purge bounds: one purge call examines at most PURGE_SCAN_KEYS keys (split between the
@@ -162,7 +127,6 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
     from streamproc.agents import LEDGER_STORE_OPTIONS, table_kwargs
     from streamproc.delivery.client import build_client
     from streamproc.delivery.engine import Deliverer
-    from streamproc.delivery.ledger import MappingLedger
     from streamproc.destinations.registry import DESTINATIONS as MODULES
 
     app, settings = rt.app, rt.settings
@@ -173,53 +137,56 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
         table = app.Table(f"ledger-{slug}", partitions=sink.partitions,
                           **table_kwargs(LEDGER_STORE_OPTIONS))
         rt.tables[f"ledger-{slug}"] = table
-        mapping = PartitionedLedgerMapping(table)
+        ledger = TableLedger(table, retention, lambda: output_producer(rt.output))
         dest_settings = settings.destination(slug)
         module = MODULES[slug]
         state: dict[str, Any] = {}
 
-        def deliverer(module=module, dest_settings=dest_settings, mapping=mapping,
+        def deliverer(module=module, dest_settings=dest_settings, ledger=ledger,
                       state=state) -> Any:
             if "deliverer" not in state:
                 client = build_client(module, dest_settings)
                 state["client"] = client
-                state["deliverer"] = Deliverer(
-                    module, dest_settings, client, MappingLedger(mapping, retention),
-                    rt.metrics)
+                state["deliverer"] = Deliverer(module, dest_settings, client, ledger,
+                                               rt.metrics)
             return state["deliverer"]
 
         rt.extras.setdefault("deliverers", {})[slug] = state
         purger = LedgerPurger(table, retention)
         rt.extras.setdefault("ledger_purgers", {})[slug] = purger
         _delivery_agent(rt, slug, sink, spec.batch_size, dest_settings.delivery.linger_ms / 1000,
-                        deliverer, mapping, purger)
+                        deliverer, ledger, purger)
 
 
 def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: float,
-                    get_deliverer: Callable[[], Any], mapping: PartitionedLedgerMapping,
+                    get_deliverer: Callable[[], Any], ledger: TableLedger,
                     purger: LedgerPurger | None = None) -> None:
     async def deliver(stream: Any) -> None:
+        purged = 0
         async for events in stream.take_events(batch_size, max(linger, 0.01)):
             with acks_only_on_success(events):
-                await deliver_batch(rt, slug, events, get_deliverer(), mapping)
-            if purger is not None:
-                purger.maybe_purge(events)
+                if purged:  # the purge's tombstones reach the changelog before new marks
+                    await changelog_acks.wait(rt)
+                await deliver_batch(rt, slug, events, get_deliverer(), ledger)
+            purged = purger.maybe_purge(events) if purger is not None else 0
 
     rt.app.agent(sink, name=f"streamproc.deliver.{slug}")(deliver)
 
 
 async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: Any,
-                        mapping: PartitionedLedgerMapping) -> None:
-    """Deliver one batch of sink events; dead letters are on the broker before returning."""
+                        ledger: TableLedger) -> None:
+    """Deliver one batch of sink events; dead letters and ledger entries are on the broker
+    before returning."""
     dlq = rt.topology.destinations[slug].dead_letter.name
     normal: list[SinkRecord] = []
     forced: list[SinkRecord] = []
     out = []
-    mapping.events.clear()
+    carried: dict[str, Any] = {}
+    loads = SinkRecord.loads
     for ev in events:
         m = ev.message
         try:
-            rec = SinkRecord.loads(m.value)
+            rec = loads(m.value)
         except (ValueError, KeyError, TypeError) as e:
             rt.metrics.dead_lettered.labels(slug, "mapping").inc()
             out.append((dlq, m.key, dead_letter(
@@ -227,8 +194,9 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 destination=slug,
                 source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
             continue
-        mapping.events[rec.id] = ev
-        (forced if is_forced(m.headers) else normal).append(rec)
+        carried[rec.id] = ev
+        (forced if m.headers and is_forced(m.headers) else normal).append(rec)
+    ledger.begin(carried)
     try:
         for batch, force in ((normal, False), (forced, True)):
             if batch:
@@ -236,6 +204,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
         if out:
             await rt.output.send_all(out)
-        await changelog_acks.wait(rt)  # ledger entries on the broker before the acks
+        await ledger.flush()  # ledger entries on the broker before the acks
+        await changelog_acks.wait(rt)
     finally:
-        mapping.events.clear()
+        ledger.end()

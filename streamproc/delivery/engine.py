@@ -16,42 +16,16 @@ from streamproc.delivery.backoff import FULL_JITTER, BackoffPolicy
 from streamproc.delivery.client import send
 from streamproc.delivery.ledger import Ledger
 from streamproc.delivery.ratelimit import SendGate
+from streamproc.delivery.report import (RETRIES_EXHAUSTED, DeadRecord, DeliveryReport,
+                                        map_records, reasoned)
 from streamproc.delivery.request import HttpRequest, RecordOutcome
 from streamproc.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
 from streamproc.metrics import Metrics, status_class
-from streamproc.records import SinkRecord, dead_letter
+from streamproc.records import SinkRecord
 
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 2000
-RETRIES_EXHAUSTED = "retries_exhausted"
-
-
-@dataclass(slots=True)
-class DeadRecord:
-    record: SinkRecord
-    error: DeliveryError
-    reason: str  # machine-readable: http_400, retries_exhausted, mapping_failed, a mapping's own
-    status: int | None  # last HTTP status (None: no answer, or never sent)
-    body_excerpt: str
-    attempts: int
-    first_attempt_at: float | None  # unix seconds
-    last_attempt_at: float | None
-
-    def to_dead_letter(self) -> bytes:
-        """The record for this destination's dead-letter topic (records.dead_letter)."""
-        return dead_letter(
-            stage="delivery", reason=self.reason, message=str(self.error), original=None,
-            source=self.record.source, destination=self.record.destination,
-            record=self.record.to_dict(), status=self.status,
-            response_excerpt=self.body_excerpt or None, attempts=self.attempts,
-            first_attempt_at=self.first_attempt_at, last_attempt_at=self.last_attempt_at)
-
-
-@dataclass(slots=True)
-class DeliveryReport:
-    delivered: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # seen by the ledger, or repeated in the batch
-    dead: list[DeadRecord] = field(default_factory=list)
+__all__ = ["Deliverer", "DeadRecord", "DeliveryReport", "RETRIES_EXHAUSTED"]
 
 
 @dataclass(slots=True)
@@ -145,39 +119,32 @@ class Deliverer:
     def _unseen(self, records: list[SinkRecord], force: bool,
                 report: DeliveryReport) -> list[SinkRecord]:
         pending, ids = [], set()
+        seen = set() if force else self._seen([r.id for r in records])
         for record in records:
-            if record.id in ids or (not force and self._seen(record.id)):
+            if record.id in ids or record.id in seen:
                 report.skipped.append(record.id)
             else:
                 ids.add(record.id)
                 pending.append(record)
         return pending
 
-    def _seen(self, record_id: str) -> bool:
-        if self.ledger is None:
-            return False
+    def _seen(self, record_ids: list[str]) -> set[str]:
+        """The ids the ledger holds (one batch lookup when the ledger offers seen_many)."""
+        if self.ledger is None or not record_ids:
+            return set()
         try:
-            return self.ledger.seen(record_id)
+            many = getattr(self.ledger, "seen_many", None)
+            if many is not None:
+                return set(many(record_ids))
+            return {i for i in record_ids if self.ledger.seen(i)}
         except Exception:
             log.exception("%s: ledger lookup failed; sending anyway", self.name)
-            return False
+            return set()
 
     def _build(self, records: list[SinkRecord], progress: dict[str, _Progress],
                report: DeliveryReport) -> list[HttpRequest]:
         """Requests for the records; mapping failures and records no request carries are dead."""
-        try:
-            requests, failures = self.destination.build_requests(records, self.settings)
-        except Exception:
-            log.exception("%s: build_requests failed for a batch; mapping one by one", self.name)
-            requests, failures = [], []
-            for record in records:
-                try:
-                    one, bad = self.destination.build_requests([record], self.settings)
-                except Exception as exc:
-                    one, bad = [], [(record, _reasoned(Permanent(f"mapping failed: {exc!r}"),
-                                                       "mapping_failed"))]
-                requests += one
-                failures += bad
+        requests, failures = map_records(self.destination, self.settings, records, self.name)
         covered = {i for request in requests for i in request.record_ids}
         for record, error in failures:
             covered.add(record.id)
@@ -301,7 +268,7 @@ class Deliverer:
                 error = Retryable(f"network error: {type(exc).__name__}: {exc}")
                 return None, "", [RecordOutcome(i, error) for i in request.record_ids]
             except TypeError as exc:  # orjson could not encode the body: a mapping bug
-                error = _reasoned(Permanent(f"body is not JSON-encodable: {exc}"), "encode_failed")
+                error = reasoned(Permanent(f"body is not JSON-encodable: {exc}"), "encode_failed")
                 return None, "", [RecordOutcome(i, error) for i in request.record_ids]
             self._count_request(request, response.status_code, started)
         body = response.text
@@ -382,14 +349,16 @@ class Deliverer:
             except Exception:
                 log.exception("%s: could not mark %d delivered ids in the ledger", self.name,
                               len(ids))
+        latency = None
         for record_id in ids:
             p = progress[record_id]
             p.resolved = True
             report.delivered.append(record_id)
-            self.metrics.delivered.labels(self.name, status_class(status)).inc()
             if p.record.created_at > 0:
-                self.metrics.delivery_latency_seconds.labels(self.name).observe(
-                    max(0.0, now - p.record.created_at))
+                if latency is None:
+                    latency = self.metrics.delivery_latency_seconds.labels(self.name)
+                latency.observe(max(0.0, now - p.record.created_at))
+        self.metrics.delivered.labels(self.name, status_class(status)).inc(len(ids))
 
     def _dead(self, p: _Progress, error: DeliveryError | None, report: DeliveryReport, *,
               reason: str) -> None:
@@ -435,8 +404,3 @@ def _retryable_status(status: int) -> bool:
     from streamproc.destinations.outcomes import classify_status
 
     return isinstance(classify_status(status), Retryable)
-
-
-def _reasoned(error: DeliveryError, reason: str) -> DeliveryError:
-    error.reason = reason  # type: ignore[attr-defined]
-    return error

@@ -11,6 +11,9 @@ log = logging.getLogger(__name__)
 
 
 class Ledger(Protocol):
+    """A ledger may also offer seen_many(record_ids) -> set of the seen ones; the engine then
+    looks a whole batch up at once (MappingLedger and TableLedger do)."""
+
     def seen(self, record_id: str) -> bool:
         """True when the id was delivered within the retention window."""
 
@@ -53,6 +56,11 @@ class MappingLedger:
     def seen(self, record_id: str) -> bool:
         value = self.mapping.get(record_id)
         return value is not None and self._fresh(value, self._clock())
+
+    def seen_many(self, record_ids: Iterable[str]) -> set[str]:
+        now = self._clock()
+        get = self.mapping.get
+        return {i for i in record_ids if (v := get(i)) is not None and self._fresh(v, now)}
 
     def mark(self, record_ids: Iterable[str], at: float) -> None:
         for record_id in record_ids:

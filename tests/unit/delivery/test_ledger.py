@@ -35,6 +35,13 @@ def test_works_over_any_mapping_with_bytes_or_float_values():
     assert as_unix_seconds(b"12.5") == 12.5 and as_unix_seconds(object()) is None
 
 
+def test_seen_many_answers_like_seen_for_a_whole_batch():
+    store = {"f": 1000.0, "b": b"1000.5", "old": 900.0, "junk": b"\xff\x00"}
+    ledger = MappingLedger(store, retention_s=10, clock=lambda: 1005.0)
+    ids = ["f", "b", "old", "junk", "absent"]
+    assert ledger.seen_many(ids) == {i for i in ids if ledger.seen(i)} == {"f", "b"}
+
+
 def test_purge_drops_only_expired_keys_in_bounded_chunks():
     store = {f"old{i}": 100.0 for i in range(25)}
     store.update({f"new{i}": 990.0 for i in range(5)})

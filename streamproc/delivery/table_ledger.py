@@ -1,0 +1,245 @@
+"""The delivery ledger over a destination's faust table `ledger-<slug>` (RocksDB, changelogged,
+co-partitioned with the sink topic), read and written a batch at a time.
+
+Each entry lives in the partition of the sink record that carried its id: the agent hands the
+batch's events over with begin(), and every id goes to its event's partition. Per batch and
+partition the ledger
+- reads the ids with one multi-get on that partition's RocksDB store (seen_many);
+- writes the delivered ids into that store as soon as the API acknowledged them (mark), and
+  sends their changelog records (key = id, value = unix seconds, as a faust table write would)
+  as one Kafka record batch per partition through the worker's own idempotent acks=all
+  producer, instead of one faust send per id;
+- flush() returns once every changelog record sent so far is on the broker (the agent awaits it
+  before the sink offsets are acknowledged), then records the last changelog offset as the
+  store's persisted offset, as faust does after its own changelog writes (so a restart replays
+  only what came after).
+
+The entries are the ones faust's table API would write (same key and value bytes, same store,
+same changelog partition), so recovery, standby replicas, the purge and table reads see no
+difference. A store that is not faust's partitioned RocksDB store falls back to the table API
+(one faust current event bound per partition group)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Iterable, Iterator
+
+from streamproc.agents import set_current_event
+from streamproc.delivery.ledger import as_unix_seconds
+
+log = logging.getLogger(__name__)
+
+SEND_ATTEMPTS = 4  # per partition batch, 0.2 s, 0.4 s, 0.8 s apart; then the batch fails
+
+
+class TableLedger:
+    """Ledger (seen/seen_many/mark) over the faust ledger table, batch-wise; see the module."""
+
+    def __init__(self, table: Any, retention_s: float,
+                 producer: Callable[[], Awaitable[Any]] | None = None, *,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        if retention_s <= 0:
+            raise ValueError("retention_s must be > 0")
+        self.table, self.retention_s = table, retention_s
+        self._producer, self._clock, self._sleep = producer, clock, sleep
+        self.events: dict[str, Any] = {}  # delivery id -> the sink event that carried it
+        self.pending: list[asyncio.Future] = []
+        self._topic: str | None = None
+
+    # ------------------------------------------------------------------ batch scope
+
+    def begin(self, events: dict[str, Any]) -> None:
+        """Start a batch: `events` maps each delivery id to the sink event that carried it."""
+        self.events = events
+
+    def end(self) -> None:
+        """Forget the batch's events. Changelog sends still running (a failed batch) go on; a
+        failure of theirs is logged."""
+        self.events = {}
+        for fut in self.pending:
+            fut.add_done_callback(_log_failure)
+        self.pending = []
+
+    async def flush(self) -> None:
+        """Wait until every changelog record sent so far is on the broker (raises if one could
+        not be written: the batch then fails and its records stay unacknowledged)."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        try:
+            await asyncio.wait(pending)  # a cancelled wait leaves the sends running
+        except BaseException:
+            for fut in pending:
+                fut.add_done_callback(_log_failure)
+            raise
+        failed = [f for f in pending if f.cancelled() or f.exception() is not None]
+        for fut in failed[1:]:
+            _log_failure(fut)
+        if failed:
+            failed[0].result()  # raises its error
+
+    # ------------------------------------------------------------------ Ledger
+
+    def seen(self, record_id: str) -> bool:
+        return record_id in self.seen_many([record_id])
+
+    def seen_many(self, record_ids: Iterable[str]) -> set[str]:
+        """The ids delivered within the retention window."""
+        now = self._clock()
+        dbs = self._dbs()
+        out: set[str] = set()
+        if dbs is None:
+            for record_id, value in self._fallback_get(record_ids):
+                if self._fresh(value, now):
+                    out.add(record_id)
+            return out
+        multi = getattr(self.table.data, "use_rocksdict", False)
+        for partition, ids in self._by_partition(record_ids).items():
+            db = self.table.data._db_for_partition(partition)
+            keys = [i.encode() for i in ids]
+            values = db.get(keys) if multi else [db.get(k) for k in keys]
+            out.update(i for i, v in zip(ids, values) if v is not None and self._fresh(v, now))
+        return out
+
+    def mark(self, record_ids: Iterable[str], at: float) -> None:
+        """Write the ids to the local store now and send their changelog records (flush() waits
+        for them)."""
+        value = repr(float(at)).encode()
+        if self._dbs() is None or self._producer is None:
+            self._fallback_mark(record_ids, value)
+            return
+        for partition, ids in self._by_partition(record_ids).items():
+            db = self.table.data._db_for_partition(partition)
+            keys = [i.encode() for i in ids]
+            for key in keys:
+                db.put(key, value)
+            self.pending.append(asyncio.ensure_future(self._send(partition, keys, value)))
+
+    # ------------------------------------------------------------------ internals
+
+    def _fresh(self, value: object, now: float) -> bool:
+        at = as_unix_seconds(value)
+        return at is not None and now - at < self.retention_s
+
+    def _dbs(self) -> dict[int, Any] | None:
+        dbs = getattr(getattr(self.table, "data", None), "_dbs", None)
+        return dbs if isinstance(dbs, dict) else None
+
+    def _by_partition(self, record_ids: Iterable[str]) -> dict[int, list[str]]:
+        events = self.events
+        out: dict[int, list[str]] = {}
+        for record_id in record_ids:
+            ev = events.get(record_id)
+            if ev is None:
+                ev = _current_event()
+                if ev is None:
+                    raise KeyError(f"ledger: no sink event for {record_id!r}")
+            partition = ev.message.partition
+            group = out.get(partition)
+            if group is None:
+                out[partition] = [record_id]
+            else:
+                group.append(record_id)
+        return out
+
+    def _fallback_get(self, record_ids: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """(id, stored value) through the table API, one current event per partition group."""
+        for ids in self._groups(record_ids):
+            for record_id in ids:
+                yield record_id, self.table.get(record_id)
+
+    def _fallback_mark(self, record_ids: Iterable[str], value: bytes) -> None:
+        for ids in self._groups(record_ids):
+            for record_id in ids:
+                self.table[record_id] = value
+
+    def _groups(self, record_ids: Iterable[str]) -> Iterator[list[str]]:
+        """The ids per partition, with faust's current event bound to an event of it."""
+        for ids in self._by_partition(record_ids).values():
+            ev = self.events.get(ids[0])
+            if ev is not None:
+                set_current_event(ev)
+            yield ids
+
+    async def _send(self, partition: int, keys: list[bytes], value: bytes) -> None:
+        topic = self._topic or self.table.changelog_topic.get_topic_name()
+        self._topic = topic
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                last = await self._send_once(topic, partition, keys, value)
+                break
+            except Exception as exc:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                delay = 0.2 * 2 ** (attempt - 1)
+                log.warning("ledger %s: changelog write of %d entries to partition %d failed "
+                            "(%r); retrying in %.1fs", topic, len(keys), partition, exc, delay)
+                await self._sleep(delay)
+        self._persist_offset(topic, partition, last)
+
+    async def _send_once(self, topic: str, partition: int, keys: list[bytes],
+                         value: bytes) -> int:
+        """Send the records as few record batches as fit; the last offset written."""
+        assert self._producer is not None
+        producer = await self._producer()
+        futures = []
+        start = 0
+        while start < len(keys):
+            batch = producer.create_batch()
+            end = start
+            while end < len(keys) and batch.append(key=keys[end], value=value,
+                                                   timestamp=None) is not None:
+                end += 1
+            if end == start:
+                raise ValueError(f"ledger entry {keys[start]!r} does not fit a record batch")
+            batch.close()  # complete: the producer sends it now instead of lingering
+            futures.append((await producer.send_batch(batch, topic, partition=partition),
+                            end - start))
+            start = end
+        last = -1
+        for fut, count in futures:
+            meta = await fut
+            last = max(last, meta.offset + count - 1)
+        return last
+
+    def _persist_offset(self, topic: str, partition: int, offset: int) -> None:
+        """Record the changelog offset the local store holds everything up to (faust's
+        _on_changelog_sent does this for its own writes), unless the partition was closed
+        meanwhile (revoked) or a later offset is already recorded."""
+        store = self.table.data
+        if offset < 0 or partition not in store._dbs:
+            return
+        from faust.types import TP
+
+        tp = TP(topic, partition)
+        try:
+            current = store.persisted_offset(tp)
+            if current is None or offset > current:
+                store.set_persisted_offset(tp, offset)
+        except Exception:  # noqa: BLE001 - only makes a later recovery replay more
+            log.exception("ledger %s: could not record the persisted offset of partition %d",
+                          topic, partition)
+
+
+def _current_event() -> Any:
+    from faust.streams import current_event
+
+    return current_event()
+
+
+def _log_failure(fut: asyncio.Future) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        log.error("ledger changelog write failed: %r", exc)
+
+
+async def output_producer(output: Any) -> Any:
+    """The aiokafka producer of the worker's OutputProducer, once it has started."""
+    if output.producer is None:
+        await output.send_all([])  # returns once the producer is ready
+    return output.producer
