@@ -30,6 +30,12 @@ by a fault test (tests/integration/test_faults.py, test_offsets.py) or a benchma
    re-fetched records below it are dropped. The loop below hands every record over, and
    detects offsets that hold no record (transaction markers, compacted records) only between
    two records handed in a row with no seek in between: it never declares a gap across a seek.
+
+The same loop hands a record to the streams without faust's `wait_first` (four asyncio tasks
+and their cancellation per record, so that a hand-off blocked on a full stream buffer can be
+abandoned when the flow is suspended). hand_over() runs the hand-off synchronously until it
+has to wait, then waits for that or for the flow's suspension (one waiter shared by all
+records), and abandons it the same way. While the flow is suspended, faust's way is kept.
 """
 
 from __future__ import annotations
@@ -49,6 +55,44 @@ def gap_after(last: Optional[int], offset: int, committed: Optional[int]) -> Opt
         return None
     start = last + 1 if committed is None else max(last + 1, committed)
     return range(start, offset) if start < offset else None
+
+
+async def hand_over(coro: Any, suspended: Any) -> bool:
+    """Run faust's hand-off coroutine `coro` (the fetch loop's callback) the way an asyncio
+    Task would, without creating one: synchronously until it first waits, then waiting for
+    the future it waits on or for `suspended` (a future that completes when the flow is
+    suspended), whichever comes first. Returns False when the hand-off was abandoned because
+    the flow was suspended (CancelledError is thrown into `coro`, as faust's wait_first
+    cancels its task); True when it completed. An exception of `coro` propagates."""
+    waiting_on: Any = None
+    try:
+        waiting_on = coro.send(None)
+        while True:
+            if waiting_on is None:  # a bare yield (asyncio.sleep(0))
+                await asyncio.sleep(0)
+            else:
+                waiting_on._asyncio_future_blocking = False
+                if not waiting_on.done():
+                    await asyncio.wait((waiting_on, suspended),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if not waiting_on.done():  # the flow was suspended first
+                        waiting_on.cancel()
+                        waiting_on = None
+                        try:
+                            coro.throw(asyncio.CancelledError())
+                        except (asyncio.CancelledError, StopIteration):
+                            pass
+                        else:
+                            coro.close()
+                        return False
+            waiting_on = coro.send(None)
+    except StopIteration:
+        return True
+    except BaseException:  # cancelled from outside (the fetcher stops), or coro's error
+        if waiting_on is not None and hasattr(waiting_on, "cancel"):
+            waiting_on.cancel()
+        coro.close()
+        raise
 
 
 def stale_ack(consumer: Any, message: Any) -> bool:
@@ -145,6 +189,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
 
     callback = self.callback
     getmany = self.getmany
+    suspend_flow = self.suspend_flow
+    suspended: Optional[asyncio.Future] = None  # completes when the flow is suspended
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
     last = _last(self)
@@ -173,7 +219,12 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await self.wait_first(callback(message), self.suspend_flow.wait())
+                    if suspend_flow.is_set():  # a rebalance is on: faust's own way
+                        await self.wait_first(callback(message), suspend_flow.wait())
+                    else:
+                        if suspended is None or suspended.done():
+                            suspended = asyncio.ensure_future(suspend_flow.wait())
+                        await hand_over(callback(message), suspended)
                     last[tp] = offset
                     self._read_offset[tp] = offset
                 unset_flag(CONSUMER_FETCHING)
@@ -192,3 +243,5 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+        if suspended is not None:
+            suspended.cancel()

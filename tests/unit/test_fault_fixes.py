@@ -263,3 +263,66 @@ def test_output_producer_send_waits_for_the_service_to_start():
         return await asyncio.wait_for(task, 1)
 
     assert asyncio.run(run()) == 1
+
+
+def test_hand_over_runs_synchronously_waits_when_blocked_and_abandons_on_suspension():
+    hand_over = faust_fixes.hand_over
+
+    async def run() -> list:
+        loop = asyncio.get_running_loop()
+        suspended = loop.create_future()
+        log: list = []
+
+        async def quick(x):
+            log.append(x)
+
+        assert await hand_over(quick(1), suspended) is True and log == [1]
+
+        async def boom():
+            raise ValueError("bad record")
+
+        try:
+            await hand_over(boom(), suspended)
+        except ValueError as e:
+            log.append(str(e))
+
+        q: asyncio.Queue = asyncio.Queue(maxsize=1)
+        q.put_nowait("full")
+
+        async def put(item):
+            await asyncio.sleep(0)  # a bare yield first
+            await q.put(item)  # blocks while the queue is full
+            log.append(("put", item))
+
+        task = asyncio.ensure_future(hand_over(put("a"), suspended))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        assert q.get_nowait() == "full"  # room: the hand-off goes on
+        assert await asyncio.wait_for(task, 1) is True
+
+        cleanup: list = []
+
+        async def blocked():
+            try:
+                await q.put("b")  # the queue holds "a": blocks
+            finally:
+                cleanup.append("finally ran")
+
+        task = asyncio.ensure_future(hand_over(blocked(), suspended))
+        await asyncio.sleep(0.01)
+        suspended.set_result(None)  # the flow is suspended: abandon the hand-off
+        assert await asyncio.wait_for(task, 1) is False
+        assert cleanup == ["finally ran"] and list(q._queue) == ["a"]
+
+        # cancelled from outside (the fetcher stops): the hand-off is closed too
+        task = asyncio.ensure_future(hand_over(blocked(), loop.create_future()))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.append("cancelled")
+        assert cleanup == ["finally ran"] * 2 and list(q._queue) == ["a"]
+        return log
+
+    assert asyncio.run(run()) == [1, "bad record", ("put", "a"), "cancelled"]
