@@ -121,9 +121,11 @@ def apply() -> None:
     original_seek = Consumer.seek
 
     def _new_offset(self: Any, tp: Any) -> Any:
-        if not self._gap.get(tp) and head_gap(self._acked.get(tp),
-                                               self._committed_offset.get(tp)):
-            return None
+        committed = self._committed_offset.get(tp)
+        if head_gap(self._acked.get(tp), committed):
+            gaps = self._gap.get(tp)  # offsets known to hold no record count as acknowledged
+            if not gaps or not gaps.overlaps(committed):
+                return None
         return original_new_offset(self, tp)
 
     def ack(self: Any, message: Any) -> bool:

@@ -107,6 +107,16 @@ def test_faust_does_not_commit_past_one_unacknowledged_record():
     # no gap: commit after the consecutive run, as faust does
     assert Consumer._new_offset(_consumer([38, 39, 41], 38), tp) == 40
     assert Consumer._new_offset(_consumer([0, 1], 0), tp) == 2
+    # a known empty offset (transaction marker) at the head counts as acknowledged ...
+    from intervaltree import IntervalTree
+
+    c = _consumer([39, 40], 38)
+    c._gap[tp] = IntervalTree.from_tuples([(38, 39)])
+    assert Consumer._new_offset(c, tp) == 41
+    # ... one elsewhere does not excuse a missing head record
+    c = _consumer([40, 41], 38)
+    c._gap[tp] = IntervalTree.from_tuples([(39, 40)])
+    assert Consumer._new_offset(c, tp) is None
     # never committed: faust cannot tell (fix 2 gives every input partition a committed offset)
     assert Consumer._new_offset(_consumer([5, 6], None), tp) == 7
 
