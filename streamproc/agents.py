@@ -239,6 +239,13 @@ def _state_input(rt: Runtime, ctx: BatchContext, m: Any, table: str, cls: type,
     return key, msg, (_load(ctx, table, key, cls) if key else None), None
 
 
+def _routed(rt: Runtime, ctx: BatchContext, res: Any) -> list[Out]:
+    """Count a routing result's drops; its sink records as outputs."""
+    for d in res.drops:
+        ctx.count(rt.metrics.dropped, *d)
+    return _sink_outputs(rt, ctx, res.sink_records)
+
+
 def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                  batch: BatchContext | None = None) -> list[Out]:
     ctx = batch or BatchContext(rt)
@@ -255,9 +262,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         ctx.set("users", key, orjson.dumps(res.user.to_dict()))
         if res.user.pending:
             rt.extras.setdefault("pending_users", {})[key] = m.partition
-    for d in res.drops:
-        ctx.count(rt.metrics.dropped, *d)
-    out = _sink_outputs(rt, ctx, res.sink_records)
+    out = _routed(rt, ctx, res)
     by_contact = rt.topology.internal["by_contact"].name
     by_user = rt.topology.internal["by_user"].name
     out += [(by_contact, u.email_key.encode(), encode(u)) for u in res.contact_updates]
@@ -276,9 +281,7 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
         ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
-    for d in res.drops:
-        ctx.count(rt.metrics.dropped, *d)
-    out = _sink_outputs(rt, ctx, res.sink_records)
+    out = _routed(rt, ctx, res)
     if batch is None:
         ctx.flush()
     return out

@@ -228,7 +228,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             suspended = asyncio.ensure_future(suspend_flow.wait())
                         await hand_over(callback(message), suspended)
                     last[tp] = offset
-                    self._read_offset[tp] = offset
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:

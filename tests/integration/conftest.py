@@ -51,8 +51,4 @@ def stack(kafka_bootstrap, sandbox):
     s = Stack()
     yield s
     for w in s.workers:
-        if w.proc is not None:
-            try:
-                w.stop(timeout=30)
-            except AssertionError:
-                w.kill()
+        w.stop_or_kill()

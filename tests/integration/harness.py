@@ -117,6 +117,14 @@ class WorkerProcess:
         self.proc = None
         return code
 
+    def stop_or_kill(self, timeout: float = 30.0) -> None:
+        """Stop a still running worker at the end of a test; kill it if it does not stop."""
+        if self.proc is not None:
+            try:
+                self.stop(timeout=timeout)
+            except AssertionError:
+                self.kill()
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -210,3 +218,50 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.3, what: str 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete a test's topics (inputs, internal, sinks, changelogs): the session broker is
+    shared by the whole suite, and thousands of idle partitions weigh on it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(run())
+    except Exception as e:  # cleanup only: never fail a test for it
+        print(f"deleting the topics of {prefix} failed: {e!r}")
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """{partition: committed offset} of `group` on `topic`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+    return asyncio.run(run())
+
+
+def counter_value(metrics_text: str, name: str, **labels: str) -> float:
+    """Sum of the Prometheus samples of `name` whose labels include `labels`."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name + "{") and all(w in line for w in want):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

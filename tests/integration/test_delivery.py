@@ -9,7 +9,6 @@ api-facts.md (Segment/Mailmodo/Mailjet/CleverTap contracts), not from running ou
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import calendar
 import re
@@ -21,7 +20,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streamproc.sandbox import Fault, SandboxServer, sandbox_env
 from streamproc.sandbox.clevertap import DEFAULT_ACCOUNT_ID, DEFAULT_PASSCODE
@@ -29,8 +27,8 @@ from streamproc.sandbox.mailjet import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFA
 from streamproc.sandbox.mailmodo import DEFAULT_API_KEY as MAILMODO_KEY
 from streamproc.sandbox.segment import DEFAULT_WRITE_KEY
 
-from harness import (WorkerProcess, apply_topics, produce, read_topic, topology_for,
-                     unique_prefix, wait_for)
+from harness import (WorkerProcess, apply_topics, committed_offsets, produce, read_topic,
+                     topology_for, unique_prefix, wait_for)
 
 DESTINATIONS = ("mailmodo", "segment", "clevertap", "mailjet")
 PROBE_INTERVAL_S = 1.0
@@ -498,19 +496,6 @@ def test_ledger_purge_tombstones_expired_entries_in_their_own_partition(flow):
 # ------------------------------------------------------------------------------ crash
 
 
-def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    async def run() -> dict[int, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(group)
-        finally:
-            await admin.close()
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-    return asyncio.run(run())
-
-
 def test_worker_killed_mid_batch_redelivers_without_duplicating_ledgered_records(stack):
     """SIGKILL while Mailmodo is slow and a batch is half sent, then restart on the same store.
 
@@ -558,7 +543,7 @@ def test_worker_killed_mid_batch_redelivers_without_duplicating_ledgered_records
     app_id = w.app_id
     changelog = read_topic(stack.bootstrap, f"{app_id}-ledger-mailmodo-changelog", settle=0.5)
     marked = {m.key.decode() for m in changelog if m.value is not None}
-    committed = _committed(stack.bootstrap, app_id, stack.topic("sink.mailmodo"))
+    committed = committed_offsets(stack.bootstrap, app_id, stack.topic("sink.mailmodo"))
     sink = read_topic(stack.bootstrap, stack.topic("sink.mailmodo"), min_count=total)
     where = {orjson.loads(m.value)["id"]: (m.partition, m.offset) for m in sink}
     seq_of = {r["id"]: r["payload"]["properties"]["seq"] for r in records}

@@ -31,32 +31,11 @@ from streamproc.localkafka import LocalKafka
 from streamproc.records import original_bytes
 from streamproc.sandbox import sandbox_env
 
-from harness import (WorkerProcess, apply_topics, produce, read_topic, topology_for,
-                     unique_prefix, wait_for)
+from harness import (WorkerProcess, apply_topics, counter_value, delete_topics, produce,
+                     read_topic, topology_for, unique_prefix, wait_for)
 
 TS = "2026-11-20T10:00:00Z"
 DESTS = ("mailmodo", "segment", "clevertap", "mailjet")
-
-
-def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Delete a test's topics (inputs, internal, sinks, changelogs): the session broker is
-    shared by the whole suite, and thousands of idle partitions weigh on it."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-            if names:
-                await admin.delete_topics(names)
-        finally:
-            await admin.close()
-
-    try:
-        asyncio.run(run())
-    except Exception as e:  # cleanup only: never fail a test for it
-        print(f"deleting the topics of {prefix} failed: {e!r}")
 
 
 @pytest.fixture
@@ -64,11 +43,7 @@ def stack(stack):
     """The conftest stack, plus: workers stopped and the test's topics deleted afterwards."""
     yield stack
     for w in stack.workers:
-        if w.proc is not None:
-            try:
-                w.stop(timeout=30)
-            except AssertionError:
-                w.kill()
+        w.stop_or_kill()
     delete_topics(stack.bootstrap, stack.prefix)
 
 
@@ -315,15 +290,6 @@ def assert_balanced(books: Books) -> None:
         assert len(books.sink_ids[ident]) == 1, (ident, books.sink_ids[ident])
     all_ids = [next(iter(c)) for c in books.sink_ids.values()]
     assert len(all_ids) == len(set(all_ids)), "two deliveries share one delivery id"
-
-
-def counter_value(metrics_text: str, name: str, **labels: str) -> float:
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(name + "{") and all(w in line for w in want):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 # ------------------------------------------------------------------------------ worker crash

@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 import orjson
 
-from harness import read_topic, wait_for
+from harness import committed_offsets, counter_value, read_topic, wait_for
 
 TS = "2026-11-20T10:00:00Z"
 
@@ -61,29 +60,17 @@ def _offsets(bootstrap: str, group: str, topic: str, partitions: int,
     """(committed offsets of `group`, end offsets) of `topic`'s partitions."""
     from aiokafka import AIOKafkaConsumer
 
-    async def run() -> tuple[dict[int, int], dict[int, int]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    async def ends() -> dict[int, int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        await admin.start()
         await consumer.start()
         try:
-            got = await admin.list_consumer_group_offsets(group)
-            ends = await consumer.end_offsets(
+            got = await consumer.end_offsets(
                 [TopicPartition(topic, p) for p in range(partitions)])
         finally:
             await consumer.stop()
-            await admin.close()
-        committed = {tp.partition: m.offset for tp, m in got.items() if tp.topic == topic}
-        return committed, {tp.partition: off for tp, off in ends.items()}
+        return {tp.partition: off for tp, off in got.items()}
 
-    return asyncio.run(run())
-
-
-def _counter(metrics: str, name: str, topic: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(f'{name}{{topic="{topic}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return committed_offsets(bootstrap, group, topic), asyncio.run(ends())
 
 
 def test_transactional_input_is_committed_to_the_end_across_a_restart(stack):
@@ -127,8 +114,8 @@ def test_transactional_input_is_committed_to_the_end_across_a_restart(stack):
     wait_for(lambda: committed_to(ends), timeout=90,
              what=f"commits over the markers up to the end offsets {ends}")
     metrics = w2.metrics()
-    assert _counter(metrics, "streamproc_offsets_skipped_total", topic) == parts  # 1 each
-    assert _counter(metrics, "streamproc_partition_unstuck_total", topic) == 0  # no re-read
+    assert counter_value(metrics, "streamproc_offsets_skipped_total", topic=topic) == parts
+    assert counter_value(metrics, "streamproc_partition_unstuck_total", topic=topic) == 0
     emails = sorted(r.json()["key"] for r in read_topic(stack.bootstrap, sink, min_count=n3,
                                                          timeout=30))
     assert emails == sorted(f"u{i}@example.com" for i in range(n3))  # each exactly once

@@ -34,8 +34,8 @@ import httpx
 import yaml
 from aiokafka.partitioner import DefaultPartitioner
 
-from harness import (ROOT, WorkerProcess, apply_topics, produce, topology_for, unique_prefix,
-                     wait_for)
+from harness import (ROOT, WorkerProcess, apply_topics, delete_topics, produce, topology_for,
+                     unique_prefix, wait_for)
 
 USERS = int(os.environ.get("STANDBY_TEST_USERS", "20000"))
 PROBES_PER_PARTITION = 3
@@ -192,14 +192,8 @@ class Group:
         }
 
     def close(self) -> None:
-        from test_faults import delete_topics
-
         for w in self.workers:
-            if w.proc is not None:
-                try:
-                    w.stop(timeout=30)
-                except AssertionError:
-                    w.kill()
+            w.stop_or_kill()
         delete_topics(self.bootstrap, self.prefix)
 
 
