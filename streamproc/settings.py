@@ -42,6 +42,7 @@ class Secret:
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SEGMENT_REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -60,6 +61,9 @@ class KafkaSettings:
     sasl_mechanism: str = "PLAIN"
     sasl_username: str | None = None
     sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    # how inputs are read: read_committed skips records of aborted transactions (and waits
+    # for open ones); read_uncommitted also hands those over
+    isolation_level: str = "read_committed"
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,8 @@ def _kafka(env: _Env) -> KafkaSettings:
         sasl_mechanism=env.choice("KAFKA_SASL_MECHANISM", "PLAIN", SASL_MECHANISMS),
         sasl_username=env.str("KAFKA_SASL_USERNAME", None),
         sasl_password=env.secret("KAFKA_SASL_PASSWORD"),
+        isolation_level=env.choice("KAFKA_ISOLATION_LEVEL", "read_committed",
+                                   ISOLATION_LEVELS, upper=False),
     )
     if protocol.startswith("SASL"):
         if not k.sasl_username:

@@ -79,6 +79,7 @@ def new_consumer(settings: Settings, purpose: str) -> AIOKafkaConsumer:
     """A group-less consumer: nothing is committed, no rebalance touches the workers."""
     return AIOKafkaConsumer(**client_kwargs(settings.kafka), group_id=None,
                             enable_auto_commit=False, auto_offset_reset="earliest",
+                            isolation_level=settings.kafka.isolation_level,
                             client_id=f"{settings.client_id}-{purpose}")
 
 

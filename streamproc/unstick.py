@@ -74,7 +74,7 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[int, float]], now: float
 async def first_offset_from(rt: Runtime, tp: Any, offset: int, timeout: float = 10.0,
                             ) -> int | None:
     """The offset of the first record at or after `offset` in `tp`, read with a group-less
-    consumer (the same isolation level as faust's, read_uncommitted); None if none came."""
+    consumer (the same isolation level as the worker's); None if none came."""
     from aiokafka import TopicPartition
 
     from streamproc.topic_reader import new_consumer

@@ -10,6 +10,9 @@ so it must tell a marker from a record it has not processed yet:
 - at the committed offset after a restart (the offset right after a transaction's last record
   is its marker), streamproc/unstick.py asks the broker and commits over it.
 
+Records of an aborted transaction are never handed over (the worker reads read_committed,
+STREAMPROC_KAFKA_ISOLATION_LEVEL): their offsets count as empty the same way.
+
 Both are checked with the group's committed offsets: they must reach the partitions' end
 offsets, and nothing is read twice to get there."""
 
@@ -23,6 +26,7 @@ import orjson
 from harness import committed_offsets, counter_value, read_topic, wait_for
 
 TS = "2026-11-20T10:00:00Z"
+ABORTED = range(1000, 1020)  # ids written in a transaction that is aborted
 
 
 def _identify(i: int) -> bytes:
@@ -31,9 +35,10 @@ def _identify(i: int) -> bytes:
 
 
 def _produce(bootstrap: str, topic: str, partitions: int, ids: range, *,
-             transactional_id: str | None) -> None:
+             transactional_id: str | None, abort: bool = False) -> None:
     """Identify events for `ids`, spread over every partition in turn; in one transaction
-    when `transactional_id` is set (its commit marker then follows in each partition)."""
+    when `transactional_id` is set (its commit marker then follows in each partition), which
+    is aborted when `abort` (its records stay in the log, followed by an abort marker)."""
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap,
                                     transactional_id=transactional_id,
@@ -46,6 +51,10 @@ def _produce(bootstrap: str, topic: str, partitions: int, ids: range, *,
                                                  partition=i % partitions)
             if transactional_id is None:
                 await send_all()
+            elif abort:
+                await producer.begin_transaction()
+                await send_all()
+                await producer.abort_transaction()
             else:
                 async with producer.transaction():
                     await send_all()
@@ -85,9 +94,12 @@ def test_transactional_input_is_committed_to_the_end_across_a_restart(stack):
         committed, _ = _offsets(stack.bootstrap, group, topic, parts)
         return all(committed.get(p, -1) == off for p, off in target.items())
 
-    # 1. two transactions, then plain records: markers sit between records in every partition
+    # 1. two transactions, an aborted one, then plain records: markers and aborted records sit
+    #    between records in every partition
     _produce(stack.bootstrap, topic, parts, range(0, 30), transactional_id=f"{stack.prefix}tx")
     _produce(stack.bootstrap, topic, parts, range(30, 60), transactional_id=f"{stack.prefix}tx")
+    _produce(stack.bootstrap, topic, parts, ABORTED, transactional_id=f"{stack.prefix}tx",
+             abort=True)
     _produce(stack.bootstrap, topic, parts, range(60, 60 + parts), transactional_id=None)
     n1 = 60 + parts
     assert len(read_topic(stack.bootstrap, sink, min_count=n1, timeout=60)) == n1
@@ -118,4 +130,5 @@ def test_transactional_input_is_committed_to_the_end_across_a_restart(stack):
     assert counter_value(metrics, "streamproc_partition_unstuck_total", topic=topic) == 0
     emails = sorted(r.json()["key"] for r in read_topic(stack.bootstrap, sink, min_count=n3,
                                                          timeout=30))
-    assert emails == sorted(f"u{i}@example.com" for i in range(n3))  # each exactly once
+    # each exactly once, and nothing of the aborted transaction (read_committed)
+    assert emails == sorted(f"u{i}@example.com" for i in range(n3))

@@ -12,6 +12,9 @@ def test_defaults_need_nothing():
     assert s.segment.base_url == "https://api.segment.io"
     assert s.clevertap.base_url == "https://api.clevertap.com"
     assert s.mailmodo.delivery.rate_limit_rps == 5.0
+    assert s.kafka.isolation_level == "read_committed"
+    assert load_settings({"STREAMPROC_KAFKA_ISOLATION_LEVEL": "READ_UNCOMMITTED"}
+                         ).kafka.isolation_level == "read_uncommitted"
 
 
 def test_regions_choose_base_urls():
@@ -28,6 +31,7 @@ def test_regions_choose_base_urls():
     ({"STREAMPROC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMPROC_KAFKA_SASL_USERNAME": "u"},
      "STREAMPROC_KAFKA_SASL_PASSWORD"),
     ({"STREAMPROC_KAFKA_SASL_MECHANISM": "GSSAPI"}, "STREAMPROC_KAFKA_SASL_MECHANISM"),
+    ({"STREAMPROC_KAFKA_ISOLATION_LEVEL": "committed"}, "STREAMPROC_KAFKA_ISOLATION_LEVEL"),
     ({"STREAMPROC_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "STREAMPROC_KAFKA_SSL_CAFILE"),
     ({"STREAMPROC_MAILMODO_BASE_URL": "api.mailmodo.com"}, "STREAMPROC_MAILMODO_BASE_URL"),
     ({"STREAMPROC_SEGMENT_CONCURRENCY": "0"}, "STREAMPROC_SEGMENT_CONCURRENCY"),
