@@ -45,6 +45,8 @@ from typing import Any, Optional
 
 _APPLIED = "_streamproc_offset_fixes"
 _LAST = "_streamproc_last_offset"  # tp -> offset of the last record handed to the streams
+_HANDING = "_streamproc_handing"  # the tp of the record the fetch loop is handing over now
+_BATCHES = "_streamproc_fetched_batches"  # fetched batches the fetch loop handed over in full
 
 
 def gap_after(last: Optional[int], offset: int, committed: Optional[int]) -> Optional[range]:
@@ -155,6 +157,18 @@ def apply() -> None:
     setattr(Consumer, _APPLIED, True)
 
 
+def handing(consumer: Any) -> Any:
+    """The partition of the record the fetch loop is handing to the streams right now (a
+    hand-off waits while a stream buffer is full), or None."""
+    return consumer.__dict__.get(_HANDING)
+
+
+def batches_handed(consumer: Any) -> int:
+    """How many fetched batches the fetch loop has handed over in full: once it grew, every
+    record fetched before was handed to the streams (or dropped by faust)."""
+    return consumer.__dict__.get(_BATCHES, 0)
+
+
 def _last(consumer: Any) -> dict:
     last = consumer.__dict__.get(_LAST)
     if last is None:
@@ -196,6 +210,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
     last = _last(self)
+    state = self.__dict__
     committed = self._committed_offset
     set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
     commit_every = self._commit_every
@@ -221,13 +236,16 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    state[_HANDING] = tp
                     if suspend_flow.is_set():  # a rebalance is on: faust's own way
                         await self.wait_first(callback(message), suspend_flow.wait())
                     else:
                         if suspended is None or suspended.done():
                             suspended = asyncio.ensure_future(suspend_flow.wait())
                         await hand_over(callback(message), suspended)
+                    state[_HANDING] = None
                     last[tp] = offset
+                state[_BATCHES] = state.get(_BATCHES, 0) + 1
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -243,6 +261,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         self.log.exception("Drain messages raised: %r", exc)
         raise
     finally:
+        state[_HANDING] = None
         unset_flag(CONSUMER_FETCHING)
         if suspended is not None:
             suspended.cancel()

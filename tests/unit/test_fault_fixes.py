@@ -202,7 +202,8 @@ def test_stuck_partition_is_reported_after_it_stays_stuck():
     seen: dict = {}
     assert unstick.stuck_partitions(rt, seen, 100.0) == []  # first sight
     assert unstick.stuck_partitions(rt, seen, 105.0) == []  # not long enough
-    assert unstick.stuck_partitions(rt, seen, 100.0 + unstick.STUCK_AFTER_S) == [(tp, 38)]
+    assert unstick.stuck_partitions(rt, seen, 100.0 + unstick.STUCK_AFTER_S) == [
+        unstick.Stuck(tp, 38, 44)]
     # progress resets the clock; no gap or a rebalance reports nothing
     consumer._committed_offset[tp] = 40
     assert unstick.stuck_partitions(rt, seen, 200.0) == []
@@ -232,13 +233,14 @@ def test_unstick_commits_over_offsets_without_records_and_seeks_back_otherwise()
                          metrics=SimpleNamespace(offsets_skipped=counter,
                                                  partition_unstuck=counter))
 
-    async def run(first):
-        async def probe(rt, tp, offset, timeout=10.0):
+    async def run(first, stuck=unstick.Stuck(tp, 7, 8)):
+        async def probe(rt, tp, offset, timeout=10.0, stop=None):
+            assert offset == 7 and stop == (stuck.upto if stuck.tail else None)
             return first
         original = unstick.first_offset_from
         unstick.first_offset_from = probe
         try:
-            return await unstick.unstick(rt, tp, 7)
+            return await unstick.unstick(rt, stuck)
         finally:
             unstick.first_offset_from = original
 
@@ -249,6 +251,65 @@ def test_unstick_commits_over_offsets_without_records_and_seeks_back_otherwise()
     Consumer._gap.clear()
     assert asyncio.run(run(7)) == "sought" and sought == [(tp, 7)] and not Consumer._gap[tp]
     assert asyncio.run(run(None)) == "sought"  # the broker did not answer: reading is safe
+    # a stalled tail fetched up to 12: no record before 12 (aborted records, markers) is
+    # committed over; a record there is read again
+    sought.clear()
+    tail = unstick.Stuck(tp, 7, 12, tail=True)
+    assert asyncio.run(run(None, tail)) == "skipped" and not sought
+    assert sorted((i.begin, i.end) for i in Consumer._gap[tp]) == [(7, 12)]
+    Consumer._gap.clear()
+    assert asyncio.run(run(9, tail)) == "sought" and sought == [(tp, 7)]
+
+
+def test_stalled_tail_is_reported_only_with_nothing_in_flight():
+    """Fetched past the committed offset, nothing acknowledged: stuck only when no record of
+    the partition is in a batch, in a stream buffer or being handed over."""
+    tp = TP("segment.raw", 2)
+    other = TP("segment.raw", 1)
+    recovered = SimpleNamespace(is_set=lambda: True)
+    state = SimpleNamespace(position=40)
+    kafka = SimpleNamespace(_subscription=SimpleNamespace(subscription=SimpleNamespace(
+        assignment=SimpleNamespace(state_value=lambda tp: state))))
+    msg = SimpleNamespace(tp=tp, acked=False)
+    event = SimpleNamespace(message=msg)
+    queue = SimpleNamespace(_queue=[])
+    channel = SimpleNamespace(_queue=queue)
+    consumer = SimpleNamespace(assignment=lambda: {tp}, _acked={}, _committed_offset={tp: 30},
+                               _unacked_messages=[], flow_active=True,
+                               _thread=SimpleNamespace(_ensure_consumer=lambda: kafka))
+    app = SimpleNamespace(_consumer=consumer, consumer=consumer, rebalancing=False,
+                          topics=SimpleNamespace(_tp_index={tp: [channel]}),
+                          tables=SimpleNamespace(recovery=SimpleNamespace(completed=recovered)))
+    rt = SimpleNamespace(app=app, topics={"segment.raw": object()})
+    later = 100.0 + unstick.STUCK_AFTER_S
+
+    def check(batch_done=True):
+        seen: dict = {}
+        unstick.stuck_partitions(rt, seen, 100.0)
+        if batch_done:  # the fetch loop handed a whole fetched batch over meanwhile
+            consumer._streamproc_fetched_batches = \
+                getattr(consumer, "_streamproc_fetched_batches", 0) + 1
+        return unstick.stuck_partitions(rt, seen, later)
+
+    assert check() == [unstick.Stuck(tp, 30, 40, tail=True)]
+    assert check(batch_done=False) == []  # fetched records may still be on their way
+    queue._queue.append(SimpleNamespace(message=SimpleNamespace(tp=other)))
+    assert check() == [unstick.Stuck(tp, 30, 40, tail=True)]  # other partitions' records
+    queue._queue.append(event)  # waiting in the stream's buffer
+    assert check() == []
+    queue._queue.clear()
+    consumer._unacked_messages.append(msg)  # in an agent's batch
+    assert check() == []
+    msg.acked = True  # the batch failed: acks_only_on_success marked it, nothing acked it
+    assert check() == [unstick.Stuck(tp, 30, 40, tail=True)]
+    consumer._streamproc_handing = tp  # the fetch loop waits to hand one over
+    assert check() == []
+    consumer._streamproc_handing = None
+    consumer._commit_fut = object()  # a commit is on: faust's acked lists are in flux
+    assert check() == []
+    consumer._commit_fut = None
+    state.position = 30  # nothing fetched past the committed offset: the tail is idle
+    assert check() == []
 
 
 def test_output_producer_send_waits_for_the_service_to_start():
