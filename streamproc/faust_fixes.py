@@ -1,7 +1,7 @@
 """Corrections to faust-streaming 0.15.3's offset bookkeeping, applied once at app creation.
 
 streamproc promises at-least-once: an input offset is committed only after its record was
-processed (or dead-lettered). faust's consumer breaks that promise in four places, each found
+processed (or dead-lettered). faust breaks that promise in five places, each found
 by a fault test (tests/integration/test_faults.py, test_offsets.py) or a benchmark run:
 
 1. Head gap of one (Consumer._new_offset). faust's committed offset is the *next* offset to
@@ -30,6 +30,17 @@ by a fault test (tests/integration/test_faults.py, test_offsets.py) or a benchma
    re-fetched records below it are dropped. The loop below hands every record over, and
    detects offsets that hold no record (transaction markers, compacted records) only between
    two records handed in a row with no seek in between: it never declares a gap across a seek.
+
+5. Records cleared from stream buffers (Channel.queue). A channel's buffer is created with
+   clear_on_resume=True, so every `app.flow_control.resume()` empties it. faust resumes the
+   flow twice when partitions are assigned: once for table recovery, once after seeking the
+   stream partitions to their committed offsets. Records fetched after that seek and
+   handed over before the second resume were cleared: never processed, never acknowledged,
+   never fetched again. Seen after kill -9 and a restart (tests/integration/test_faults.py):
+   of each input partition one record was processed, the rest of the backlog vanished.
+   Channel buffers are no longer cleared: records of an earlier generation left in them
+   are skipped by the streams (and fetched again after the seek), records of the current
+   one are processed.
 
 The same loop hands a record to the streams without faust's `wait_first` (four asyncio tasks
 and their cancellation per record, so that a hand-off blocked on a full stream buffer can be
@@ -149,6 +160,20 @@ def apply() -> None:
         _last(self).pop(partition, None)
         await original_seek(self, partition, offset)
 
+    from faust.channels import Channel
+
+    original_queue = Channel.queue.fget
+
+    def queue(self: Any) -> Any:
+        created = self._queue is None
+        q = original_queue(self)
+        if created:  # fix 5: flow_control.resume() must not empty a stream's buffer
+            queues = getattr(self.app.flow_control, "_queues", None)
+            if queues is not None:
+                queues.discard(q)
+        return q
+
+    Channel.queue = property(queue)
     Consumer._new_offset = _new_offset
     Consumer.ack = ack
     Consumer.perform_seek = perform_seek

@@ -397,3 +397,17 @@ def test_hand_over_runs_synchronously_waits_when_blocked_and_abandons_on_suspens
         return log
 
     assert asyncio.run(run()) == [1, "bad record", ("put", "a"), "cancelled"]
+
+
+def test_resuming_the_flow_does_not_empty_stream_buffers():
+    """faust resumes the flow (which cleared every channel buffer) after it sought the stream
+    partitions to their committed offsets: records handed over in between were lost."""
+    import faust
+
+    faust_fixes.apply()
+    app = faust.App("fix5-test", autodiscover=False)
+    channel = app.channel()
+    channel.queue.put_nowait("record fetched after the seek")
+    app.flow_control.suspend()
+    app.flow_control.resume()
+    assert channel.queue.qsize() == 1
