@@ -8,9 +8,10 @@ the records in the gap are not processed until the next rebalance, restart or re
 - records skipped around a rebalance: faust skips records fetched in an earlier consumer
   generation; their acks are refused (streamproc/faust_fixes.py, fix 3), or never made by
   faust's compiled stream iterator. Seen after kill -9 of one of two workers: the survivor
-  acked offsets 44.. of a partition it took over, never 38..43; and after kill -9 and a
-  restart, where a whole input's fetched records were never acknowledged, with nothing
-  after them (tests/integration/test_faults.py);
+  acked offsets 44.. of a partition it took over, never 38..43
+  (tests/integration/test_faults.py). The stalled tail below was added when a kill -9 and
+  restart left a whole input backlog unacknowledged with nothing after it; its cause, stream
+  buffers emptied by faust, is fixed at the source (faust_fixes fix 5);
 - offsets that hold no record at the committed offset: a transaction marker (the committed
   offset right after a transaction's last record is its commit marker) or a record removed
   by retention. faust's fetch loop only sees such gaps between two records it handed over in
