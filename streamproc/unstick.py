@@ -96,7 +96,9 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
     """Partitions stuck behind a gap or at a stalled tail for STUCK_AFTER_S; `seen`
     remembers since when each one is in the same state. A tail counts only once the fetch
     loop handed over a whole fetched batch since (records fetched but not handed yet, while
-    a hand-off waits for a full stream buffer, are on their way)."""
+    a hand-off waits for a full stream buffer, are on their way), and only if no record of
+    it is in flight then (checked once the time is up: under load commits move every second
+    and the buffers are never scanned)."""
     from streamproc.faust_fixes import batches_handed
 
     app = rt.app
@@ -131,7 +133,7 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
                 state = Stuck(tp, committed, min(acked))
         else:
             position = fetched_position(consumer, tp)
-            if position is not None and position > committed and not in_flight(app, tp):
+            if position is not None and position > committed:
                 state = Stuck(tp, committed, position, tail=True)
         if state is None:
             seen.pop(tp, None)
@@ -141,6 +143,9 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
         if first is None or first[0] != state:
             seen[tp] = (state, now, batches)
         elif now - first[1] >= STUCK_AFTER_S and (not state.tail or batches > first[2]):
+            if state.tail and in_flight(app, tp):  # checked last: it scans buffers
+                seen[tp] = (state, now, batches)
+                continue
             out.append(state)
             seen.pop(tp, None)
     return out
