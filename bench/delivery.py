@@ -39,11 +39,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import (
-    DESTS, RESULTS, Worker, Workdir, create_topics, env_int, latency_summary, log, new_prefix,
-    proc_cpu_seconds, write_result,
+    DESTS, RESULTS, Worker, Workdir, _group_offsets, create_topics, env_int, latency_summary, log,
+    new_prefix, proc_cpu_seconds, write_result,
 )
 from streamproc.localkafka import LocalKafka
 
@@ -355,16 +354,6 @@ async def bare_kafka_loop(bootstrap: str, topic: str, total: int, batch_size: in
 # ------------------------------------------------------------------------------ one destination
 
 
-async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        got = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in got.items() if tp.topic == topic}
-
-
 async def _positions(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
     """(partition, offset, value) of every record on `topic`."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
@@ -411,7 +400,8 @@ class Run:
         time.sleep(3)
         got = set(self.fakes.call("received", dest))
         missing = {rec["id"] for n, (_, rec) in enumerate(items) if n not in got}
-        committed = asyncio.run(_committed(self.bootstrap, f"{self.prefix}app", topic))
+        committed = {p: off for (t, p), off in asyncio.run(
+            _group_offsets(self.bootstrap, f"{self.prefix}app")).items() if t == topic}
         out = []
         for partition, offset, value in asyncio.run(_positions(self.bootstrap, topic)):
             doc = orjson.loads(value)

@@ -119,6 +119,7 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
         seen.clear()
         return []
     ours = set(rt.topics)
+    batches = batches_handed(consumer)
     out = []
     for tp in assigned:
         if tp.topic not in ours:
@@ -139,7 +140,6 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
             seen.pop(tp, None)
             continue
         first = seen.get(tp)
-        batches = batches_handed(consumer)
         if first is None or first[0] != state:
             seen[tp] = (state, now, batches)
         elif now - first[1] >= STUCK_AFTER_S and (not state.tail or batches > first[2]):
