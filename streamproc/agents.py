@@ -4,6 +4,7 @@ outputs are acknowledged by the broker before its inputs are acknowledged."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import orjson
 from faust.streams import _current_event
 
-from streamproc import changelog_acks, faust_fixes, unstick
+from streamproc import changelog_acks, faust_fixes, feeds, unstick
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
 from streamproc.output import Out
@@ -23,6 +24,7 @@ from streamproc.routing.contacts import route_contact_event
 from streamproc.routing.messages import SweepPending, decode, encode, key_for
 from streamproc.routing.users import route_user_event, sweep_pending
 from streamproc.state.model import Contact, KnownUser
+from streamproc.state.table_writer import TableWriter
 
 if TYPE_CHECKING:
     from streamproc.app import Runtime
@@ -55,6 +57,16 @@ STATE_BATCH = 500
 WITHIN = 0.05  # seconds a partial batch waits
 
 
+def batches_of(rt: Runtime, topic: Any, max_: int, within: float) -> Callable[[], Any]:
+    """For an agent on `topic`: a function returning its batches of the topic's records
+    (FeedEvents), at most `max_`, waiting at most `within` seconds for more after the first,
+    acknowledged when the loop body returns. The records come straight from the fetch loop
+    (streamproc/feeds.py), not through the agent's faust stream, which is left unread. Call
+    it when registering the agent: the feed must exist before the first fetch."""
+    feed = feeds.feed_for(rt.app, topic.get_topic_name())
+    return lambda: feeds.take(rt.app, feed, max_, within)
+
+
 def set_current_event(event: Any) -> None:
     """Table reads and writes go to the partition of faust's *current* event; inside a
     batch we point it at the event being handled (else a batch spanning partitions would
@@ -64,10 +76,11 @@ def set_current_event(event: Any) -> None:
 
 @contextmanager
 def acks_only_on_success(events: list[Any]) -> Iterator[None]:
-    """faust's take_events() acks its buffered events in a `finally`, also when the batch
-    failed or the agent was cancelled (shutdown, rebalance) mid-batch: that would commit
-    records whose outputs were never acknowledged. On any exception we mark the messages
-    acked *without* telling the consumer, so faust's later ack is a no-op, the offsets stay
+    """A batch that failed or was cancelled (shutdown, rebalance) mid-batch must not commit
+    records whose outputs were never acknowledged. batches_of() acknowledges only when the
+    body returned (faust's take_events() acked in a `finally`). On any exception we mark the
+    messages acked *without* telling the consumer, so it stops tracking them as in flight
+    and a later ack is a no-op, the offsets stay
     uncommitted (commits stop at the gap) and the records are redelivered after a restart or
     rebalance, or when streamproc/unstick.py seeks the partition back to the gap."""
     try:
@@ -180,10 +193,17 @@ class BatchContext:
         try:
             return self.values[k]
         except KeyError:
-            if self.event is not None:  # faust reads the current event's partition store
-                set_current_event(self.event)
-            raw = self.values[k] = self.rt.tables[table].get(key)
-            return raw
+            pass
+        ev = self.event
+        writer = _writers(self.rt).get(table)
+        if ev is not None and writer is not None and writer.direct():
+            raw = writer.db(ev.message.partition).get(key.encode())
+        else:
+            if ev is not None:  # faust reads the current event's partition store
+                set_current_event(ev)
+            raw = self.rt.tables[table].get(key)
+        self.values[k] = raw
+        return raw
 
     def set(self, table: str, key: str, value: bytes) -> None:
         k = (table, key)
@@ -196,11 +216,27 @@ class BatchContext:
         self.counts[k] = self.counts.get(k, 0) + 1
 
     def flush_tables(self) -> None:
+        """Write the changed keys: straight into each partition's RocksDB store with their
+        changelog records as one record batch per table partition (TableWriter), which
+        changelog_acks.wait() then waits for; through the table API (one faust changelog
+        send per key) when the store is not faust's partitioned RocksDB store."""
+        writers = _writers(self.rt)
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), event in self.writers.items():
+            value = self.values[(table, key)]
+            writer = writers.get(table)
+            if event is not None and writer is not None and writer.direct():
+                group = groups.setdefault((table, event.message.partition), [])
+                group.append((key.encode(), value))
+                continue
             if event is not None:
                 set_current_event(event)
-            self.rt.tables[table][key] = self.values[(table, key)]
+            self.rt.tables[table][key] = value
         self.writers.clear()
+        for (table, partition), entries in groups.items():
+            writer = writers[table]
+            writer.put(partition, entries)
+            changelog_acks.add(self.rt, asyncio.ensure_future(writer.send(partition, entries)))
 
     def flush_counts(self) -> None:
         for (metric, labels), n in self.counts.items():
@@ -210,6 +246,15 @@ class BatchContext:
     def flush(self) -> None:
         self.flush_tables()
         self.flush_counts()
+
+
+def _writers(rt: Runtime) -> dict[str, TableWriter]:
+    """The state tables' writers (register() adds them; none in tests that build a Runtime
+    by hand: the table API is used then)."""
+    return rt.extras.get("table_writers", _NO_WRITERS)
+
+
+_NO_WRITERS: dict[str, TableWriter] = {}
 
 
 def _load(ctx: BatchContext, table: str, key: str, cls: type) -> Any:
@@ -316,6 +361,8 @@ def register(rt: Runtime) -> None:
                                    **table_kwargs(STATE_STORE_OPTIONS))
     rt.tables["contacts"] = app.Table("contacts", partitions=by_contact.partitions,
                                       **table_kwargs(STATE_STORE_OPTIONS))
+    rt.extras["table_writers"] = {
+        name: TableWriter(rt.tables[name], rt.output.started) for name in ("users", "contacts")}
     _state_agent(rt, "users", by_user,
                  lambda m, now, batch: user_outputs(rt, cfg, m, now, batch))
     _state_agent(rt, "contacts", by_contact,
@@ -332,8 +379,10 @@ def register(rt: Runtime) -> None:
 
 
 def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
+    batches = batches_of(rt, topic, INGEST_BATCH, WITHIN)
+
     async def ingest(stream: Any) -> None:
-        async for events in stream.take_events(INGEST_BATCH, WITHIN):
+        async for events in batches():
             with acks_only_on_success(events):
                 batch = BatchContext(rt)
                 out: list[Out] = []
@@ -349,8 +398,10 @@ StateHandler = Callable[[Any, float, "BatchContext"], list[Out]]
 
 
 def _state_agent(rt: Runtime, name: str, topic: Any, handle: StateHandler) -> None:
+    batches = batches_of(rt, topic, STATE_BATCH, WITHIN)
+
     async def process(stream: Any) -> None:
-        async for events in stream.take_events(STATE_BATCH, WITHIN):
+        async for events in batches():
             with acks_only_on_success(events):
                 await _process_state_batch(rt, name, events, handle)
 

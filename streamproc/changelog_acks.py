@@ -45,6 +45,15 @@ def track(rt: Runtime) -> None:
         table._streamproc_tracked = True
 
 
+def add(rt: Runtime, fut: asyncio.Future) -> None:
+    """Have wait(rt) wait for `fut` too (changelog records written by streamproc itself,
+    streamproc/state/table_writer.py)."""
+    pending: set[asyncio.Future] = rt.extras.setdefault(KEY, set())
+    if not fut.done():
+        pending.add(fut)
+        fut.add_done_callback(pending.discard)
+
+
 async def wait(rt: Runtime) -> None:
     """Wait until every changelog record sent so far is acknowledged by the broker."""
     pending = rt.extras.get(KEY)

@@ -11,9 +11,9 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from streamproc import changelog_acks
-from streamproc.agents import acks_only_on_success, set_current_event
+from streamproc.agents import acks_only_on_success, batches_of, set_current_event
 from streamproc.delivery.ledger import as_unix_seconds
-from streamproc.delivery.table_ledger import TableLedger, output_producer
+from streamproc.delivery.table_ledger import TableLedger
 from streamproc.force_header import is_forced
 from streamproc.records import SinkRecord, dead_letter
 
@@ -137,7 +137,7 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
         table = app.Table(f"ledger-{slug}", partitions=sink.partitions,
                           **table_kwargs(LEDGER_STORE_OPTIONS))
         rt.tables[f"ledger-{slug}"] = table
-        ledger = TableLedger(table, retention, lambda: output_producer(rt.output))
+        ledger = TableLedger(table, retention, rt.output.started)
         dest_settings = settings.destination(slug)
         module = MODULES[slug]
         state: dict[str, Any] = {}
@@ -161,9 +161,11 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
 def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: float,
                     get_deliverer: Callable[[], Any], ledger: TableLedger,
                     purger: LedgerPurger | None = None) -> None:
+    batches = batches_of(rt, sink, batch_size, max(linger, 0.01))
+
     async def deliver(stream: Any) -> None:
         purged = 0
-        async for events in stream.take_events(batch_size, max(linger, 0.01)):
+        async for events in batches():
             with acks_only_on_success(events):
                 if purged:  # the purge's tombstones reach the changelog before new marks
                     await changelog_acks.wait(rt)

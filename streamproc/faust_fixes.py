@@ -54,10 +54,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Optional
 
+from streamproc.feeds import feeds
+
 _APPLIED = "_streamproc_offset_fixes"
 _LAST = "_streamproc_last_offset"  # tp -> offset of the last record handed to the streams
 _HANDING = "_streamproc_handing"  # the tp of the record the fetch loop is handing over now
 _BATCHES = "_streamproc_fetched_batches"  # fetched batches the fetch loop handed over in full
+_HOLDING = "_streamproc_holding"  # feed -> records of the batch being fetched, not yet handed
 
 
 def gap_after(last: Optional[int], offset: int, committed: Optional[int]) -> Optional[range]:
@@ -188,6 +191,13 @@ def handing(consumer: Any) -> Any:
     return consumer.__dict__.get(_HANDING)
 
 
+def holding(consumer: Any, tp: Any) -> bool:
+    """True when the fetch loop holds a record of `tp` for its feed (fetched in the batch it
+    is handing over now, not yet in the feed)."""
+    held = consumer.__dict__.get(_HOLDING)
+    return bool(held) and any(m.tp == tp for ms in list(held.values()) for m in ms)
+
+
 def batches_handed(consumer: Any) -> int:
     """How many fetched batches the fetch loop has handed over in full: once it grew, every
     record fetched before was handed to the streams (or dropped by faust)."""
@@ -223,6 +233,24 @@ async def seek_uncommitted_to_earliest(consumer: Any) -> list[Any]:
     return done
 
 
+async def _hand_to_feeds(held: dict[Any, list[Any]], suspend_flow: Any) -> None:
+    """Append each feed's records of a fetched batch to it, waiting while a feed is full.
+    While a rebalance is on (or once it starts while a full feed is waited on) the rest is
+    not handed: a seek to the committed offsets follows and they are fetched again."""
+    waiter: Optional[asyncio.Future] = None  # completes when the flow is suspended
+    try:
+        for feed, messages in held.items():
+            if suspend_flow.is_set():
+                return
+            if waiter is None and feed.full():
+                waiter = asyncio.ensure_future(suspend_flow.wait())
+            if not await feed.put(messages, waiter):
+                return
+    finally:
+        if waiter is not None:
+            waiter.cancel()
+
+
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - fetch loop
     """faust 0.15.3's Consumer._drain_messages with fix 4: no record is dropped, and gaps are
     only detected between two records handed in a row (see gap_after)."""
@@ -241,6 +269,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     yield_every, since_yield = 100, 0
+    feed_of = feeds(self.app).get
+    held: dict[Any, list[Any]] = {}  # feed -> records of this batch, not handed yet
+    state[_HOLDING] = held
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
@@ -261,6 +292,15 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    feed = feed_of(tp.topic)
+                    if feed is not None:  # handed to the feed with the rest of the batch
+                        batch = held.get(feed)
+                        if batch is None:
+                            held[feed] = [message]
+                        else:
+                            batch.append(message)
+                        last[tp] = offset
+                        continue
                     state[_HANDING] = tp
                     if suspend_flow.is_set():  # a rebalance is on: faust's own way
                         await self.wait_first(callback(message), suspend_flow.wait())
@@ -270,6 +310,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         await hand_over(callback(message), suspended)
                     state[_HANDING] = None
                     last[tp] = offset
+                if held:
+                    await _hand_to_feeds(held, suspend_flow)
+                    held.clear()
                 state[_BATCHES] = state.get(_BATCHES, 0) + 1
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
@@ -287,6 +330,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
     finally:
         state[_HANDING] = None
+        held.clear()
         unset_flag(CONSUMER_FETCHING)
         if suspended is not None:
             suspended.cancel()

@@ -87,6 +87,13 @@ class OutputProducer(Service):
         if self.producer is not None:
             await self.producer.stop()
 
+    async def started(self) -> AIOKafkaProducer:
+        """The current aiokafka producer, once the service has started."""
+        if self.producer is None:
+            await self._ready.wait()
+        assert self.producer is not None, "OutputProducer not started"
+        return self.producer
+
     async def send_all(self, records: Iterable[Out]) -> int:
         """Send records in order and wait for every acknowledgement. Returns the count."""
         pending = list(records)

@@ -75,11 +75,12 @@ def fetched_position(consumer: Any, tp: Any) -> int | None:
 
 def in_flight(app: Any, tp: Any) -> bool:
     """True when a record of `tp` is on its way to be acknowledged: tracked by a stream (it is
-    in an agent's batch), waiting in a stream's buffer, or being handed over."""
-    from streamproc.faust_fixes import handing
+    in an agent's batch), waiting in its feed or a stream's buffer, or being handed over."""
+    from streamproc.faust_fixes import handing, holding
+    from streamproc.feeds import in_feed
 
     consumer = app.consumer
-    if handing(consumer) == tp:
+    if handing(consumer) == tp or holding(consumer, tp) or in_feed(app, tp):
         return True
     if any(m.tp == tp and not m.acked for m in list(consumer._unacked_messages)):  # noqa: SLF001
         return True

@@ -8,7 +8,7 @@ partition the ledger
 - writes the delivered ids into that store as soon as the API acknowledged them (mark), and
   sends their changelog records (key = id, value = unix seconds, as a faust table write would)
   as one Kafka record batch per partition through the worker's own idempotent acks=all
-  producer, instead of one faust send per id;
+  producer, instead of one faust send per id (streamproc/state/table_writer.py);
 - flush() returns once every changelog record sent so far is on the broker (the agent awaits it
   before the sink offsets are acknowledged), then records the last changelog offset as the
   store's persisted offset, as faust does after its own changelog writes (so a restart replays
@@ -28,11 +28,9 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from streamproc.agents import set_current_event
 from streamproc.delivery.ledger import as_unix_seconds
+from streamproc.state.table_writer import TableWriter
 
 log = logging.getLogger(__name__)
-
-SEND_ATTEMPTS = 4  # per partition batch, 0.2 s, 0.4 s, 0.8 s apart; then the batch fails
-
 
 class TableLedger:
     """Ledger (seen/seen_many/mark) over the faust ledger table, batch-wise; see the module."""
@@ -44,10 +42,10 @@ class TableLedger:
         if retention_s <= 0:
             raise ValueError("retention_s must be > 0")
         self.table, self.retention_s = table, retention_s
-        self._producer, self._clock, self._sleep = producer, clock, sleep
+        self._producer, self._clock = producer, clock
+        self.writer = TableWriter(table, producer, sleep=sleep)
         self.events: dict[str, Any] = {}  # delivery id -> the sink event that carried it
         self.pending: list[asyncio.Future] = []
-        self._topic: str | None = None
 
     # ------------------------------------------------------------------ batch scope
 
@@ -112,10 +110,8 @@ class TableLedger:
             self._fallback_mark(record_ids, value)
             return
         for partition, ids in self._by_partition(record_ids).items():
-            db = self.table.data._db_for_partition(partition)
             keys = [i.encode() for i in ids]
-            for key in keys:
-                db.put(key, value)
+            self.writer.put(partition, [(key, value) for key in keys])
             self.pending.append(asyncio.ensure_future(self._send(partition, keys, value)))
 
     # ------------------------------------------------------------------ internals
@@ -165,63 +161,7 @@ class TableLedger:
             yield ids
 
     async def _send(self, partition: int, keys: list[bytes], value: bytes) -> None:
-        topic = self._topic or self.table.changelog_topic.get_topic_name()
-        self._topic = topic
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                last = await self._send_once(topic, partition, keys, value)
-                break
-            except Exception as exc:
-                if attempt == SEND_ATTEMPTS:
-                    raise
-                delay = 0.2 * 2 ** (attempt - 1)
-                log.warning("ledger %s: changelog write of %d entries to partition %d failed "
-                            "(%r); retrying in %.1fs", topic, len(keys), partition, exc, delay)
-                await self._sleep(delay)
-        self._persist_offset(topic, partition, last)
-
-    async def _send_once(self, topic: str, partition: int, keys: list[bytes],
-                         value: bytes) -> int:
-        """Send the records as few record batches as fit; the last offset written."""
-        assert self._producer is not None
-        producer = await self._producer()
-        futures = []
-        start = 0
-        while start < len(keys):
-            batch = producer.create_batch()
-            end = start
-            while end < len(keys) and batch.append(key=keys[end], value=value,
-                                                   timestamp=None) is not None:
-                end += 1
-            if end == start:
-                raise ValueError(f"ledger entry {keys[start]!r} does not fit a record batch")
-            batch.close()  # complete: the producer sends it now instead of lingering
-            futures.append((await producer.send_batch(batch, topic, partition=partition),
-                            end - start))
-            start = end
-        last = -1
-        for fut, count in futures:
-            meta = await fut
-            last = max(last, meta.offset + count - 1)
-        return last
-
-    def _persist_offset(self, topic: str, partition: int, offset: int) -> None:
-        """Record the changelog offset the local store holds everything up to (faust's
-        _on_changelog_sent does this for its own writes), unless the partition was closed
-        meanwhile (revoked) or a later offset is already recorded."""
-        store = self.table.data
-        if offset < 0 or partition not in store._dbs:
-            return
-        from faust.types import TP
-
-        tp = TP(topic, partition)
-        try:
-            current = store.persisted_offset(tp)
-            if current is None or offset > current:
-                store.set_persisted_offset(tp, offset)
-        except Exception:  # noqa: BLE001 - only makes a later recovery replay more
-            log.exception("ledger %s: could not record the persisted offset of partition %d",
-                          topic, partition)
+        await self.writer.send(partition, [(key, value) for key in keys])
 
 
 def _current_event() -> Any:
@@ -236,10 +176,3 @@ def _log_failure(fut: asyncio.Future) -> None:
     exc = fut.exception()
     if exc is not None:
         log.error("ledger changelog write failed: %r", exc)
-
-
-async def output_producer(output: Any) -> Any:
-    """The aiokafka producer of the worker's OutputProducer, once it has started."""
-    if output.producer is None:
-        await output.send_all([])  # returns once the producer is ready
-    return output.producer

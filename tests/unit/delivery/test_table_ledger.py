@@ -1,7 +1,7 @@
 """TableLedger: the delivery ledger over faust's partitioned RocksDB store, a batch at a time.
 Each id lives in (and its changelog record goes to) the partition of the sink event that
 carried it; the changelog records of a batch go out as one record batch per partition and
-flush() waits for them."""
+flush() waits for them. The state tables' batches use the same TableWriter (at the end)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 import rocksdict
 from faust.streams import current_event
 
-from streamproc.agents import set_current_event
+from streamproc import changelog_acks
+from streamproc.agents import BatchContext, set_current_event
 from streamproc.delivery.table_ledger import TableLedger
+from streamproc.state.table_writer import TableWriter
 
 OFFSET_KEY = b"__faust\0offset__"
 RETENTION = 3600.0
@@ -258,3 +260,53 @@ async def test_without_a_rocksdb_store_the_table_api_is_used_per_partition():
     assert table.partitions == {0: {"a": value, "c": value}, 1: {"b": value}}
     assert ledger.seen_many(["a", "b", "c", "d"]) == {"a", "b", "c"}
     await ledger.flush()
+
+
+# The state tables (known-users, contacts) write through the same TableWriter: an agent
+# batch's changed keys go straight into their partition's store, with one changelog record
+# batch per partition that changelog_acks.wait() waits for.
+
+
+def state_runtime(table) -> SimpleNamespace:
+    producer = table.producer
+
+    async def get_producer():
+        return producer
+
+    writer = TableWriter(table, get_producer, sleep=no_sleep)
+    return SimpleNamespace(tables={"users": table}, extras={"table_writers": {"users": writer}})
+
+
+async def test_a_state_batch_writes_each_partition_store_and_one_changelog_batch_each(store):
+    table = FakeTable(store)
+    table.producer = FakeProducer()
+    rt = state_runtime(table)
+    ctx = BatchContext(rt)
+    for partition, key, value in [(0, "a", b"a1"), (1, "b", b"b1"), (0, "c", b"c1"),
+                                  (0, "a", b"a2")]:
+        ctx.event = Event(partition)
+        ctx.get("users", key)
+        ctx.set("users", key, value)
+    assert stored(store, 0) == {}  # nothing is written before the batch's end
+    ctx.flush_tables()
+    assert stored(store, 0) == {b"c": b"c1", b"a": b"a2"} and stored(store, 1) == {b"b": b"b1"}
+    await changelog_acks.wait(rt)
+    assert sorted(table.producer.batches) == [(TOPIC, 0, 2), (TOPIC, 1, 1)]
+    assert table.producer.log == {0: [(b"c", b"c1"), (b"a", b"a2")], 1: [(b"b", b"b1")]}
+    assert [store._dbs[p].get(OFFSET_KEY) for p in range(3)] == [b"1", b"0", None]
+    # a later batch reads each key from the partition of the event that reads it
+    reader = BatchContext(rt)
+    reader.event = Event(0)
+    assert reader.get("users", "a") == b"a2" and reader.get("users", "b") is None
+
+
+async def test_a_failed_state_changelog_write_fails_the_batch(store):
+    table = FakeTable(store)
+    table.producer = FakeProducer(fail=100)
+    rt = state_runtime(table)
+    ctx = BatchContext(rt)
+    ctx.event = Event(2)
+    ctx.set("users", "a", b"a1")
+    ctx.flush_tables()
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await changelog_acks.wait(rt)

@@ -1,0 +1,187 @@
+"""Feeds: the fetch loop hands each agent its topic's records a fetched batch at a time; the
+agent takes batches, tracks them as in flight and acknowledges them only after its body
+returned. Records of an earlier consumer generation are dropped (a seek follows every
+rebalance, they are fetched again)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from streamproc import feeds, unstick
+from streamproc.agents import acks_only_on_success
+from streamproc.faust_fixes import _hand_to_feeds, holding
+from streamproc.feeds import Feed, feed_for, in_feed, take
+
+
+class TP(tuple):
+    def __new__(cls, topic: str, partition: int):
+        return super().__new__(cls, (topic, partition))
+
+    @property
+    def topic(self) -> str:
+        return self[0]
+
+
+class Message:
+    def __init__(self, offset: int, partition: int = 0, generation: int = 1,
+                 topic: str = "t") -> None:
+        self.offset, self.partition, self.topic = offset, partition, topic
+        self.tp = TP(topic, partition)
+        self.generation_id = generation
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return f"M({self.offset})"
+
+
+class Flow:
+    def __init__(self) -> None:
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+
+    def is_active(self) -> bool:
+        return self.resumed.is_set()
+
+    async def acquire(self) -> None:
+        await self.resumed.wait()
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self._unacked_messages: set = set()
+        self.acked: list[int] = []
+
+    def ack(self, message: Message) -> bool:
+        message.acked = True
+        self._unacked_messages.discard(message)
+        self.acked.append(message.offset)
+        return True
+
+
+def app_with(generation: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(flow_control=Flow(), consumer=Consumer(),
+                           consumer_generation_id=generation)
+
+
+def offsets(batch) -> list[int]:
+    return [ev.message.offset for ev in batch]
+
+
+async def test_records_come_out_in_fetch_order_split_at_the_batch_size():
+    feed = Feed("t", max_records=100)
+    assert await feed.put([Message(i) for i in range(3)])
+    assert await feed.put([Message(i) for i in range(3, 7)])
+    assert [m.offset for m in feed.pop(5)] == [0, 1, 2, 3, 4]
+    assert len(feed) == 2
+    assert [m.offset for m in feed.pop(5)] == [5, 6]
+    assert feed.pop(5) == [] and len(feed) == 0
+
+
+async def test_a_full_feed_holds_the_fetch_loop_until_the_agent_takes():
+    feed = Feed("t", max_records=2)
+    await feed.put([Message(0), Message(1)])
+    assert feed.full()
+    put = asyncio.ensure_future(feed.put([Message(2)]))
+    await asyncio.sleep(0.01)
+    assert not put.done()
+    feed.pop(1)
+    assert await asyncio.wait_for(put, 1) is True
+    assert [m.offset for m in feed.pop(10)] == [1, 2]
+
+
+async def test_a_put_waiting_on_a_full_feed_gives_up_when_the_flow_is_suspended():
+    feed = Feed("t", max_records=1)
+    await feed.put([Message(0)])
+    suspended = asyncio.get_running_loop().create_future()
+    put = asyncio.ensure_future(feed.put([Message(1)], suspended))
+    await asyncio.sleep(0.01)
+    suspended.set_result(None)
+    assert await asyncio.wait_for(put, 1) is False
+    assert len(feed) == 1  # the record is fetched again after the seek that follows
+
+
+async def test_the_fetch_loop_hands_nothing_while_a_rebalance_is_on():
+    a, b = Feed("a"), Feed("b")
+    suspend_flow = asyncio.Event()
+    await _hand_to_feeds({a: [Message(0, topic="a")], b: [Message(0, topic="b")]},
+                         suspend_flow)
+    assert len(a) == len(b) == 1
+    suspend_flow.set()
+    await _hand_to_feeds({a: [Message(1, topic="a")]}, suspend_flow)
+    assert len(a) == 1
+
+
+async def test_take_batches_up_to_max_and_waits_within_for_more():
+    app = app_with()
+    feed = Feed("t")
+    await feed.put([Message(i) for i in range(5)])
+    batches = take(app, feed, 3, 0.05)
+    assert offsets(await batches.__anext__()) == [0, 1, 2]
+    second = asyncio.ensure_future(batches.__anext__())
+    await asyncio.sleep(0.01)
+    await feed.put([Message(5)])  # arrives within the window: same batch
+    assert offsets(await asyncio.wait_for(second, 1)) == [3, 4, 5]
+    await batches.aclose()
+
+
+async def test_records_are_in_flight_during_the_body_and_acked_after_it():
+    app = app_with()
+    feed = Feed("t")
+    await feed.put([Message(0), Message(1)])
+    batches = take(app, feed, 10, 0.0)
+    batch = await batches.__anext__()
+    assert {m.offset for m in app.consumer._unacked_messages} == {0, 1}
+    assert app.consumer.acked == []
+    await feed.put([Message(2)])
+    assert offsets(await batches.__anext__()) == [2]  # the body of the first one returned
+    assert app.consumer.acked == [0, 1]
+    assert offsets(batch) == [0, 1]
+    await batches.aclose()
+
+
+async def test_a_failed_body_acks_nothing_and_stops_tracking_the_records():
+    app = app_with()
+    feed = Feed("t")
+    await feed.put([Message(0), Message(1)])
+    with pytest.raises(RuntimeError):
+        async for batch in take(app, feed, 10, 0.0):
+            with acks_only_on_success(batch):
+                raise RuntimeError("batch failed")
+    assert app.consumer.acked == []
+    assert all(m.acked for m in app.consumer._unacked_messages)  # done, not committed
+
+
+async def test_records_of_an_earlier_generation_are_dropped_after_the_rebalance():
+    app = app_with(generation=1)
+    feed = Feed("t")
+    await feed.put([Message(0, generation=1), Message(1, generation=1)])
+    app.flow_control.resumed.clear()  # a rebalance is on
+    batches = take(app, feed, 10, 0.0)
+    first = asyncio.ensure_future(batches.__anext__())
+    await asyncio.sleep(0.01)
+    assert not first.done()  # nothing is handed while the flow is suspended
+    app.consumer_generation_id = 2
+    await feed.put([Message(0, generation=2)])  # re-fetched after the seek
+    app.flow_control.resumed.set()
+    batch = await asyncio.wait_for(first, 1)
+    assert [(ev.message.offset, ev.message.generation_id) for ev in batch] == [(0, 2)]
+    await batches.aclose()
+
+
+async def test_unstick_sees_records_in_a_feed_or_held_by_the_fetch_loop_as_in_flight():
+    consumer = SimpleNamespace(_unacked_messages=set())
+    app = SimpleNamespace(consumer=consumer, topics=SimpleNamespace(_tp_index={}))
+    feed = feed_for(app, "t")
+    tp0, tp1 = TP("t", 0), TP("t", 1)
+    assert not unstick.in_flight(app, tp0)
+    await feed.put([Message(5, partition=0)])
+    assert in_feed(app, tp0) and not in_feed(app, tp1)
+    assert unstick.in_flight(app, tp0) and not unstick.in_flight(app, tp1)
+    feed.pop(10)
+    consumer.__dict__["_streamproc_holding"] = {feed: [Message(6, partition=1)]}
+    assert holding(consumer, tp1) and unstick.in_flight(app, tp1)
+    assert not unstick.in_flight(app, tp0)
+    assert feeds.feeds(app) == {"t": feed}
