@@ -47,6 +47,11 @@ and their cancellation per record, so that a hand-off blocked on a full stream b
 abandoned when the flow is suspended). hand_over() runs the hand-off synchronously until it
 has to wait, then waits for that or for the flow's suspension (one waiter shared by all
 records), and abandons it the same way. While the flow is suspended, faust's way is kept.
+
+Records of a topic with a feed (streamproc/feeds.py: every topic streamproc's agents read) are
+not handed to faust's streams at all: the loop collects them per feed and appends each
+fetched batch's records to it in one step once the batch is read (_hand_to_feeds), with the
+same back pressure and the same abandoning when the flow is suspended.
 """
 
 from __future__ import annotations

@@ -323,13 +323,7 @@ def test_output_producer_send_waits_for_the_service_to_start():
         assert not task.done()
         loop = asyncio.get_running_loop()
 
-        class Producer:
-            async def send(self, topic, value, key, headers=None):
-                fut = loop.create_future()
-                fut.set_result(None)
-                return fut
-
-        out.producer = Producer()
+        out.producer = BatchProducer(loop)
         out._ready.set()  # what on_start does once the producer started
         return await asyncio.wait_for(task, 1)
 
@@ -411,3 +405,102 @@ def test_resuming_the_flow_does_not_empty_stream_buffers():
     app.flow_control.suspend()
     app.flow_control.resume()
     assert channel.queue.qsize() == 1
+
+
+class BatchProducer:
+    """aiokafka's producer as OutputProducer uses it: metadata, the key partitioner (here
+    key[0] % 3), create_batch/send_batch, and send for a record larger than a batch."""
+
+    def __init__(self, loop, capacity: int = 100, fail: int = 0) -> None:
+        self.loop, self.capacity, self.fail = loop, capacity, fail
+        self.client = SimpleNamespace(_wait_on_metadata=self._metadata)
+        self.topics: list[str] = []
+        self.log: list[tuple[str, int, list]] = []  # (topic, partition, records) per request
+
+    async def _metadata(self, topic):
+        self.topics.append(topic)
+
+    def _partition(self, topic, partition, key, value, key_bytes, value_bytes):
+        return key_bytes[0] % 3
+
+    def create_batch(self):
+        producer = self
+
+        class Batch:
+            def __init__(self):
+                self.records, self.closed = [], False
+
+            def append(self, *, key, value, timestamp, headers):
+                if self.closed or len(value) > 50 or len(self.records) >= producer.capacity:
+                    return None
+                self.records.append((key, value, headers))
+                return object()
+
+            def close(self):
+                self.closed = True
+
+        return Batch()
+
+    def _future(self, topic, partition, records):
+        fut = self.loop.create_future()
+        if self.fail:
+            self.fail -= 1
+            fut.set_exception(NotLeaderForPartitionError())
+        else:
+            self.log.append((topic, partition, records))
+            fut.set_result(None)
+        return fut
+
+    async def send_batch(self, batch, topic, *, partition):
+        assert batch.closed
+        return self._future(topic, partition, batch.records)
+
+    async def send(self, topic, value, key, partition=None, headers=None):
+        return self._future(topic, partition, [(key, value, headers or [])])
+
+
+def _sent(producer) -> dict:
+    out: dict = {}
+    for topic, partition, records in producer.log:
+        out.setdefault((topic, partition), []).extend(k + v for k, v, _ in records)
+    return out
+
+
+def test_output_producer_sends_a_record_batch_per_partition_in_order():
+    from streamproc.output import OutputProducer
+
+    async def run():
+        out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
+        producer = out.producer = BatchProducer(asyncio.get_running_loop(), capacity=2)
+        out._ready.set()
+        records = [("a", bytes([i % 3]), b"%d" % i) for i in range(7)]
+        records.append(("b", b"\x01", b"h", [("x", b"1")]))
+        records.append(("a", b"\x00", b"L" * 60))  # too large for a batch: sent alone
+        assert await out.send_all(records) == 9
+        return producer
+
+    producer = asyncio.run(run())
+    assert producer.topics == ["a", "b"]  # metadata once per topic and call
+    assert _sent(producer) == {("a", 0): [b"\x000", b"\x003", b"\x006", b"\x00" + b"L" * 60],
+                               ("a", 1): [b"\x011", b"\x014"], ("a", 2): [b"\x022", b"\x025"],
+                               ("b", 1): [b"\x01h"]}
+    # capacity 2: partition 0's three small records take two batches, the large one a send
+    assert [len(r) for t, p, r in producer.log if (t, p) == ("a", 0)] == [2, 1, 1]
+    assert [r for t, p, r in producer.log if t == "b"] == [[(b"\x01", b"h", [("x", b"1")])]]
+
+
+def test_output_producer_resends_only_the_records_of_a_failed_batch():
+    from streamproc.output import OutputProducer
+
+    async def run():
+        out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
+        producer = out.producer = BatchProducer(asyncio.get_running_loop(), fail=1)
+        out._ready.set()
+        records = [("a", bytes([i % 3]), b"%d" % i) for i in range(6)]
+        assert await out.send_all(records) == 6
+        return producer
+
+    producer = asyncio.run(run())  # the first batch (partition 0) failed once, then went
+    assert _sent(producer) == {("a", 0): [b"\x000", b"\x003"], ("a", 1): [b"\x011", b"\x014"],
+                               ("a", 2): [b"\x022", b"\x025"]}
+    assert [p for _, p, _ in producer.log] == [1, 2, 0]
