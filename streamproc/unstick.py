@@ -23,8 +23,8 @@ recovery running (the same committed offset all along):
 - a gap: the lowest acknowledged offset is above the committed offset (later records were
   processed, the ones at the committed offset were not);
 - a stalled tail: the consumer fetched past the committed offset, yet no record of the
-  partition is acknowledged, tracked by a stream (in a batch), waiting in a stream's buffer
-  or being handed over by the fetch loop. Nothing will ever acknowledge those offsets: the
+  partition is acknowledged, tracked as in flight (in an agent's batch), waiting in its
+  feed or a stream's buffer, or being handed over by the fetch loop. Nothing will ever acknowledge those offsets: the
   records were dropped before reaching an agent (a failed batch at the partition's end, or
   records faust skipped around a rebalance with nothing after them), or their commit failed
   (faust drops acknowledged offsets from its books when it starts a commit).
@@ -97,7 +97,7 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
     """Partitions stuck behind a gap or at a stalled tail for STUCK_AFTER_S; `seen`
     remembers since when each one is in the same state. A tail counts only once the fetch
     loop handed over a whole fetched batch since (records fetched but not handed yet, while
-    a hand-off waits for a full stream buffer, are on their way), and only if no record of
+    a hand-off waits for a full feed or stream buffer, are on their way), and only if no record of
     it is in flight then (checked once the time is up: under load commits move every second
     and the buffers are never scanned)."""
     from streamproc.faust_fixes import batches_handed
