@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import monotonic
 from typing import Any, AsyncIterator, Optional
 
 FEEDS = "_streamproc_feeds"  # app attribute: topic name -> Feed
@@ -158,6 +159,17 @@ def in_feed(app: Any, tp: Any) -> bool:
     return feed is not None and feed.holds(tp)
 
 
+def _mark_inbound(app: Any, messages: list[Any]) -> None:
+    """Tell faust's monitor that the partitions' records reached an agent (a faust stream
+    does this per event). faust's livelock check logs "Stream has not started processing"
+    for a partition with a backlog whose inbound time is unknown or too old."""
+    inbound = getattr(getattr(app, "monitor", None), "stream_inbound_time", None)
+    if inbound is not None:
+        now = monotonic()
+        for tp in {m.tp for m in messages}:
+            inbound[tp] = now
+
+
 async def take(app: Any, feed: Feed, max_: int, within: float,
                ) -> AsyncIterator[list[FeedEvent]]:
     """Batches of up to `max_` records of `feed`, as FeedEvents: the first record, then what
@@ -188,6 +200,7 @@ async def take(app: Any, feed: Feed, max_: int, within: float,
         unacked = consumer._unacked_messages  # noqa: SLF001 - faust's in-flight set
         for m in messages:
             unacked.add(m)
+        _mark_inbound(app, messages)
         yield [FeedEvent(m) for m in messages]
         ack = consumer.ack
         for m in messages:

@@ -129,11 +129,14 @@ async def test_take_batches_up_to_max_and_waits_within_for_more():
 
 async def test_records_are_in_flight_during_the_body_and_acked_after_it():
     app = app_with()
+    app.monitor = SimpleNamespace(stream_inbound_time={})
     feed = Feed("t")
-    await feed.put([Message(0), Message(1)])
+    await feed.put([Message(0), Message(1, partition=2)])
     batches = take(app, feed, 10, 0.0)
     batch = await batches.__anext__()
     assert {m.offset for m in app.consumer._unacked_messages} == {0, 1}
+    # faust's livelock check sees the partitions processed (else: "has not started")
+    assert set(app.monitor.stream_inbound_time) == {TP("t", 0), TP("t", 2)}
     assert app.consumer.acked == []
     await feed.put([Message(2)])
     assert offsets(await batches.__anext__()) == [2]  # the body of the first one returned
