@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (BrokerResponseError, KafkaError, OutOfOrderSequenceNumber,
                              ProducerFenced)
+from aiokafka.partitioner import murmur2
 from mode import Service
 
 log = logging.getLogger(__name__)
@@ -141,13 +142,18 @@ class OutputProducer(Service):
         cost more CPU than the routing (bench/routing.py). A record too large for a batch is
         sent on its own."""
         by_tp: dict[tuple[str, int], list[Out]] = {}
-        ready: set[str] = set()
+        parts_of: dict[str, list[int]] = {}
         for rec in records:
-            topic = rec[0]
-            if topic not in ready:
+            topic, key = rec[0], rec[1]
+            parts = parts_of.get(topic)
+            if parts is None:
                 await producer.client._wait_on_metadata(topic)  # noqa: SLF001 - as send() does
-                ready.add(topic)
-            partition = producer._partition(topic, None, None, None, rec[1], rec[2])  # noqa: SLF001
+                parts = parts_of[topic] = sorted(producer.client.cluster.partitions_for_topic(
+                    topic) or ())
+            if key is None or not parts:  # random among the available ones, as send() does
+                partition = producer._partition(topic, None, None, None, key, rec[2])  # noqa: SLF001
+            else:
+                partition = parts[key_hash(key) % len(parts)]
             group = by_tp.get((topic, partition))
             if group is None:
                 by_tp[(topic, partition)] = [rec]
@@ -177,6 +183,23 @@ class OutputProducer(Service):
                 sent.append((await producer.send_batch(batch, topic, partition=partition),
                              recs[start:end]))
                 start = end
+
+
+_HASHES: dict[bytes, int] = {}
+HASH_CACHE_MAX = 100_000  # keys: about 15 MB with email-sized keys; cleared when full
+
+
+def key_hash(key: bytes) -> int:
+    """The positive murmur2 hash of a record key, as the Java client and aiokafka's
+    DefaultPartitioner compute it (partition = hash % partition count). aiokafka's murmur2 is
+    pure Python, a few microseconds per key, and streamproc partitions every output record;
+    keys recur (a user's events, a contact's activity), so hashes are kept in a bounded cache."""
+    h = _HASHES.get(key)
+    if h is None:
+        if len(_HASHES) >= HASH_CACHE_MAX:
+            _HASHES.clear()
+        h = _HASHES[key] = murmur2(key) & 0x7FFFFFFF
+    return h
 
 
 def _poisons_producer(result: object) -> bool:

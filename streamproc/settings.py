@@ -149,6 +149,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     standby_replicas: int = 0
+    gc_threshold: int = 50_000  # gen-0 threshold of Python's cyclic GC; 0: Python's default
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     mailmodo: MailmodoSettings = field(default_factory=MailmodoSettings)
     segment: SegmentSettings = field(default_factory=SegmentSettings)
@@ -312,6 +313,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
         log_level=env.choice("LOG_LEVEL", d.log_level, LOG_LEVELS),
         log_format=env.choice("LOG_FORMAT", d.log_format, LOG_FORMATS, upper=False),
         standby_replicas=env.int("STANDBY_REPLICAS", 0, minimum=0, maximum=8),
+        gc_threshold=env.int("GC_THRESHOLD", d.gc_threshold, minimum=0, maximum=10_000_000),
         kafka=_kafka(env),
         mailmodo=MailmodoSettings(
             base_url=env.url("MAILMODO_BASE_URL", d.mailmodo.base_url),

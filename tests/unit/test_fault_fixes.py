@@ -407,13 +407,19 @@ def test_resuming_the_flow_does_not_empty_stream_buffers():
     assert channel.queue.qsize() == 1
 
 
+# keys whose murmur2 hash (the Java client's and aiokafka's partitioner) falls on partition
+# 0, 1 and 2 of a 3-partition topic
+K = {0: b"\x01", 1: b"\x05", 2: b"\x00"}
+
+
 class BatchProducer:
-    """aiokafka's producer as OutputProducer uses it: metadata, the key partitioner (here
-    key[0] % 3), create_batch/send_batch, and send for a record larger than a batch."""
+    """aiokafka's producer as OutputProducer uses it: metadata (3 partitions per topic),
+    create_batch/send_batch, and send for a record larger than a batch."""
 
     def __init__(self, loop, capacity: int = 100, fail: int = 0) -> None:
         self.loop, self.capacity, self.fail = loop, capacity, fail
-        self.client = SimpleNamespace(_wait_on_metadata=self._metadata)
+        self.client = SimpleNamespace(_wait_on_metadata=self._metadata, cluster=SimpleNamespace(
+            partitions_for_topic=lambda topic: {0, 1, 2}))
         self.topics: list[str] = []
         self.log: list[tuple[str, int, list]] = []  # (topic, partition, records) per request
 
@@ -421,7 +427,8 @@ class BatchProducer:
         self.topics.append(topic)
 
     def _partition(self, topic, partition, key, value, key_bytes, value_bytes):
-        return key_bytes[0] % 3
+        assert key_bytes is None, "keyed records are partitioned by their murmur2 hash"
+        return 1  # aiokafka: a random available partition
 
     def create_batch(self):
         producer = self
@@ -462,7 +469,7 @@ class BatchProducer:
 def _sent(producer) -> dict:
     out: dict = {}
     for topic, partition, records in producer.log:
-        out.setdefault((topic, partition), []).extend(k + v for k, v, _ in records)
+        out.setdefault((topic, partition), []).extend((k or b"") + v for k, v, _ in records)
     return out
 
 
@@ -473,20 +480,48 @@ def test_output_producer_sends_a_record_batch_per_partition_in_order():
         out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
         producer = out.producer = BatchProducer(asyncio.get_running_loop(), capacity=2)
         out._ready.set()
-        records = [("a", bytes([i % 3]), b"%d" % i) for i in range(7)]
-        records.append(("b", b"\x01", b"h", [("x", b"1")]))
-        records.append(("a", b"\x00", b"L" * 60))  # too large for a batch: sent alone
-        assert await out.send_all(records) == 9
+        records = [("a", K[i % 3], b"%d" % i) for i in range(7)]
+        records.append(("b", K[1], b"h", [("x", b"1")]))
+        records.append(("a", K[0], b"L" * 60))  # too large for a batch: sent alone
+        records.append(("b", None, b"n"))  # no key: aiokafka's random choice
+        assert await out.send_all(records) == 10
         return producer
 
     producer = asyncio.run(run())
     assert producer.topics == ["a", "b"]  # metadata once per topic and call
-    assert _sent(producer) == {("a", 0): [b"\x000", b"\x003", b"\x006", b"\x00" + b"L" * 60],
-                               ("a", 1): [b"\x011", b"\x014"], ("a", 2): [b"\x022", b"\x025"],
-                               ("b", 1): [b"\x01h"]}
+    assert _sent(producer) == {("a", 0): [K[0] + b"0", K[0] + b"3", K[0] + b"6", K[0] + b"L" * 60],
+                               ("a", 1): [K[1] + b"1", K[1] + b"4"], ("a", 2): [K[2] + b"2", K[2] + b"5"],
+                               ("b", 1): [K[1] + b"h", b"n"]}
     # capacity 2: partition 0's three small records take two batches, the large one a send
     assert [len(r) for t, p, r in producer.log if (t, p) == ("a", 0)] == [2, 1, 1]
-    assert [r for t, p, r in producer.log if t == "b"] == [[(b"\x01", b"h", [("x", b"1")])]]
+    assert [r for t, p, r in producer.log if (t, p) == ("b", 1)] == [
+        [(K[1], b"h", [("x", b"1")]), (None, b"n", [])]]
+
+
+def test_output_keys_are_partitioned_as_aiokafka_and_the_java_client_do():
+    """The cached hash gives the partition aiokafka's DefaultPartitioner gives (murmur2, the
+    Java client's): tables are co-partitioned with the topics other clients produce to."""
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streamproc import output
+
+    rnd = random.Random(7)
+    keys = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40))) for _ in range(500)]
+    keys += [f"user-{i}@example.com".encode() for i in range(200)]
+    for n in (1, 3, 6, 12, 64):
+        parts = list(range(n))
+        for key in keys + keys:  # the second pass reads the cache
+            assert parts[output.key_hash(key) % n] == DefaultPartitioner()(key, parts, parts)
+    before = output.HASH_CACHE_MAX
+    try:
+        output.HASH_CACHE_MAX = 10
+        for i in range(25):
+            output.key_hash(b"bounded-%d" % i)
+            assert len(output._HASHES) <= 10  # bounded: cleared when full
+    finally:
+        output.HASH_CACHE_MAX = before
 
 
 def test_output_producer_resends_only_the_records_of_a_failed_batch():
@@ -496,11 +531,11 @@ def test_output_producer_resends_only_the_records_of_a_failed_batch():
         out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
         producer = out.producer = BatchProducer(asyncio.get_running_loop(), fail=1)
         out._ready.set()
-        records = [("a", bytes([i % 3]), b"%d" % i) for i in range(6)]
+        records = [("a", K[i % 3], b"%d" % i) for i in range(6)]
         assert await out.send_all(records) == 6
         return producer
 
     producer = asyncio.run(run())  # the first batch (partition 0) failed once, then went
-    assert _sent(producer) == {("a", 0): [b"\x000", b"\x003"], ("a", 1): [b"\x011", b"\x014"],
-                               ("a", 2): [b"\x022", b"\x025"]}
+    assert _sent(producer) == {("a", 0): [K[0] + b"0", K[0] + b"3"], ("a", 1): [K[1] + b"1", K[1] + b"4"],
+                               ("a", 2): [K[2] + b"2", K[2] + b"5"]}
     assert [p for _, p, _ in producer.log] == [1, 2, 0]

@@ -40,6 +40,8 @@ def test_regions_choose_base_urls():
     ({"STREAMPROC_IDENTIFY_EMAIL_FROM_STATE": "maybe"}, "STREAMPROC_IDENTIFY_EMAIL_FROM_STATE"),
     ({"STREAMPROC_MAILJET_ACTION": "add"}, "STREAMPROC_MAILJET_ACTION"),
     ({"STREAMPROC_BOOTSTRAP_SERVERS": "x:9092"}, "STREAMPROC_BOOTSTRAP_SERVERS"),  # typo
+    ({"STREAMPROC_GC_THRESHOLD": "-1"}, "STREAMPROC_GC_THRESHOLD"),
+    ({"STREAMPROC_GC_THRESHOLD": "lots"}, "STREAMPROC_GC_THRESHOLD"),
 ])
 def test_bad_setting_names_the_variable(env, needle):
     with pytest.raises(ConfigError) as e:
@@ -99,3 +101,29 @@ def test_env_example_lists_every_setting():
     missing = sorted(env.used - listed)
     assert not missing, f".env.example lacks {missing}"
     assert not (listed - env.used - _NON_SETTING_VARS), "stale names in .env.example"
+
+
+def test_gc_threshold_setting_tunes_the_collector():
+    """STREAMPROC_GC_THRESHOLD sets the young-generation threshold; 0 leaves Python's."""
+    import gc
+
+    from streamproc import gc_tuning
+
+    assert load_settings({}).gc_threshold == 50_000
+    before = gc.get_threshold()
+    try:
+        assert gc_tuning.configure(load_settings({"STREAMPROC_GC_THRESHOLD": "12345"})
+                                   .gc_threshold)
+        assert gc.get_threshold() == (12345, *gc_tuning.OLDER_THRESHOLDS)
+        gc.set_threshold(*before)
+        assert not gc_tuning.configure(load_settings({"STREAMPROC_GC_THRESHOLD": "0"})
+                                       .gc_threshold)
+        assert gc.get_threshold() == before
+        frozen = gc.get_freeze_count()
+        gc_tuning.freeze_startup_heap(0)
+        assert gc.get_freeze_count() == frozen  # 0: nothing frozen either
+        gc_tuning.freeze_startup_heap(50_000)
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
