@@ -168,6 +168,46 @@ def apply() -> None:
         _last(self).pop(partition, None)
         await original_seek(self, partition, offset)
 
+    def ack_many(self: Any, messages: list[Any]) -> int:
+        """`ack(m)` for each message in order, under one acquisition of faust's ack lock and
+        with the lookups done once (the feeds acknowledge a whole batch; per record, the
+        lock, the checks and the notify cost about as much as the rest of the hand-off).
+        The same checks and bookkeeping as ack() above and faust's Consumer.ack; returns how
+        many were acknowledged for commit."""
+        app = self.app
+        active = app.flow_control.is_active()
+        generation = app.consumer_generation_id
+        acks_enabled_for = app.topics.acks_enabled_for
+        committed_of, index_of, acked_of = (self._committed_offset, self._acked_index,
+                                            self._acked)
+        unacked = self._unacked_messages
+        n = 0
+        with mod.ack_lock:
+            try:
+                for message in messages:
+                    if message.acked:
+                        continue
+                    message.acked = True
+                    if not active or getattr(message, "generation_id",
+                                             generation) != generation:
+                        unacked.discard(message)  # fix 3: done, but not safe to commit
+                        continue
+                    if not acks_enabled_for(message.topic):
+                        continue
+                    tp, offset = message.tp, message.offset
+                    committed = committed_of[tp]
+                    if committed is None or offset >= committed:
+                        acked_index = index_of[tp]
+                        if offset not in acked_index:
+                            unacked.discard(message)
+                            acked_index.add(offset)
+                            acked_of[tp].append(offset)
+                            n += 1
+            finally:
+                self._n_acked += n
+                mod.notify(self._waiting_for_ack)
+        return n
+
     from faust.channels import Channel
 
     original_queue = Channel.queue.fget
@@ -184,6 +224,7 @@ def apply() -> None:
     Channel.queue = property(queue)
     Consumer._new_offset = _new_offset
     Consumer.ack = ack
+    Consumer.ack_many = ack_many
     Consumer.perform_seek = perform_seek
     Consumer.seek = seek
     Consumer._drain_messages = _drain_messages

@@ -202,6 +202,10 @@ async def take(app: Any, feed: Feed, max_: int, within: float,
             unacked.add(m)
         _mark_inbound(app, messages)
         yield [FeedEvent(m) for m in messages]
-        ack = consumer.ack
-        for m in messages:
-            ack(m)
+        ack_many = getattr(consumer, "ack_many", None)  # streamproc.faust_fixes
+        if ack_many is not None:
+            ack_many(messages)
+        else:
+            ack = consumer.ack
+            for m in messages:
+                ack(m)

@@ -310,3 +310,13 @@ async def test_a_failed_state_changelog_write_fails_the_batch(store):
     ctx.flush_tables()
     with pytest.raises(RuntimeError, match="broker said no"):
         await changelog_acks.wait(rt)
+
+
+def test_table_writer_puts_a_batch_with_tombstones_in_one_write(store):
+    """Several entries go in as one RocksDB write batch; None deletes the key."""
+    writer = TableWriter(FakeTable(store), None)
+    store._dbs[0].put(b"gone", b"old")
+    writer.put(0, [(b"a", b"1"), (b"gone", None), (b"b", b"2"), (b"a", b"3")])
+    assert stored(store, 0) == {b"a": b"3", b"b": b"2"}
+    writer.put(0, [(b"b", None)])  # a single entry
+    assert stored(store, 0) == {b"a": b"3"}
