@@ -144,6 +144,36 @@ def run_bare(bootstrap: str, topo: Any, prefix: str, mode: str, n: int,
     return res
 
 
+def run_bare_pipeline(bootstrap: str, topo: Any, prefix: str, n: int,
+                      timeout: float) -> dict[str, Any]:
+    """bench/bare_pipeline.py over the same raw records: the worker's hops (repartition, state
+    with changelog records, sinks) as a bare aiokafka loop."""
+    names = {role: _out_topic(bootstrap, topo, prefix, f"bench.bare.pipeline.{role}")
+             for role in ("by_user", "by_contact", "changelog", "out")}
+    topics = ",".join(f"{t.name}={src}" for src, t in topo.inputs.items())
+    cmd = [sys.executable, "-m", "bench.bare_pipeline", "--bootstrap", bootstrap,
+           "--topics", topics, "--by-user", names["by_user"], "--by-contact",
+           names["by_contact"], "--changelog", names["changelog"], "--out", names["out"],
+           "--group", f"{prefix}bare-pipeline", "--timeout", str(timeout)]
+    log(f"bare aiokafka pipeline (the worker's hops) over the same {n} raw records ...")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60,
+                          cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"bare pipeline failed:\n{proc.stderr[-3000:]}")
+    own = json.loads(proc.stdout.strip().splitlines()[-1])
+    first = [r.ts / 1000 for r in read_topics(
+        bootstrap, [names["by_user"], names["by_contact"]], with_values=False)]
+    last = [r.ts / 1000 for r in read_topics(bootstrap, [names["out"]], with_values=False)]
+    secs = (max(last) - min(first)) if first and last else None
+    eps = round(n / secs, 1) if secs else None
+    res = {"mode": "pipeline", "outputs": len(last),
+           "window_seconds": round(secs, 3) if secs else None, "events_per_s": eps,
+           "self_reported": own, "cpu_s_per_1k_inputs": round(own["cpu_s"] / n * 1000, 4)}
+    log(f"  bare (pipeline): {eps} events/s ({len(last)} sink records, {own['outputs']}), "
+        f"{res['cpu_s_per_1k_inputs']} cpu-s per 1k inputs")
+    return res
+
+
 def run_faust_floor(bootstrap: str, topo: Any, prefix: str, mode: str, n: int, wd: Any,
                     timeout: float) -> dict[str, Any]:
     """The minimal faust app of bench/faust_floor.py over the same raw records."""
@@ -236,7 +266,8 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
         f"cpu {out['worker_cpu_s_per_1k_inputs']} s per 1k inputs; "
         f"latency from processing start p50 {res['latency_from_processing_start']['p50_ms']} ms "
         f"p99 {res['latency_from_processing_start']['p99_ms']} ms (backlog)")
-    bare = [run_bare(bootstrap, topo, prefix, m, n, timeout) for m in bare_modes]
+    bare = [run_bare_pipeline(bootstrap, topo, prefix, n, timeout) if m == "pipeline"
+            else run_bare(bootstrap, topo, prefix, m, n, timeout) for m in bare_modes]
     out["bare"] = {b["mode"]: b for b in bare}
     floors = [run_faust_floor(bootstrap, topo, prefix, m, n, wd, timeout) for m in faust_modes]
     out["faust_floor"] = {f["mode"]: f for f in floors}
@@ -305,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds at the steady rate before the measured window")
     ap.add_argument("--no-steady", action="store_true")
     ap.add_argument("--no-bare", action="store_true")
-    ap.add_argument("--bare-modes", default="batch,send")
+    ap.add_argument("--bare-modes", default="batch,send,pipeline",
+                    help="bare aiokafka references: batch and send (one hop, bench/bare.py), "
+                         "pipeline (the worker's hops, bench/bare_pipeline.py)")
     ap.add_argument("--faust-modes", default="empty,route",
                     help="minimal faust references to run (bench/faust_floor.py); '' for none")
     ap.add_argument("--profile", help="write the worker's cProfile stats to this file")

@@ -52,8 +52,8 @@ def table_kwargs(store_options: dict[str, Any]) -> dict[str, Any]:
     dict per table: faust's store pops keys from it)."""
     return {**RAW_TABLE, "options": dict(store_options)}
 
-INGEST_BATCH = 500
-STATE_BATCH = 500
+INGEST_BATCH = 2000
+STATE_BATCH = 2000
 WITHIN = 0.05  # seconds a partial batch waits
 
 
