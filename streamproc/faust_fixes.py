@@ -297,13 +297,48 @@ async def _hand_to_feeds(held: dict[Any, list[Any]], suspend_flow: Any) -> None:
             waiter.cancel()
 
 
+async def _fetch_batch(self: Any, timeout: float) -> Optional[list[tuple[Any, list[Any]]]]:
+    """One fetched batch as [(tp, [faust Message, ...])]: faust 0.15.3's Consumer.getmany
+    without its per-record work. getmany yields one record at a time through an async
+    generator, round-robin over the partitions, asking the consumer thread for the highwater
+    and telling the monitor the end offset once per record; for the feeds, which take a
+    partition's records as a list, that cost more than the records' hand-off itself
+    (bench/routing.py). The checks are faust's: records of partitions that are not active (nor
+    buffered) are left out, and when the flow is not active the fetch seeks back to the
+    committed offsets instead. None when nothing was fetched."""
+    records, active_partitions = await self._wait_next_records(timeout)
+    if records is None or self.should_stop:
+        return None
+    if not self.flow_active:
+        self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+        try:
+            await self.perform_seek()
+        except Exception as ex:
+            self.log.warning(f"exception performing seek when flow not active {ex}")
+        return None
+    to_message = self._to_message
+    track_end = self.app.monitor.track_tp_end_offset
+    buffered = self._buffered_partitions
+    out = []
+    for tp, batch in records.items():
+        if not batch or not (active_partitions is None or tp in active_partitions
+                             or tp in buffered):
+            continue
+        track_end(tp, self.highwater(tp))
+        out.append((tp, [to_message(tp, record) for record in batch]))
+    return out
+
+
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - fetch loop
     """faust 0.15.3's Consumer._drain_messages with fix 4: no record is dropped, and gaps are
-    only detected between two records handed in a row (see gap_after)."""
+    only detected between two records handed in a row (see gap_after). A fetched batch is
+    read a partition at a time (_fetch_batch): the records of a topic with a feed are
+    collected for it in one step; other records (faust's own streams) are handed over one at
+    a time as faust does, stopping the batch when the flow is suspended or the consumer
+    generation changes meanwhile (faust's getmany stops the same way)."""
     from faust.transport.consumer import CONSUMER_FETCHING
 
     callback = self.callback
-    getmany = self.getmany
     suspend_flow = self.suspend_flow
     suspended: Optional[asyncio.Future] = None  # completes when the flow is suspended
     consumer_should_stop = self._stopped.is_set
@@ -314,6 +349,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
+    app = self.app
     yield_every, since_yield = 100, 0
     feed_of = feeds(self.app).get
     held: dict[Any, list[Any]] = {}  # feed -> records of this batch, not handed yet
@@ -321,41 +357,61 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            ait = getmany(timeout=1.0)
+            fetched = await _fetch_batch(self, 1.0)
             await self.sleep(0)
             if not self.should_stop:
-                async for tp, message in ait:
-                    since_yield += 1
-                    if since_yield > yield_every:
-                        await asyncio.sleep(0)
-                        since_yield = 0
-                    offset = message.offset
-                    gap = gap_after(last.get(tp), offset, committed.get(tp))
-                    if gap is not None and acks_enabled_for(message.topic):
-                        gaps = self._gap[tp]
-                        gaps.addi(gap.start, gap.stop)
-                        gaps.merge_overlaps()
+                generation = app.consumer_generation_id
+                stopped = False
+                for tp, messages in fetched or ():
+                    if stopped or not self.flow_active \
+                            or app.consumer_generation_id != generation:
+                        break
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
                     feed = feed_of(tp.topic)
+                    acks_on = acks_enabled_for(tp.topic)
                     if feed is not None:  # handed to the feed with the rest of the batch
+                        prev = last.get(tp)
+                        for message in messages:
+                            offset = message.offset
+                            if prev is not None and offset > prev + 1 and acks_on:
+                                gap = gap_after(prev, offset, committed.get(tp))
+                                if gap is not None:
+                                    gaps = self._gap[tp]
+                                    gaps.addi(gap.start, gap.stop)
+                                    gaps.merge_overlaps()
+                            prev = offset
+                        last[tp] = prev
                         batch = held.get(feed)
                         if batch is None:
-                            held[feed] = [message]
+                            held[feed] = messages
                         else:
-                            batch.append(message)
-                        last[tp] = offset
+                            batch += messages
                         continue
-                    state[_HANDING] = tp
-                    if suspend_flow.is_set():  # a rebalance is on: faust's own way
-                        await self.wait_first(callback(message), suspend_flow.wait())
-                    else:
-                        if suspended is None or suspended.done():
-                            suspended = asyncio.ensure_future(suspend_flow.wait())
-                        await hand_over(callback(message), suspended)
-                    state[_HANDING] = None
-                    last[tp] = offset
+                    for message in messages:  # faust's streams: one record at a time
+                        if not self.flow_active or app.consumer_generation_id != generation:
+                            stopped = True
+                            break
+                        since_yield += 1
+                        if since_yield > yield_every:
+                            await asyncio.sleep(0)
+                            since_yield = 0
+                        offset = message.offset
+                        gap = gap_after(last.get(tp), offset, committed.get(tp))
+                        if gap is not None and acks_on:
+                            gaps = self._gap[tp]
+                            gaps.addi(gap.start, gap.stop)
+                            gaps.merge_overlaps()
+                        state[_HANDING] = tp
+                        if suspend_flow.is_set():  # a rebalance is on: faust's own way
+                            await self.wait_first(callback(message), suspend_flow.wait())
+                        else:
+                            if suspended is None or suspended.done():
+                                suspended = asyncio.ensure_future(suspend_flow.wait())
+                            await hand_over(callback(message), suspended)
+                        state[_HANDING] = None
+                        last[tp] = offset
                 if held:
                     await _hand_to_feeds(held, suspend_flow)
                     held.clear()

@@ -2,14 +2,17 @@
 record and holds a large, long-lived heap (faust, aiokafka, the app's own objects).
 
 With Python's defaults (a young-generation collection every 700 net allocations, a full one
-every 100 young ones) the worker spent about a tenth of its CPU in the collector, and more
-through the cache misses its scans cause: a full collection walks every live object, each
-one ~70 ms here. bench/routing.py measured 0.137 CPU-s per 1k inputs with the defaults
-against 0.082 with a 50,000 threshold and the start-up heap frozen (README, Benchmarks).
+every 100 young ones) the worker spent about a tenth of its CPU in the collector (gc.callbacks,
+bench/routing.py, 100k events: 1.5 s of 14 s), most of it in full collections that walk every
+live object, about 70 ms each, and more through the cache misses those walks cause. With a
+50,000 threshold and the start-up heap frozen the collector took 0.2 s, and the worker's CPU per
+input fell by about a sixth (A/B runs on one broker, together with output.key_hash; README,
+Benchmarks).
 
-The worker's records do not form reference cycles in the steady state (cycles come from
-exceptions with tracebacks and from asyncio's futures), so collecting them less often costs
-little memory; `STREAMPROC_GC_THRESHOLD=0` keeps Python's defaults."""
+Reference cycles are still collected, only less often, so garbage in cycles can grow by up to
+one threshold's worth of objects between collections; the state benchmark's RSS figures (1M
+contacts, bench/state.py) are taken with these settings. `STREAMPROC_GC_THRESHOLD=0` keeps
+Python's defaults."""
 
 from __future__ import annotations
 
