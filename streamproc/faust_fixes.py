@@ -57,6 +57,7 @@ same back pressure and the same abandoning when the flow is suspended.
 from __future__ import annotations
 
 import asyncio
+from itertools import zip_longest
 from typing import Any, Optional
 
 from streamproc.feeds import feeds
@@ -279,6 +280,17 @@ async def seek_uncommitted_to_earliest(consumer: Any) -> list[Any]:
     return done
 
 
+def round_robin(lists: list[list[Any]]) -> list[Any]:
+    """The records of several partitions interleaved one at a time (each partition's order
+    kept), as faust's getmany hands a fetched batch over. An agent batch then spans the
+    partitions instead of holding one partition's run: more distinct keys in flight at once
+    for a destination that sends one request per record and keeps each key's requests in
+    order (bench/delivery.py, Mailjet: a fifth fewer records/s without it)."""
+    if len(lists) == 1:
+        return list(lists[0])
+    return [m for group in zip_longest(*lists) for m in group if m is not None]
+
+
 async def _hand_to_feeds(held: dict[Any, list[Any]], suspend_flow: Any) -> None:
     """Append each feed's records of a fetched batch to it, waiting while a feed is full.
     While a rebalance is on (or once it starts while a full feed is waited on) the rest is
@@ -353,6 +365,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     yield_every, since_yield = 100, 0
     feed_of = feeds(self.app).get
     held: dict[Any, list[Any]] = {}  # feed -> records of this batch, not handed yet
+    per_tp: dict[Any, list[list[Any]]] = {}  # feed -> the same records, a list per partition
     state[_HOLDING] = held
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -385,9 +398,11 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         last[tp] = prev
                         batch = held.get(feed)
                         if batch is None:
-                            held[feed] = messages
+                            held[feed] = list(messages)
+                            per_tp[feed] = [messages]
                         else:
                             batch += messages
+                            per_tp[feed].append(messages)
                         continue
                     for message in messages:  # faust's streams: one record at a time
                         if not self.flow_active or app.consumer_generation_id != generation:
@@ -413,6 +428,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         state[_HANDING] = None
                         last[tp] = offset
                 if held:
+                    for feed, lists in per_tp.items():
+                        if len(lists) > 1:  # round-robin over the partitions, as faust's
+                            held[feed] = round_robin(lists)  # getmany hands them over
+                    per_tp.clear()
                     await _hand_to_feeds(held, suspend_flow)
                     held.clear()
                 state[_BATCHES] = state.get(_BATCHES, 0) + 1

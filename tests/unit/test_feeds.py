@@ -188,3 +188,14 @@ async def test_unstick_sees_records_in_a_feed_or_held_by_the_fetch_loop_as_in_fl
     assert holding(consumer, tp1) and unstick.in_flight(app, tp1)
     assert not unstick.in_flight(app, tp0)
     assert feeds.feeds(app) == {"t": feed}
+
+
+def test_a_fetched_batch_is_handed_to_a_feed_round_robin_over_its_partitions():
+    """As faust's getmany: one record of each partition in turn, each partition's order kept."""
+    from streamproc.faust_fixes import round_robin
+
+    p0 = [Message(o, partition=0) for o in range(4)]
+    p1 = [Message(o, partition=1) for o in (10, 11)]
+    p2 = [Message(o, partition=2) for o in (20, 21, 22)]
+    assert [m.offset for m in round_robin([p0, p1, p2])] == [0, 10, 20, 1, 11, 21, 2, 22, 3]
+    assert round_robin([p0]) == p0 and round_robin([p0]) is not p0
