@@ -387,6 +387,16 @@ async def _group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], in
         await admin.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class ProcCpu:
+    """Any process by pid, for a CpuSampler (the broker, the benchmark process itself)."""
+
+    pid: int
+
+    def cpu(self) -> float | None:
+        return proc_cpu_seconds(self.pid)
+
+
 class CpuSampler:
     """Samples the summed CPU time of some workers every `interval` s in a thread, so the CPU
     a run spent between two wall-clock times can be read afterwards (robust to a busy host:

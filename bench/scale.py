@@ -6,19 +6,21 @@ the measurement. events/s = N / (first internal record appended -> last sink rec
     python -m bench.scale [--events N] [--workers 1,2]
 
 On a 2-core host that also runs the broker, 2 workers cannot double the rate: the CPU figures
-(worker CPU-seconds per 1k inputs, the summed utilisation of the workers) show whether the
+(worker CPU-seconds per 1k inputs, the summed utilisation of the workers, and the cores the
+broker and this process, which produces the load, used in the same window) show whether the
 workers were short of CPU or of work."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
 
 from bench import gen
 from bench.common import (
-    Broker, CpuSampler, Progress, Worker, Workdir, create_topics, env_int, log, new_prefix,
+    Broker, CpuSampler, ProcCpu, Progress, Worker, Workdir, create_topics, env_int, log, new_prefix,
     produce, read_topics, write_result,
 )
 
@@ -46,14 +48,16 @@ def wait_settled(workers: list[Worker], timeout: float = 180.0, stable_s: float 
 
 
 def run_one(bootstrap: str, wd: Any, k: int, raws: list[gen.Raw], summary: dict,
-            timeout: float) -> dict[str, Any]:
+            timeout: float, broker_pid: int | None = None) -> dict[str, Any]:
     prefix = new_prefix(f"x{k}")
     topo = create_topics(bootstrap, prefix)
     app_id = f"{prefix}app"
     workers = [Worker(bootstrap, prefix, app_id, name=f"w{i + 1}", root=wd).start()
                for i in range(k)]
     try:
-        with CpuSampler(workers) as cpu:
+        others = {"broker": CpuSampler([ProcCpu(broker_pid)] if broker_pid else []),
+                  "bench_process": CpuSampler([ProcCpu(os.getpid())])}
+        with CpuSampler(workers) as cpu, others["broker"], others["bench_process"]:
             settle_s = wait_settled(workers)
             assignment = [w.ready()[1] for w in workers]
             log(f"{k} worker(s) ready and settled after {settle_s:.1f}s ({assignment}); "
@@ -81,8 +85,13 @@ def run_one(bootstrap: str, wd: Any, k: int, raws: list[gen.Raw], summary: dict,
         "workers_cpu_utilisation": round(cpu_s / secs, 2) if cpu_s and secs else None,
         "workers_rss_mb": [round(r / 1024, 1) if r else None for r in rss],
     }
+    for name, sampler in others.items():  # the rest of the host in the same window
+        used = sampler.between(t0, t1) if secs else None
+        res[f"{name}_cpu_utilisation"] = round(used / secs, 2) if used and secs else None
     log(f"{k} worker(s): {res['events_per_s']} events/s; CPU {res['workers_cpu_utilisation']} "
-        f"cores; {res['workers_cpu_s_per_1k_inputs']} cpu-s per 1k inputs")
+        f"cores; {res['workers_cpu_s_per_1k_inputs']} cpu-s per 1k inputs; broker "
+        f"{res['broker_cpu_utilisation']} and this process {res['bench_process_cpu_utilisation']}"
+        " cores")
     return res
 
 
@@ -101,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     with Broker() as broker, Workdir("scale") as wd:
         for k in counts:
             runs.append(run_one(broker.bootstrap, wd, k, raws, summary,
-                                timeout=max(180.0, args.events / 300)))
+                                timeout=max(180.0, args.events / 300),
+                                broker_pid=broker.pid()))
     doc: dict[str, Any] = {"sizes": {"events": args.events, "workers": counts},
                            "input": summary, "runs": runs}
     base = runs[0]["events_per_s"]

@@ -12,7 +12,7 @@ import pytest
 
 from streamproc import feeds, unstick
 from streamproc.agents import acks_only_on_success
-from streamproc.faust_fixes import _hand_to_feeds, holding
+from streamproc.faust_fixes import _hand_to_feeds, holding, pause_fetching, resume_fetching
 from streamproc.feeds import Feed, feed_for, in_feed, take
 
 
@@ -72,57 +72,88 @@ def offsets(batch) -> list[int]:
 
 async def test_records_come_out_in_fetch_order_split_at_the_batch_size():
     feed = Feed("t", max_records=100)
-    assert await feed.put([Message(i) for i in range(3)])
-    assert await feed.put([Message(i) for i in range(3, 7)])
+    feed.append([Message(i) for i in range(3)])
+    feed.append([Message(i) for i in range(3, 7)])
     assert [m.offset for m in feed.pop(5)] == [0, 1, 2, 3, 4]
     assert len(feed) == 2
     assert [m.offset for m in feed.pop(5)] == [5, 6]
     assert feed.pop(5) == [] and len(feed) == 0
 
 
-async def test_a_full_feed_holds_the_fetch_loop_until_the_agent_takes():
-    feed = Feed("t", max_records=2)
-    await feed.put([Message(0), Message(1)])
-    assert feed.full()
-    put = asyncio.ensure_future(feed.put([Message(2)]))
-    await asyncio.sleep(0.01)
-    assert not put.done()
-    feed.pop(1)
-    assert await asyncio.wait_for(put, 1) is True
-    assert [m.offset for m in feed.pop(10)] == [1, 2]
+class FetchingConsumer:
+    """faust's consumer as pause_fetching/resume_fetching use it."""
+
+    def __init__(self, assigned: set) -> None:
+        from faust.types import TP as FaustTP
+
+        self.assigned = set(assigned)
+        self._active_partitions = {FaustTP(*tp) for tp in assigned}
+        self._buffered_partitions: set = set()
+        self._paused_partitions: set = set()
+
+    def _get_active_partitions(self) -> set:
+        from faust.types import TP as FaustTP
+
+        # as faust: its sets hold only its own TP type
+        assert all(isinstance(x, FaustTP) for x in self._active_partitions)
+        return self._active_partitions
+
+    def assignment(self) -> set:
+        return self.assigned
 
 
-async def test_a_put_waiting_on_a_full_feed_gives_up_when_the_flow_is_suspended():
-    feed = Feed("t", max_records=1)
-    await feed.put([Message(0)])
-    suspended = asyncio.get_running_loop().create_future()
-    put = asyncio.ensure_future(feed.put([Message(1)], suspended))
-    await asyncio.sleep(0.01)
-    suspended.set_result(None)
-    assert await asyncio.wait_for(put, 1) is False
-    assert len(feed) == 1  # the record is fetched again after the seek that follows
+async def test_a_full_feed_pauses_the_partitions_it_got_until_the_agent_takes_it_to_half():
+    a, b = Feed("a", max_records=4), Feed("b", max_records=4)
+    a0, a1, a2, b0 = TP("a", 0), TP("a", 1), TP("a", 2), TP("b", 0)
+    consumer = FetchingConsumer({a0, a1, a2, b0})
+    suspend_flow = asyncio.Event()
+    _hand_to_feeds(consumer, {a: [Message(0, topic="a"), Message(0, 1, topic="a")],
+                              b: [Message(0, topic="b")]}, suspend_flow)
+    assert consumer._active_partitions == {a0, a1, a2, b0}  # not full yet
+    # a fetched batch is appended whole, past the limit: the fetch loop never waits, so the
+    # other topics' records of the same fetch reach their agents
+    _hand_to_feeds(consumer, {a: [Message(o, 1, topic="a") for o in (1, 2, 3)],
+                              b: [Message(1, topic="b")]}, suspend_flow)
+    assert len(a) == 5 and len(b) == 2
+    assert consumer._active_partitions == {a0, a2, b0}  # a1's records filled `a`
+    assert consumer._buffered_partitions == {a1} and a.paused == {a1}
+    _hand_to_feeds(consumer, {a: [Message(0, 2, topic="a")]}, suspend_flow)
+    assert consumer._active_partitions == {a0, b0} and a.paused == {a1, a2}
+    a.pop(3)
+    assert len(a) == 3 and consumer._active_partitions == {a0, b0}  # above half: still paused
+    consumer.assigned.discard(a2)  # a rebalance took a2 away meanwhile
+    a.pop(1)
+    assert len(a) == 2 and a.paused == set()
+    assert consumer._active_partitions == {a0, a1, b0}  # a2 is not fetched: not assigned
+    assert consumer._buffered_partitions == set()
+    # a partition faust paused itself (table recovery) stays paused
+    pause_fetching(consumer, {b0})
+    consumer._paused_partitions.add(b0)
+    resume_fetching(consumer, {b0})
+    assert consumer._active_partitions == {a0, a1}
 
 
 async def test_the_fetch_loop_hands_nothing_while_a_rebalance_is_on():
     a, b = Feed("a"), Feed("b")
+    consumer = FetchingConsumer(set())
     suspend_flow = asyncio.Event()
-    await _hand_to_feeds({a: [Message(0, topic="a")], b: [Message(0, topic="b")]},
-                         suspend_flow)
+    _hand_to_feeds(consumer, {a: [Message(0, topic="a")], b: [Message(0, topic="b")]},
+                   suspend_flow)
     assert len(a) == len(b) == 1
     suspend_flow.set()
-    await _hand_to_feeds({a: [Message(1, topic="a")]}, suspend_flow)
+    _hand_to_feeds(consumer, {a: [Message(1, topic="a")]}, suspend_flow)
     assert len(a) == 1
 
 
 async def test_take_batches_up_to_max_and_waits_within_for_more():
     app = app_with()
     feed = Feed("t")
-    await feed.put([Message(i) for i in range(5)])
+    feed.append([Message(i) for i in range(5)])
     batches = take(app, feed, 3, 0.05)
     assert offsets(await batches.__anext__()) == [0, 1, 2]
     second = asyncio.ensure_future(batches.__anext__())
     await asyncio.sleep(0.01)
-    await feed.put([Message(5)])  # arrives within the window: same batch
+    feed.append([Message(5)])  # arrives within the window: same batch
     assert offsets(await asyncio.wait_for(second, 1)) == [3, 4, 5]
     await batches.aclose()
 
@@ -131,14 +162,14 @@ async def test_records_are_in_flight_during_the_body_and_acked_after_it():
     app = app_with()
     app.monitor = SimpleNamespace(stream_inbound_time={})
     feed = Feed("t")
-    await feed.put([Message(0), Message(1, partition=2)])
+    feed.append([Message(0), Message(1, partition=2)])
     batches = take(app, feed, 10, 0.0)
     batch = await batches.__anext__()
     assert {m.offset for m in app.consumer._unacked_messages} == {0, 1}
     # faust's livelock check sees the partitions processed (else: "has not started")
     assert set(app.monitor.stream_inbound_time) == {TP("t", 0), TP("t", 2)}
     assert app.consumer.acked == []
-    await feed.put([Message(2)])
+    feed.append([Message(2)])
     assert offsets(await batches.__anext__()) == [2]  # the body of the first one returned
     assert app.consumer.acked == [0, 1]
     assert offsets(batch) == [0, 1]
@@ -148,7 +179,7 @@ async def test_records_are_in_flight_during_the_body_and_acked_after_it():
 async def test_a_failed_body_acks_nothing_and_stops_tracking_the_records():
     app = app_with()
     feed = Feed("t")
-    await feed.put([Message(0), Message(1)])
+    feed.append([Message(0), Message(1)])
     with pytest.raises(RuntimeError):
         async for batch in take(app, feed, 10, 0.0):
             with acks_only_on_success(batch):
@@ -160,14 +191,14 @@ async def test_a_failed_body_acks_nothing_and_stops_tracking_the_records():
 async def test_records_of_an_earlier_generation_are_dropped_after_the_rebalance():
     app = app_with(generation=1)
     feed = Feed("t")
-    await feed.put([Message(0, generation=1), Message(1, generation=1)])
+    feed.append([Message(0, generation=1), Message(1, generation=1)])
     app.flow_control.resumed.clear()  # a rebalance is on
     batches = take(app, feed, 10, 0.0)
     first = asyncio.ensure_future(batches.__anext__())
     await asyncio.sleep(0.01)
     assert not first.done()  # nothing is handed while the flow is suspended
     app.consumer_generation_id = 2
-    await feed.put([Message(0, generation=2)])  # re-fetched after the seek
+    feed.append([Message(0, generation=2)])  # re-fetched after the seek
     app.flow_control.resumed.set()
     batch = await asyncio.wait_for(first, 1)
     assert [(ev.message.offset, ev.message.generation_id) for ev in batch] == [(0, 2)]
@@ -180,7 +211,7 @@ async def test_unstick_sees_records_in_a_feed_or_held_by_the_fetch_loop_as_in_fl
     feed = feed_for(app, "t")
     tp0, tp1 = TP("t", 0), TP("t", 1)
     assert not unstick.in_flight(app, tp0)
-    await feed.put([Message(5, partition=0)])
+    feed.append([Message(5, partition=0)])
     assert in_feed(app, tp0) and not in_feed(app, tp1)
     assert unstick.in_flight(app, tp0) and not unstick.in_flight(app, tp1)
     feed.pop(10)
