@@ -67,6 +67,9 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds: workers and the broker are stopped on the way
 
 
+BROKER_PID_ENV = "STREAMPROC_BENCH_BROKER_PID"  # set by python -m bench for the shared broker
+
+
 class Broker:
     """The broker of one benchmark run: an external one (STREAMPROC_BENCH_BOOTSTRAP_SERVERS)
     or a LocalKafka started here (and stopped and deleted on exit, also on SIGTERM)."""
@@ -90,7 +93,12 @@ class Broker:
             self.kafka.cleanup()
 
     def pid(self) -> int | None:
-        return self.kafka.proc.pid if self.kafka and self.kafka.proc else None
+        """The local broker's pid: the one started here, or the shared one of python -m bench
+        (None for an external cluster)."""
+        if self.kafka and self.kafka.proc:
+            return self.kafka.proc.pid
+        pid = os.environ.get(BROKER_PID_ENV, "")
+        return int(pid) if pid.isdigit() else None
 
 
 def _stamped(t: Any) -> Any:

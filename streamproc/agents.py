@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import orjson
 from faust.streams import _current_event
 
-from streamproc import changelog_acks, faust_fixes, feeds, unstick
+from streamproc import changelog_acks, faust_fixes, feeds, recovery_watch, unstick
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
 from streamproc.output import Out
@@ -376,6 +376,7 @@ def register(rt: Runtime) -> None:
     faust_fixes.apply()  # faust commits past a single unacknowledged record otherwise
     changelog_acks.track(rt)  # batches wait for their tables' changelog records
     unstick.install(rt)  # re-read records a partition's commits are stuck behind
+    recovery_watch.install(rt)  # re-read a changelog partition whose recovery gets nothing
 
 
 def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:

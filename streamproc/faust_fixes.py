@@ -51,9 +51,9 @@ records), and abandons it the same way. While the flow is suspended, faust's way
 Records of a topic with a feed (streamproc/feeds.py: every topic streamproc's agents read) are
 not handed to faust's streams at all: the loop collects them per feed and appends each
 fetched batch's records to it in one step once the batch is read (_hand_to_feeds), nothing
-while the flow is suspended. Back pressure is per partition, as faust's stream buffers have
-it: a feed left full has the partitions of the records just appended paused, and they are
-fetched again once its agent took it down to half (pause_fetching, resume_fetching).
+while the flow is suspended. Back pressure: the records for a full feed are held until its
+agent has taken it below its limit, and the loop fetches again only then; the records for
+the other feeds are appended at once.
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ _LAST = "_streamproc_last_offset"  # tp -> offset of the last record handed to t
 _HANDING = "_streamproc_handing"  # the tp of the record the fetch loop is handing over now
 _BATCHES = "_streamproc_fetched_batches"  # fetched batches the fetch loop handed over in full
 _HOLDING = "_streamproc_holding"  # feed -> records of the batch being fetched, not yet handed
-_RESUMED = "_streamproc_resumed"  # set when partitions paused by full feeds are fetched again
 
 
 def gap_after(last: Optional[int], offset: int, committed: Optional[int]) -> Optional[range]:
@@ -294,58 +293,33 @@ def round_robin(lists: list[list[Any]]) -> list[Any]:
     return [m for group in zip_longest(*lists) for m in group if m is not None]
 
 
-def _hand_to_feeds(consumer: Any, held: dict[Any, list[Any]], suspend_flow: Any) -> None:
-    """Append each feed's records of a fetched batch to it. A feed left holding its
-    `max_records` or more has the partitions of those records paused: not fetched again until
-    its agent took it down to half (feeds.Feed.pop calls resume_fetching). While a rebalance
-    is on nothing is appended: a seek to the committed offsets follows and the records are
-    fetched again."""
+async def _hand_to_feeds(held: dict[Any, list[Any]], suspend_flow: Any) -> bool:
+    """Append each feed's records of a fetched batch to it: at once where the feed has room,
+    and where it is full (its agent is behind) once its agent has taken it below its limit.
+    The fetch loop waits for those before it fetches again (back pressure), but the other
+    agents' records of the same fetch are never held back behind a busy one; the batch held
+    for a full feed is ready the moment it has room. While a rebalance is on (or once it
+    starts during a wait) nothing more is appended: a seek to the committed offsets follows
+    and the records are fetched again. False when a wait was given up for a rebalance."""
     if suspend_flow.is_set():
-        return
+        return False
+    full = []
     for feed, messages in held.items():
-        feed.append(messages)
         if feed.full():
-            tps = {m.tp for m in messages}
-            pause_fetching(consumer, tps)
-            feed.paused |= tps
-            if feed.on_drained is None:
-                feed.on_drained = lambda drained: resume_fetching(consumer, drained)
-
-
-def pause_fetching(consumer: Any, tps: Any) -> None:
-    """Stop fetching `tps` (faust's Consumer.on_buffer_full, which does nothing while tables
-    recover; these are stream partitions, which recovery pauses anyway). Records of them
-    already fetched are still handed over (faust's getmany keeps `_buffered_partitions`)."""
-    from faust.types import TP  # faust's own sets hold its TP type (it asserts so)
-
-    active = consumer._get_active_partitions()  # noqa: SLF001
-    buffered = consumer._buffered_partitions  # noqa: SLF001
-    for tp in tps:
-        active.discard(tp)
-        buffered.add(TP(tp[0], tp[1]))
-
-
-def resume_fetching(consumer: Any, tps: Any) -> None:
-    """Fetch `tps` again, those still assigned and not paused by faust itself (recovery),
-    and wake a fetch loop that waits because every partition was paused."""
-    buffered = consumer._buffered_partitions  # noqa: SLF001
-    active = consumer._get_active_partitions()  # noqa: SLF001
-    assigned = consumer.assignment()
-    faust_paused = consumer._paused_partitions  # noqa: SLF001
-    from faust.types import TP
-
-    for tp in tps:
-        buffered.discard(tp)
-        if tp in assigned and tp not in faust_paused:
-            active.add(TP(tp[0], tp[1]))
-    _resumed(consumer).set()
-
-
-def _resumed(consumer: Any) -> asyncio.Event:
-    event = consumer.__dict__.get(_RESUMED)
-    if event is None:
-        event = consumer.__dict__[_RESUMED] = asyncio.Event()
-    return event
+            full.append((feed, messages))
+        else:
+            feed.append(messages)
+    if not full:
+        return True
+    waiter = asyncio.ensure_future(suspend_flow.wait())  # completes when the flow is suspended
+    try:
+        for feed, messages in full:
+            if not await feed.room(waiter):
+                return False
+            feed.append(messages)
+    finally:
+        waiter.cancel()
+    return True
 
 
 async def _fetch_batch(self: Any, timeout: float) -> Optional[list[tuple[Any, list[Any]]]]:
@@ -357,15 +331,6 @@ async def _fetch_batch(self: Any, timeout: float) -> Optional[list[tuple[Any, li
     (bench/routing.py). The checks are faust's: records of partitions that are not active (nor
     buffered) are left out, and when the flow is not active the fetch seeks back to the
     committed offsets instead. None when nothing was fetched."""
-    if self._buffered_partitions and not self._get_active_partitions():
-        # every partition is paused by full feeds (faust would sleep a whole second here):
-        # fetch again as soon as one is resumed
-        resumed = _resumed(self)
-        resumed.clear()
-        try:
-            await asyncio.wait_for(resumed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
     records, active_partitions = await self._wait_next_records(timeout)
     if records is None or self.should_stop:
         return None
@@ -480,7 +445,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         if len(lists) > 1:  # round-robin over the partitions, as faust's
                             held[feed] = round_robin(lists)  # getmany hands them over
                     per_tp.clear()
-                    _hand_to_feeds(self, held, suspend_flow)
+                    await _hand_to_feeds(held, suspend_flow)
                     held.clear()
                 state[_BATCHES] = state.get(_BATCHES, 0) + 1
                 unset_flag(CONSUMER_FETCHING)

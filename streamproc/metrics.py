@@ -105,6 +105,9 @@ class Metrics:
             "offsets_skipped", "Offsets without a record (transaction markers, removed "
             "records) committed over after a check with the broker (streamproc/unstick.py)",
             ("topic",))
+        self.recovery_reseeks = counter(
+            "recovery_reseeks", "Changelog partitions read again because their table recovery "
+            "received no record for a while (streamproc/recovery_watch.py)", ("topic",))
         self.changelog_records_read = counter(
             "changelog_records_read", "Table changelog records applied: role=recovery while "
             "recovering active partitions (restart, rebalance, failover), role=standby while "

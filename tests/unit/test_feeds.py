@@ -12,7 +12,7 @@ import pytest
 
 from streamproc import feeds, unstick
 from streamproc.agents import acks_only_on_success
-from streamproc.faust_fixes import _hand_to_feeds, holding, pause_fetching, resume_fetching
+from streamproc.faust_fixes import _hand_to_feeds, holding
 from streamproc.feeds import Feed, feed_for, in_feed, take
 
 
@@ -80,68 +80,44 @@ async def test_records_come_out_in_fetch_order_split_at_the_batch_size():
     assert feed.pop(5) == [] and len(feed) == 0
 
 
-class FetchingConsumer:
-    """faust's consumer as pause_fetching/resume_fetching use it."""
-
-    def __init__(self, assigned: set) -> None:
-        from faust.types import TP as FaustTP
-
-        self.assigned = set(assigned)
-        self._active_partitions = {FaustTP(*tp) for tp in assigned}
-        self._buffered_partitions: set = set()
-        self._paused_partitions: set = set()
-
-    def _get_active_partitions(self) -> set:
-        from faust.types import TP as FaustTP
-
-        # as faust: its sets hold only its own TP type
-        assert all(isinstance(x, FaustTP) for x in self._active_partitions)
-        return self._active_partitions
-
-    def assignment(self) -> set:
-        return self.assigned
-
-
-async def test_a_full_feed_pauses_the_partitions_it_got_until_the_agent_takes_it_to_half():
-    a, b = Feed("a", max_records=4), Feed("b", max_records=4)
-    a0, a1, a2, b0 = TP("a", 0), TP("a", 1), TP("a", 2), TP("b", 0)
-    consumer = FetchingConsumer({a0, a1, a2, b0})
+async def test_a_full_feed_holds_its_records_not_the_other_feeds_records():
+    """The records for a full feed wait (and so does the next fetch) until its agent took it
+    below its limit; the other agents get theirs of the same fetch at once."""
+    a, b = Feed("a", max_records=2), Feed("b", max_records=2)
     suspend_flow = asyncio.Event()
-    _hand_to_feeds(consumer, {a: [Message(0, topic="a"), Message(0, 1, topic="a")],
-                              b: [Message(0, topic="b")]}, suspend_flow)
-    assert consumer._active_partitions == {a0, a1, a2, b0}  # not full yet
-    # a fetched batch is appended whole, past the limit: the fetch loop never waits, so the
-    # other topics' records of the same fetch reach their agents
-    _hand_to_feeds(consumer, {a: [Message(o, 1, topic="a") for o in (1, 2, 3)],
-                              b: [Message(1, topic="b")]}, suspend_flow)
-    assert len(a) == 5 and len(b) == 2
-    assert consumer._active_partitions == {a0, a2, b0}  # a1's records filled `a`
-    assert consumer._buffered_partitions == {a1} and a.paused == {a1}
-    _hand_to_feeds(consumer, {a: [Message(0, 2, topic="a")]}, suspend_flow)
-    assert consumer._active_partitions == {a0, b0} and a.paused == {a1, a2}
-    a.pop(3)
-    assert len(a) == 3 and consumer._active_partitions == {a0, b0}  # above half: still paused
-    consumer.assigned.discard(a2)  # a rebalance took a2 away meanwhile
-    a.pop(1)
-    assert len(a) == 2 and a.paused == set()
-    assert consumer._active_partitions == {a0, a1, b0}  # a2 is not fetched: not assigned
-    assert consumer._buffered_partitions == set()
-    # a partition faust paused itself (table recovery) stays paused
-    pause_fetching(consumer, {b0})
-    consumer._paused_partitions.add(b0)
-    resume_fetching(consumer, {b0})
-    assert consumer._active_partitions == {a0, a1}
+    a.append([Message(0, topic="a"), Message(1, topic="a")])
+    assert a.full()
+    hand = asyncio.ensure_future(_hand_to_feeds(
+        {a: [Message(2, topic="a"), Message(3, topic="a")], b: [Message(0, topic="b")]},
+        suspend_flow))
+    await asyncio.sleep(0.01)
+    assert len(b) == 1  # at once, while `a` is full
+    assert len(a) == 2 and not hand.done()
+    a.pop(1)  # room: the held records go in whole, past the limit
+    assert await asyncio.wait_for(hand, 1) is True
+    assert [m.offset for m in a.pop(10)] == [1, 2, 3] and [m.offset for m in b.pop(10)] == [0]
+
+
+async def test_the_wait_for_room_gives_up_when_the_flow_is_suspended():
+    a = Feed("a", max_records=1)
+    a.append([Message(0, topic="a")])
+    suspend_flow = asyncio.Event()
+    hand = asyncio.ensure_future(_hand_to_feeds({a: [Message(1, topic="a")]}, suspend_flow))
+    await asyncio.sleep(0.01)
+    assert not hand.done()
+    suspend_flow.set()  # a rebalance: a seek to the committed offsets follows
+    assert await asyncio.wait_for(hand, 1) is False
+    assert len(a) == 1  # record 1 is fetched again after the seek
 
 
 async def test_the_fetch_loop_hands_nothing_while_a_rebalance_is_on():
     a, b = Feed("a"), Feed("b")
-    consumer = FetchingConsumer(set())
     suspend_flow = asyncio.Event()
-    _hand_to_feeds(consumer, {a: [Message(0, topic="a")], b: [Message(0, topic="b")]},
-                   suspend_flow)
+    assert await _hand_to_feeds({a: [Message(0, topic="a")], b: [Message(0, topic="b")]},
+                                suspend_flow)
     assert len(a) == len(b) == 1
     suspend_flow.set()
-    _hand_to_feeds(consumer, {a: [Message(1, topic="a")]}, suspend_flow)
+    assert not await _hand_to_feeds({a: [Message(1, topic="a")]}, suspend_flow)
     assert len(a) == 1
 
 
