@@ -127,6 +127,14 @@ def stale_ack(consumer: Any, message: Any) -> bool:
             != app.consumer_generation_id or not app.flow_control.is_active())
 
 
+def add_gap(consumer: Any, tp: Any, start: int, stop: int) -> None:
+    """Record offsets start..stop-1 of `tp` as holding no record: they go into faust's gap
+    tree for the partition, which Consumer._new_offset treats as acknowledged."""
+    gaps = consumer._gap[tp]  # noqa: SLF001 - faust keeps no public view of it
+    gaps.addi(start, stop)
+    gaps.merge_overlaps()
+
+
 def head_gap(acked: Any, committed: Optional[int]) -> bool:
     """True when the record at `committed` (the next offset to read) was not acknowledged
     while later ones were: nothing may be committed for the partition."""
@@ -404,9 +412,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             if prev is not None and offset > prev + 1 and acks_on:
                                 gap = gap_after(prev, offset, committed.get(tp))
                                 if gap is not None:
-                                    gaps = self._gap[tp]
-                                    gaps.addi(gap.start, gap.stop)
-                                    gaps.merge_overlaps()
+                                    add_gap(self, tp, gap.start, gap.stop)
                             prev = offset
                         last[tp] = prev
                         batch = held.get(feed)
@@ -428,9 +434,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         offset = message.offset
                         gap = gap_after(last.get(tp), offset, committed.get(tp))
                         if gap is not None and acks_on:
-                            gaps = self._gap[tp]
-                            gaps.addi(gap.start, gap.stop)
-                            gaps.merge_overlaps()
+                            add_gap(self, tp, gap.start, gap.stop)
                         state[_HANDING] = tp
                         if suspend_flow.is_set():  # a rebalance is on: faust's own way
                             await self.wait_first(callback(message), suspend_flow.wait())

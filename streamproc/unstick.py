@@ -184,9 +184,9 @@ def skip_empty_offsets(consumer: Any, tp: Any, start: int, stop: int) -> None:
     """Let faust commit over offsets start..stop-1, which hold no record: they go into the
     partition's gap tree, which Consumer._new_offset treats as acknowledged (with the next
     acknowledged record)."""
-    gaps = consumer._gap[tp]  # noqa: SLF001
-    gaps.addi(start, stop)
-    gaps.merge_overlaps()
+    from streamproc.faust_fixes import add_gap
+
+    add_gap(consumer, tp, start, stop)
 
 
 async def unstick(rt: Runtime, stuck: Stuck) -> str:
