@@ -36,9 +36,7 @@ def track(rt: Runtime) -> None:
 
         def send_changelog(*args: Any, _send: Any = send, **kwargs: Any) -> Any:
             fut = _send(*args, **kwargs)
-            if not fut.done():
-                pending.add(fut)
-                fut.add_done_callback(pending.discard)
+            pending.add(fut)  # kept until wait() has seen its result, failed or not
             return fut
 
         table.send_changelog = send_changelog
@@ -49,13 +47,13 @@ def add(rt: Runtime, fut: asyncio.Future) -> None:
     """Have wait(rt) wait for `fut` too (changelog records written by streamproc itself,
     streamproc/state/table_writer.py)."""
     pending: set[asyncio.Future] = rt.extras.setdefault(KEY, set())
-    if not fut.done():
-        pending.add(fut)
-        fut.add_done_callback(pending.discard)
+    pending.add(fut)  # kept until wait() has seen its result, failed or not
 
 
 async def wait(rt: Runtime) -> None:
     """Wait until every changelog record sent so far is acknowledged by the broker."""
     pending = rt.extras.get(KEY)
     if pending:
-        await asyncio.gather(*list(pending))
+        futs = list(pending)
+        pending.difference_update(futs)
+        await asyncio.gather(*futs)  # a failed send raises: the batch fails

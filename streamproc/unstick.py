@@ -155,8 +155,9 @@ def stuck_partitions(rt: Runtime, seen: dict[Any, tuple[Any, float, int]], now: 
 async def first_offset_from(rt: Runtime, tp: Any, offset: int, timeout: float = 10.0,
                             stop: int | None = None) -> int | None:
     """The offset of the first record at or after `offset` in `tp`, read with a group-less
-    consumer (the same isolation level as the worker's); None if none came, or none before
-    `stop` once the reader's position reached it (offsets without records were passed)."""
+    consumer (the same isolation level as the worker's); None only when there is none before
+    `stop` (the reader's position reached it). Raises TimeoutError when the broker did not
+    answer within `timeout`: "no answer" must never be taken for "no record"."""
     from aiokafka import TopicPartition
 
     from streamproc.topic_reader import new_consumer
@@ -175,7 +176,8 @@ async def first_offset_from(rt: Runtime, tp: Any, offset: int, timeout: float = 
                 return records[0].offset
             if stop is not None and await consumer.position(ktp) >= stop:
                 return None
-        return None
+        raise TimeoutError(f"no record of {tp.topic}:{tp.partition} from offset {offset} "
+                           f"within {timeout} s")
     finally:
         await consumer.stop()
 
