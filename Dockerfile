@@ -2,9 +2,9 @@
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md topics.yaml ./
+COPY pyproject.toml constraints.txt README.md topics.yaml ./
 COPY streamproc ./streamproc
-RUN pip install .
+RUN pip install -c constraints.txt .
 RUN useradd --create-home streamproc && mkdir -p /data && chown streamproc /data
 USER streamproc
 ENV STREAMPROC_DATA_DIR=/data STREAMPROC_TOPICS_FILE=/app/topics.yaml STREAMPROC_WEB_HOST=0.0.0.0

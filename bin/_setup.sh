@@ -11,10 +11,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating virtualenv .venv" >&2
   "$PYTHON" -m venv "$VENV"
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "==> installing streamproc${EXTRAS:+[$EXTRAS]} into .venv" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}" >&2
+  # constraints.txt: the one lock (exact pins for the whole tree), shared with the Dockerfile and CI.
+  "$VENV/bin/python" -m pip install --quiet -c "$ROOT/constraints.txt" -e ".${EXTRAS:+[$EXTRAS]}" >&2
   touch "$stamp"
 fi
 # The status page test renders the page in headless Chromium (Debian's package): install it
