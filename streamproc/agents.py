@@ -1,20 +1,18 @@
 """The faust agents, kept thin: ingest (parse, re-key, dead-letter), users and contacts (state
-+ routing into sink topics) and one delivery agent per enabled destination. Each batch's
-outputs are acknowledged by the broker before its inputs are acknowledged."""
++ routing into sink topics) and one delivery agent per enabled destination. A batch is done
+(its partitions' checkpoint moves, streamproc/runtime) only once its outputs and changelog
+records are acknowledged by the broker."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-import weakref
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
-from faust.streams import _current_event
 
-from streamproc import changelog_acks, faust_fixes, feeds, recovery_watch, unstick
+from streamproc import runtime
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
 from streamproc.output import Out
@@ -23,8 +21,8 @@ from streamproc.routing.config import RoutingConfig
 from streamproc.routing.contacts import route_contact_event
 from streamproc.routing.messages import SweepPending, decode, encode, key_for
 from streamproc.routing.users import route_user_event, sweep_pending
+from streamproc.runtime import TableWriter, set_current_event
 from streamproc.state.model import Contact, KnownUser
-from streamproc.state.table_writer import TableWriter
 
 if TYPE_CHECKING:
     from streamproc.app import Runtime
@@ -59,41 +57,12 @@ WITHIN = 0.05  # seconds a partial batch waits
 
 def batches_of(rt: Runtime, topic: Any, max_: int, within: float) -> Callable[[], Any]:
     """For an agent on `topic`: a function returning its batches of the topic's records
-    (FeedEvents), at most `max_`, waiting at most `within` seconds for more after the first,
-    acknowledged when the loop body returns. The records come straight from the fetch loop
-    (streamproc/feeds.py), not through the agent's faust stream, which is left unread. Call
-    it when registering the agent: the feed must exist before the first fetch."""
-    feed = feeds.feed_for(rt.app, topic.get_topic_name())
-    return lambda: feeds.take(rt.app, feed, max_, within)
-
-
-def set_current_event(event: Any) -> None:
-    """Table reads and writes go to the partition of faust's *current* event; inside a
-    batch we point it at the event being handled (else a batch spanning partitions would
-    write state into the wrong changelog partition)."""
-    _current_event.set(weakref.ref(event))
-
-
-@contextmanager
-def acks_only_on_success(events: list[Any]) -> Iterator[None]:
-    """A batch that failed or was cancelled (shutdown, rebalance) mid-batch must not commit
-    records whose outputs were never acknowledged. batches_of() acknowledges only when the
-    body returned (faust's take_events() acked in a `finally`). On any exception we mark the
-    messages acked *without* telling the consumer, so it stops tracking them as in flight
-    and a later ack is a no-op, the offsets stay
-    uncommitted (commits stop at the gap) and the records are redelivered after a restart or
-    rebalance, or when streamproc/unstick.py seeks the partition back to the gap."""
-    try:
-        yield
-    except BaseException as exc:
-        for ev in events:
-            ev.message.acked = True
-        if events:
-            ms = [ev.message for ev in events]
-            log.warning("%d records not acknowledged (%r), first %s:%s@%s; they are "
-                        "redelivered after the next rebalance or restart", len(ms), exc,
-                        ms[0].topic, ms[0].partition, ms[0].offset)
-        raise
+    (runtime.Batch: `with batch as events:`), at most `max_`, waiting at most `within` seconds
+    for more after the first. The records come straight from the fetch loop (runtime/feeds.py),
+    not through the agent's faust stream, which is left unread. Call it when registering the
+    agent: the feed must exist before the first fetch."""
+    feed = runtime.feed_for(rt.app, topic.get_topic_name())
+    return lambda: runtime.take(rt.app, feed, max_, within)
 
 
 def _source(m: Any) -> dict[str, Any]:
@@ -215,11 +184,11 @@ class BatchContext:
         k = (metric, labels)
         self.counts[k] = self.counts.get(k, 0) + 1
 
-    def flush_tables(self) -> None:
+    def flush_tables(self) -> list[asyncio.Future]:
         """Write the changed keys: straight into each partition's RocksDB store with their
-        changelog records as one record batch per table partition (TableWriter), which
-        changelog_acks.wait() then waits for; through the table API (one faust changelog
-        send per key) when the store is not faust's partitioned RocksDB store."""
+        changelog records as one record batch per table partition (TableWriter); returns the
+        sends, which the batch awaits (runtime.wait_all) before it is done. Through the table
+        API when the store is not faust's RocksDB store (unit tests' memory tables)."""
         writers = _writers(self.rt)
         groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), event in self.writers.items():
@@ -233,10 +202,8 @@ class BatchContext:
                 set_current_event(event)
             self.rt.tables[table][key] = value
         self.writers.clear()
-        for (table, partition), entries in groups.items():
-            writer = writers[table]
-            writer.put(partition, entries)
-            changelog_acks.add(self.rt, asyncio.ensure_future(writer.send(partition, entries)))
+        return [writers[table].write(partition, entries)
+                for (table, partition), entries in groups.items()]
 
     def flush_counts(self) -> None:
         for (metric, labels), n in self.counts.items():
@@ -373,18 +340,14 @@ def register(rt: Runtime) -> None:
     from streamproc.deliver_agents import register_delivery
 
     register_delivery(rt, topic)
-    faust_fixes.apply()  # faust commits past a single unacknowledged record otherwise
-    changelog_acks.track(rt)  # batches wait for their tables' changelog records
-    unstick.install(rt)  # re-read records a partition's commits are stuck behind
-    recovery_watch.install(rt)  # re-read a changelog partition whose recovery gets nothing
 
 
 def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
     batches = batches_of(rt, topic, INGEST_BATCH, WITHIN)
 
     async def ingest(stream: Any) -> None:
-        async for events in batches():
-            with acks_only_on_success(events):
+        async for taken in batches():
+            with taken as events:
                 batch = BatchContext(rt)
                 out: list[Out] = []
                 for ev in events:
@@ -402,8 +365,8 @@ def _state_agent(rt: Runtime, name: str, topic: Any, handle: StateHandler) -> No
     batches = batches_of(rt, topic, STATE_BATCH, WITHIN)
 
     async def process(stream: Any) -> None:
-        async for events in batches():
-            with acks_only_on_success(events):
+        async for taken in batches():
+            with taken as events:
                 await _process_state_batch(rt, name, events, handle)
 
     rt.app.agent(topic, name=f"streamproc.{name}")(process)
@@ -427,9 +390,9 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
                                     message=f"{type(e).__name__}: {e}",
                                     original=ev.message.value,
                                     source=_source(ev.message))))
-    batch.flush_tables()  # table writes + changelog records, one per changed key
+    sends = batch.flush_tables()  # table writes + changelog records, one per changed key
     await rt.output.send_all(out)
-    await changelog_acks.wait(rt)  # the state changes are on the broker before the acks
+    await runtime.wait_all(sends)  # the state changes are on the broker before the batch is done
     batch.flush_counts()
 
 

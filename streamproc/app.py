@@ -32,34 +32,13 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def read_inputs_with_isolation_level() -> None:
-    """faust's worker consumer reads read_uncommitted unless exactly-once processing is on
-    (records of aborted transactions are then processed). Once per process, the consumer it
-    creates is given the app's STREAMPROC_KAFKA_ISOLATION_LEVEL (default read_committed)
-    before it starts (aiokafka reads the level when it starts its fetcher)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    cls = driver.AIOKafkaConsumerThread
-    if getattr(cls, "_streamproc_isolation_level", False):
-        return
-    original = cls._create_worker_consumer
-
-    def _create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        runtime = getattr(self.app, "streamproc", None)
-        if runtime is not None:
-            consumer._isolation_level = runtime.settings.kafka.isolation_level  # noqa: SLF001
-        return consumer
-
-    cls._create_worker_consumer = _create_worker_consumer
-    cls._streamproc_isolation_level = True
-
-
 def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | None = None,
                ) -> faust.App:
     """Build the app. `app.streamproc` is the Runtime the agents and pages use."""
     from streamproc import agents, ingest, web  # local: keep module import order explicit
+    from streamproc.runtime import check_versions
 
+    check_versions()  # the runtime corrects faust's internals of these exact versions
     k = settings.kafka
     app = faust.App(
         settings.app_id,
@@ -82,6 +61,9 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=k.session_timeout_s,
+        broker_heartbeat_interval=k.heartbeat_interval_s,
+        consumer_group_instance_id=k.group_instance_id,
         topic_replication_factor=min(t.replication_factor for t in topology.all_topics()),
         topic_partitions=topology.internal["by_user"].partitions,
         table_standby_replicas=settings.standby_replicas,
@@ -100,7 +82,6 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
         output=OutputProducer(client_kwargs(k), settings.client_id),
     )
     app.streamproc = runtime  # type: ignore[attr-defined]
-    read_inputs_with_isolation_level()
     app.service(runtime.output)
     agents.register(runtime)
     from streamproc import observe, status  # operate: lag/table refreshers, status page

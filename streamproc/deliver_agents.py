@@ -10,8 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from streamproc import changelog_acks
-from streamproc.agents import acks_only_on_success, batches_of, set_current_event
+from streamproc import runtime
+from streamproc.agents import batches_of
 from streamproc.delivery.ledger import as_unix_seconds
 from streamproc.delivery.table_ledger import TableLedger
 from streamproc.force_header import is_forced
@@ -34,17 +34,18 @@ class LedgerPurger:
     """Deletes ledger entries older than the retention window, so the table (RocksDB) and its
     compacted changelog stop growing. Partition-correct by construction: it runs in the delivery
     agent between batches and only touches the partitions of the batch it just delivered (owned
-    by this worker, active), scanning each partition's own RocksDB store and deleting with faust's
-    current event bound to an event *of that partition*, so each tombstone goes to the changelog
-    partition the entry was written to. Each call is bounded (keys scanned and deleted) and
-    resumes where the previous scan of that partition stopped; a partition no batch touches
-    receives no new entries either. A purge that fails is logged and never stops delivery."""
+    by this worker, active), scanning each partition's own RocksDB store and writing tombstones
+    (store and changelog, runtime.TableWriter) to that partition. Each call is bounded (keys
+    scanned and deleted) and resumes where the previous scan of that partition stopped; a
+    partition no batch touches receives no new entries either. A purge that fails is logged
+    and never stops delivery."""
 
-    def __init__(self, table: Any, retention_s: float, *, interval_s: float | None = None,
+    def __init__(self, writer: runtime.TableWriter, retention_s: float, *,
+                 interval_s: float | None = None,
                  scan_keys: int = PURGE_SCAN_KEYS, max_deletes: int = PURGE_MAX_DELETES,
                  wall: Callable[[], float] = time.time,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.table, self.retention_s = table, retention_s
+        self.writer, self.table, self.retention_s = writer, writer.table, retention_s
         self.interval_s = (min(PURGE_INTERVAL_S, retention_s / 4) if interval_s is None
                            else interval_s)
         self.scan_keys, self.max_deletes = scan_keys, max_deletes
@@ -53,44 +54,38 @@ class LedgerPurger:
         self.cursors: dict[int, bytes] = {}  # partition -> first key the next scan looks at
         self.deleted = 0
 
-    def maybe_purge(self, events: Iterable[Any]) -> int:
+    async def maybe_purge(self, events: Iterable[Any]) -> int:
         """Purge when the interval has passed; returns how many entries were deleted."""
         if self._clock() < self._next_at:
             return 0
         self._next_at = self._clock() + self.interval_s
-        owner: dict[int, Any] = {}
-        for ev in events:
-            owner.setdefault(ev.message.partition, ev)
         try:
-            return self.purge(owner)
+            return await self.purge({ev.message.partition for ev in events})
         except Exception:
             log.exception("ledger %s: purge failed; will try again later", self._name())
             return 0
 
-    def purge(self, owner: dict[int, Any], now: float | None = None) -> int:
-        """Purge the partitions in `owner` ({partition: an event of that partition})."""
+    async def purge(self, partitions: Iterable[int], now: float | None = None) -> int:
+        """Purge the given partitions of the table (active on this worker)."""
         now = self._wall() if now is None else now
-        store = getattr(self.table, "data", None)
-        dbs = getattr(store, "_dbs", None)
-        if not owner or not isinstance(dbs, dict):
-            return 0  # not a RocksDB store: nothing partitioned to purge
-        offset_key = getattr(store, "offset_key", b"__faust\0offset__")
-        per_partition = max(1, self.scan_keys // len(owner))
+        dbs = runtime.partition_dbs(self.table) if self.writer.direct() else None
+        partitions = sorted(partitions)
+        if not partitions or dbs is None:
+            return 0  # not a RocksDB store (nothing partitioned to purge) or no producer
+        offset_key = runtime.offset_key(self.table)
+        per_partition = max(1, self.scan_keys // len(partitions))
         deleted = 0
-        for partition in sorted(owner):
+        sends = []
+        for partition in partitions:
             db = dbs.get(partition)
             if db is None or deleted >= self.max_deletes:
                 continue
             expired = self._scan(db, partition, now, offset_key, per_partition,
                                  self.max_deletes - deleted)
             if expired:
-                set_current_event(owner[partition])  # the tombstones' changelog partition
-                for key in expired:
-                    try:
-                        del self.table[key]
-                    except KeyError:
-                        pass
+                sends.append(self.writer.write(partition, [(key, None) for key in expired]))
                 deleted += len(expired)
+        await runtime.wait_all(sends)
         self.deleted += deleted
         if deleted:
             log.info("ledger %s: purged %d entries older than %.0fs", self._name(), deleted,
@@ -152,7 +147,7 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
             return state["deliverer"]
 
         rt.extras.setdefault("deliverers", {})[slug] = state
-        purger = LedgerPurger(table, retention)
+        purger = LedgerPurger(ledger.writer, retention)
         rt.extras.setdefault("ledger_purgers", {})[slug] = purger
         _delivery_agent(rt, slug, sink, spec.batch_size, dest_settings.delivery.linger_ms / 1000,
                         deliverer, ledger, purger)
@@ -164,13 +159,11 @@ def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: 
     batches = batches_of(rt, sink, batch_size, max(linger, 0.01))
 
     async def deliver(stream: Any) -> None:
-        purged = 0
-        async for events in batches():
-            with acks_only_on_success(events):
-                if purged:  # the purge's tombstones reach the changelog before new marks
-                    await changelog_acks.wait(rt)
+        async for taken in batches():
+            with taken as events:
                 await deliver_batch(rt, slug, events, get_deliverer(), ledger)
-            purged = purger.maybe_purge(events) if purger is not None else 0
+            if purger is not None:  # tombstones on the broker before the next batch's marks
+                await purger.maybe_purge(taken.events)
 
     rt.app.agent(sink, name=f"streamproc.deliver.{slug}")(deliver)
 
@@ -206,7 +199,6 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
         if out:
             await rt.output.send_all(out)
-        await ledger.flush()  # ledger entries on the broker before the acks
-        await changelog_acks.wait(rt)
+        await ledger.flush()  # ledger entries on the broker before the batch is done
     finally:
         ledger.end()

@@ -57,4 +57,8 @@ def faust_credentials(k: KafkaSettings) -> Any:
 
 
 def broker_url(k: KafkaSettings) -> str:
-    return ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
+    """faust's broker URL: the `streamproc` scheme selects streamproc.runtime's transport."""
+    from streamproc.runtime import SCHEME
+
+    return ";".join(f"{SCHEME}://{h.strip()}" for h in k.bootstrap_servers.split(",")
+                    if h.strip())

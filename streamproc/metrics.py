@@ -18,8 +18,6 @@ auth_paused (1 = destination paused on 401/403) gauge      destination
 consumer_lag                                    gauge      topic, partition
 table_keys                                      gauge      table
 changelog_records_read (..._total)              counter    table, role (recovery, standby)
-partition_unstuck (..._total)                   counter    topic
-offsets_skipped (..._total)                     counter    topic
 ingest_requests (..._total)                     counter    endpoint, status
 
 status_class is "2xx", "4xx", "5xx", "network" or "mapping" (rejected before any request);
@@ -98,16 +96,9 @@ class Metrics:
         self.consumer_lag = gauge("consumer_lag", "Messages behind the end of the partition",
                                   ("topic", "partition"))
         self.table_keys = gauge("table_keys", "Keys in a state table", ("table",))
-        self.partition_unstuck = counter(
-            "partition_unstuck", "Partitions sought back over records never acknowledged "
-            "(streamproc/unstick.py)", ("topic",))
-        self.offsets_skipped = counter(
-            "offsets_skipped", "Offsets without a record (transaction markers, removed "
-            "records) committed over after a check with the broker (streamproc/unstick.py)",
-            ("topic",))
-        self.recovery_reseeks = counter(
-            "recovery_reseeks", "Changelog partitions read again because their table recovery "
-            "received no record for a while (streamproc/recovery_watch.py)", ("topic",))
+        self.faust_stream_records = gauge(
+            "faust_stream_records", "Records of topics other than the table changelogs handed "
+            "to faust's own streams instead of a feed (0 expected)", ())
         self.changelog_records_read = counter(
             "changelog_records_read", "Table changelog records applied: role=recovery while "
             "recovering active partitions (restart, rebalance, failover), role=standby while "

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from streamproc import runtime
+
 if TYPE_CHECKING:
     from streamproc.app import Runtime
 
@@ -43,24 +45,20 @@ def count_changelog_reads(rt: Runtime, table: Any) -> None:
     (the Table(on_changelog_event=...) argument), chained after any callback already set."""
     counters = {role: rt.metrics.changelog_records_read.labels(table.name, role)
                 for role in ("recovery", "standby")}
-    previous = getattr(table, "_on_changelog_event", None)
 
-    async def on_changelog_event(event: Any) -> None:
+    async def count(event: Any) -> None:
         recovery = rt.app.tables.recovery
         tp = event.message.tp
         if tp in recovery.active_tps:
             counters["recovery"].inc()
         elif tp in recovery.standby_tps:
             counters["standby"].inc()
-        if previous is not None:
-            await previous(event)
 
-    table._on_changelog_event = on_changelog_event  # noqa: SLF001 - see docstring
+    runtime.on_changelog_event(table, count)
 
 
 def _consumer(rt: Runtime) -> Any:
-    # app.consumer would *create* a consumer when the app has not started one yet.
-    return getattr(rt.app, "_consumer", None)
+    return runtime.started_consumer(rt.app)
 
 
 def assigned_source_partitions(rt: Runtime) -> list[Any]:
@@ -83,7 +81,6 @@ def consumer_lags(rt: Runtime) -> dict[tuple[str, int], int]:
     out: dict[tuple[str, int], int] = {}
     if consumer is None:
         return out
-    committed_offsets = getattr(consumer, "_committed_offset", {})
     for tp in assigned_source_partitions(rt):
         try:
             highwater = consumer.highwater(tp)
@@ -91,12 +88,15 @@ def consumer_lags(rt: Runtime) -> dict[tuple[str, int], int]:
             continue
         if highwater is None:
             continue
-        committed = committed_offsets.get(tp)  # .get: it is a defaultdict
+        committed = consumer.committed_offset(tp)
         out[(tp.topic, tp.partition)] = max(0, int(highwater) - int(committed or 0))
     return out
 
 
 def refresh_lag(rt: Runtime) -> None:
+    consumer = _consumer(rt)
+    if consumer is not None:
+        rt.metrics.faust_stream_records.set(consumer.faust_stream_records)
     lags = consumer_lags(rt)
     gauge = rt.metrics.consumer_lag
     gauge.clear()  # partitions revoked by a rebalance must not keep their last value
@@ -109,24 +109,16 @@ def table_key_counts(rt: Runtime) -> dict[str, int]:
     out: dict[str, int] = {}
     budget = [EXACT_BUDGET]
     for table in rt.tables.values():
-        store = getattr(table, "_data", None)  # None until the table has been started
-        if store is None:
-            continue
-        out[table.name] = _store_keys(store, budget)
+        dbs = runtime.active_dbs(table)  # None until started, or not RocksDB
+        if dbs is not None:
+            out[table.name] = _store_keys(dbs, runtime.offset_key(table), budget)
     return out
 
 
-def _store_keys(store: Any, budget: list[int]) -> int:
-    dbs = getattr(store, "_dbs_for_actives", None)
-    if dbs is None:  # not RocksDB (memory store in a unit test)
-        try:
-            return len(store)
-        except Exception:
-            return 0
-    offset_key = getattr(store, "offset_key", b"__faust\0offset__")
+def _store_keys(dbs: list[Any], offset_key: bytes, budget: list[int]) -> int:
     total = 0
     try:
-        for db in list(dbs()):
+        for db in dbs:
             try:
                 estimate = int(db.property_int_value(ESTIMATE_KEYS) or 0)
             except AttributeError:  # python-rocksdb driver

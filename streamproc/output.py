@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any, Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -147,11 +148,10 @@ class OutputProducer(Service):
             topic, key = rec[0], rec[1]
             parts = parts_of.get(topic)
             if parts is None:
-                await producer.client._wait_on_metadata(topic)  # noqa: SLF001 - as send() does
-                parts = parts_of[topic] = sorted(producer.client.cluster.partitions_for_topic(
-                    topic) or ())
-            if key is None or not parts:  # random among the available ones, as send() does
-                partition = producer._partition(topic, None, None, None, key, rec[2])  # noqa: SLF001
+                parts = parts_of[topic] = sorted(await producer.partitions_for(topic))
+            if key is None:  # random among the available ones, as send() does
+                partition = random.choice(sorted(
+                    producer.client.cluster.available_partitions_for_topic(topic)) or parts)
             else:
                 partition = parts[key_hash(key) % len(parts)]
             group = by_tp.get((topic, partition))

@@ -64,6 +64,13 @@ class KafkaSettings:
     # how inputs are read: read_committed skips records of aborted transactions (and waits
     # for open ones); read_uncommitted also hands those over
     isolation_level: str = "read_committed"
+    # consumer group membership: a worker that stops heartbeating for session_timeout_s is
+    # taken out of the group and its partitions move (failover); heartbeats every
+    # heartbeat_interval_s. group_instance_id (static membership, KIP-345): a worker restarted
+    # with the same id within the session timeout gets its partitions back without a rebalance
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 3.0
+    group_instance_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -273,7 +280,17 @@ def _kafka(env: _Env) -> KafkaSettings:
         sasl_password=env.secret("KAFKA_SASL_PASSWORD"),
         isolation_level=env.choice("KAFKA_ISOLATION_LEVEL", "read_committed",
                                    ISOLATION_LEVELS, upper=False),
+        session_timeout_s=env.float("KAFKA_SESSION_TIMEOUT_S", 10.0),
+        heartbeat_interval_s=env.float("KAFKA_HEARTBEAT_INTERVAL_S", 3.0),
+        group_instance_id=env.str("KAFKA_GROUP_INSTANCE_ID", None),
     )
+    if not 6.0 <= k.session_timeout_s <= 300.0:
+        raise ConfigError(f"{PREFIX}KAFKA_SESSION_TIMEOUT_S must be between 6 and 300 seconds "
+                          f"(the broker's group.min/max.session.timeout.ms defaults), got "
+                          f"{k.session_timeout_s}")
+    if not 0 < k.heartbeat_interval_s <= k.session_timeout_s / 3:
+        raise ConfigError(f"{PREFIX}KAFKA_HEARTBEAT_INTERVAL_S must be above 0 and at most a "
+                          f"third of KAFKA_SESSION_TIMEOUT_S, got {k.heartbeat_interval_s}")
     if protocol.startswith("SASL"):
         if not k.sasl_username:
             raise ConfigError(

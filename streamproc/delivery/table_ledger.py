@@ -8,7 +8,7 @@ partition the ledger
 - writes the delivered ids into that store as soon as the API acknowledged them (mark), and
   sends their changelog records (key = id, value = unix seconds, as a faust table write would)
   as one Kafka record batch per partition through the worker's own idempotent acks=all
-  producer, instead of one faust send per id (streamproc/state/table_writer.py);
+  producer, instead of one faust send per id (streamproc/runtime/tables.py);
 - flush() returns once every changelog record sent so far is on the broker (the agent awaits it
   before the sink offsets are acknowledged), then records the last changelog offset as the
   store's persisted offset, as faust does after its own changelog writes (so a restart replays
@@ -26,9 +26,8 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Iterable, Iterator
 
-from streamproc.agents import set_current_event
 from streamproc.delivery.ledger import as_unix_seconds
-from streamproc.state.table_writer import TableWriter
+from streamproc.runtime import TableWriter, partition_dbs, set_current_event
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +93,8 @@ class TableLedger:
                 if self._fresh(value, now):
                     out.add(record_id)
             return out
-        multi = getattr(self.table.data, "use_rocksdict", False)
         for partition, ids in self._by_partition(record_ids).items():
-            db = self.table.data._db_for_partition(partition)
-            keys = [i.encode() for i in ids]
-            values = db.get(keys) if multi else [db.get(k) for k in keys]
+            values = self.writer.get_many(partition, [i.encode() for i in ids])
             out.update(i for i, v in zip(ids, values) if v is not None and self._fresh(v, now))
         return out
 
@@ -110,9 +106,7 @@ class TableLedger:
             self._fallback_mark(record_ids, value)
             return
         for partition, ids in self._by_partition(record_ids).items():
-            keys = [i.encode() for i in ids]
-            self.writer.put(partition, [(key, value) for key in keys])
-            self.pending.append(asyncio.ensure_future(self._send(partition, keys, value)))
+            self.pending.append(self.writer.write(partition, [(i.encode(), value) for i in ids]))
 
     # ------------------------------------------------------------------ internals
 
@@ -121,8 +115,7 @@ class TableLedger:
         return at is not None and now - at < self.retention_s
 
     def _dbs(self) -> dict[int, Any] | None:
-        dbs = getattr(getattr(self.table, "data", None), "_dbs", None)
-        return dbs if isinstance(dbs, dict) else None
+        return partition_dbs(self.table)
 
     def _by_partition(self, record_ids: Iterable[str]) -> dict[int, list[str]]:
         events = self.events
@@ -160,12 +153,8 @@ class TableLedger:
                 set_current_event(ev)
             yield ids
 
-    async def _send(self, partition: int, keys: list[bytes], value: bytes) -> None:
-        await self.writer.send(partition, [(key, value) for key in keys])
-
-
 def _current_event() -> Any:
-    from faust.streams import current_event
+    from faust.streams import current_event  # public
 
     return current_event()
 

@@ -1,0 +1,291 @@
+"""The worker's Consumer, plugged into faust through its transport registry (broker URL
+scheme `streamproc://`): faust's aiokafka Consumer with the fetch loop, the seeks and the
+commits of streamproc's checkpoint (runtime/checkpoint.py).
+
+- The fetch loop hands the records of the agents' topics to their feeds as chunks tagged with
+  the partition's checkpoint epoch, and tells the checkpoint the fetch position; other records
+  (table changelogs) go to faust's callback, as faust's own loop hands them over.
+- Commits (faust's commit timer, shutdown, and the revoke below) send the checkpoint, never
+  faust's per-record ack bookkeeping, which streamproc no longer feeds.
+- Assignment: after faust's seek to the committed offsets, a partition never committed is
+  sought to its earliest offset, and the checkpoint starts every partition where it was sought.
+- Revoke: the revoked partitions' checkpoint is committed before they go.
+- A failed batch (runtime/feeds.Batch) pauses its partitions; the fetch loop seeks them back to
+  their checkpoint and resumes them after a backoff.
+- Changelog records fetched by recovery are no longer thrown away each time faust resumes the
+  flow (it resumes it several times per rebalance, after recovery's seeks: records fetched in
+  between were cleared and recovery waited for them for ever). The queue is emptied when a
+  rebalance starts instead, before recovery seeks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import monotonic
+from typing import Any, Optional
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as driver
+
+from streamproc.runtime.checkpoint import Checkpoint
+from streamproc.runtime.feeds import Chunk, Feed, feeds_of
+
+log = logging.getLogger(__name__)
+
+SCHEME = "streamproc"
+REVOKE_COMMIT_TIMEOUT_S = 10.0
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    positions: dict[Any, int] = {}
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # faust reads read_uncommitted unless it runs transactions: records of aborted
+        # transactions would be processed. aiokafka reads the level when its fetcher starts.
+        consumer._isolation_level = self.app.streamproc.settings.kafka.isolation_level
+        return consumer
+
+    async def _fetch_records(self, consumer: Any, active_partitions: Any,
+                             timeout: Optional[float] = None,
+                             max_records: Optional[int] = None) -> Any:
+        """faust's fetch, then the fetch positions of the partitions asked for, read in the
+        consumer's thread before anything else can move them."""
+        self.positions = {}  # none unless this fetch ran
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+                                               max_records=max_records)
+        assignment = consumer._subscription.subscription.assignment
+        positions = {}
+        if assignment is not None and active_partitions:
+            for tp in active_partitions:
+                state = assignment.state_value(tp)
+                if state is not None and state.has_valid_position:
+                    positions[tp] = state.position
+        self.positions = positions
+        return records
+
+
+class Consumer(driver.Consumer):
+    """faust's aiokafka Consumer, committing streamproc's checkpoint."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkpoint = Checkpoint()
+        self._resume_at: dict[Any, float] = {}
+        self._fetch_epochs: dict[Any, int] = {}
+        self.faust_stream_records = 0  # records handed to faust streams (none expected)
+        # recovery's queue is emptied at a revoke instead of each time the flow resumes
+        self.app.flow_control._queues.discard(self.app.tables.changelog_queue)
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def committed_offset(self, tp: Any) -> Optional[int]:
+        """The partition's last committed offset known to this worker (next to read)."""
+        return self._committed_offset.get(tp)
+
+    # ------------------------------------------------------------------ commits
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True,
+                           ) -> bool:
+        offsets = self.checkpoint.committable(self._committed_offset, topics)
+        if not offsets:
+            return False
+        return await self._commit_offsets(offsets, start_new_transaction)
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.app.tables.changelog_queue.clear()  # see the module docstring
+        offsets = self.checkpoint.committable(self._committed_offset, revoked)
+        if offsets:
+            try:
+                await self.maybe_wait_for_commit_to_finish()  # one commit at a time
+                await asyncio.wait_for(self._commit_offsets(offsets),
+                                       REVOKE_COMMIT_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - the next owner reads them again
+                log.warning("committing the revoked partitions' checkpoint failed (%r): "
+                            "their records after the last commit are processed again", exc)
+        self.checkpoint.revoke(revoked)
+        for tp in revoked:
+            self._resume_at.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    # ------------------------------------------------------------------ seeks
+
+    async def perform_seek(self) -> None:
+        """faust's seek to the committed offsets; then the checkpoint starts every assigned
+        partition of the agents' topics at its committed offset, or at its earliest offset
+        when the group never committed one, in a new epoch, and each is sought there."""
+        await super().perform_seek()
+        topics = feeds_of(self.app)
+        tps = [tp for tp in self.assignment() if tp.topic in topics]
+        starts = {tp: self._committed_offset.get(tp) for tp in tps}
+        missing = [tp for tp, offset in starts.items() if offset is None]
+        if missing:
+            starts.update(await self.earliest_offsets(*missing))
+        self.checkpoint.assign(starts)  # first: what is fetched before the seek is stale
+        self._resume_at.clear()
+        await self.seek_wait(starts)
+
+    def rewind(self, tp: Any, epoch: int) -> None:
+        """A batch with records of `tp` failed: pause it; the fetch loop seeks it back."""
+        backoff = self.checkpoint.rewind(tp, epoch)
+        if backoff is not None:
+            self.pause_partitions([tp])
+            self._resume_at[tp] = monotonic() + backoff
+
+    async def _apply_rewinds(self) -> None:
+        rewinds = self.checkpoint.rewinds
+        if rewinds:
+            offsets = dict(rewinds)
+            rewinds.clear()
+            await self.seek_wait(offsets)
+        now = monotonic()
+        due = [tp for tp, at in self._resume_at.items() if at <= now and tp not in rewinds]
+        for tp in due:
+            del self._resume_at[tp]
+        if due:
+            self.resume_partitions(due)
+
+    # ------------------------------------------------------------------ the fetch loop
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        self._fetch_epochs = self.checkpoint.epochs()  # as the fetch starts, after any wait
+        return await super()._getmany(active_partitions, timeout)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - see tests
+        checkpoint, callback = self.checkpoint, self.callback
+        feed_of = feeds_of(self.app).get
+        to_message = self._to_message
+        changelogs = self.app.tables.changelog_topics
+        suspend_flow = self.suspend_flow
+        suspended: Optional[asyncio.Future] = None
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                await self._apply_rewinds()
+                self._fetch_epochs = {}
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records, _ = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                epochs, active = self._fetch_epochs, self.flow_active
+                held: dict[Feed, list[Chunk]] = {}
+                for tp, batch in (records or {}).items():
+                    if not batch:
+                        continue
+                    feed = feed_of(tp.topic)
+                    if feed is not None:
+                        epoch = epochs.get(tp)
+                        if active and epoch is not None \
+                                and checkpoint.handed(tp, epoch, len(batch)):
+                            held.setdefault(feed, []).append(
+                                Chunk(tp, epoch, [to_message(tp, r) for r in batch]))
+                        else:  # fetched around a seek or while the flow is off
+                            checkpoint.reseek(tp)
+                        continue
+                    if not active:
+                        continue  # table changelogs: recovery seeks them again
+                    if tp.topic not in changelogs:
+                        self.faust_stream_records += len(batch)
+                    for record in batch:  # faust's own way: one record at a time
+                        if suspended is None or suspended.done():
+                            suspended = asyncio.ensure_future(suspend_flow.wait())
+                        if not await hand_over(callback(to_message(tp, record)), suspended):
+                            break
+                if active:
+                    for tp, position in self._thread.positions.items():
+                        epoch = epochs.get(tp)
+                        if epoch is not None:
+                            checkpoint.fetched_to(tp, epoch, position)
+                if held and not await _hand_to_feeds(held, suspend_flow):
+                    for chunks in held.values():
+                        for chunk in chunks:
+                            checkpoint.reseek(chunk.tp)
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+            if suspended is not None:
+                suspended.cancel()
+
+
+async def _hand_to_feeds(held: dict[Feed, list[Chunk]], suspend_flow: Any) -> bool:
+    """Append each feed's chunks: at once where it has room, else once its agent has taken it
+    below its limit (the fetch loop waits: back pressure). False when a rebalance started
+    during a wait: the chunks not appended were not handed over."""
+    full = []
+    for feed, chunks in held.items():
+        if feed.full():
+            full.append((feed, chunks))
+        else:
+            for chunk in chunks:
+                feed.append(chunk)
+            chunks.clear()  # handed over
+    if not full:
+        return True
+    waiter = asyncio.ensure_future(suspend_flow.wait())
+    try:
+        for feed, chunks in full:
+            if not await feed.room(waiter):
+                return False
+            for chunk in chunks:
+                feed.append(chunk)
+            chunks.clear()
+    finally:
+        waiter.cancel()
+    return True
+
+
+async def hand_over(coro: Any, suspended: asyncio.Future) -> bool:
+    """Run faust's hand-off coroutine `coro` the way a Task would, without creating one:
+    synchronously until it waits, then for what it waits on or for `suspended`, whichever
+    comes first (faust's wait_first makes four tasks per record for this). False when it was
+    abandoned because the flow was suspended (CancelledError is thrown into `coro`)."""
+    waiting_on: Any = None
+    try:
+        waiting_on = coro.send(None)
+        while True:
+            if waiting_on is None:  # a bare yield
+                await asyncio.sleep(0)
+            elif not waiting_on.done():
+                waiting_on._asyncio_future_blocking = False
+                await asyncio.wait((waiting_on, suspended), return_when=asyncio.FIRST_COMPLETED)
+                if not waiting_on.done():
+                    waiting_on.cancel()
+                    waiting_on = None
+                    try:
+                        coro.throw(asyncio.CancelledError())
+                    except (asyncio.CancelledError, StopIteration):
+                        pass
+                    else:
+                        coro.close()
+                    return False
+            else:
+                waiting_on._asyncio_future_blocking = False
+            waiting_on = coro.send(None)
+    except StopIteration:
+        return True
+    except BaseException:
+        if waiting_on is not None:
+            waiting_on.cancel()
+        coro.close()
+        raise
+
+
+class Transport(driver.Transport):
+    Consumer = Consumer
+
+
+TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
+
+
+def started_consumer(app: Any) -> Optional[Consumer]:
+    """The app's consumer once it exists (app.consumer would create one)."""
+    return app._consumer

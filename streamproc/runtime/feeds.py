@@ -1,0 +1,203 @@
+"""Feeds: the fetch loop hands each agent its topic's records a fetched batch at a time.
+
+faust hands every record to a stream on its own (a callback, an Event and a queue put per
+record, then the stream's iterator and a refcounted ack), several times a bare aiokafka loop's
+CPU per record (bench/routing.py). For the topics streamproc's agents read, the fetch loop
+(runtime/consumer.py) appends each partition's fetched records to the topic's Feed as one
+chunk tagged with the partition's checkpoint epoch; the agent takes a Batch of up to `max_`
+records and reports it done or failed to the checkpoint. faust still owns the group, the
+assignment, fetching, the tables, their recovery and standbys.
+
+Back pressure: a feed holding `max_records` or more makes the fetch loop wait for room before
+it fetches again (the other feeds' records of the same fetch are appended first). 16384
+covers the time a fetch takes while an agent drains its feed (with faust's 4096 the agents
+ran dry between fetches: bench/routing.py, bench/delivery.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from itertools import zip_longest
+from time import monotonic
+from typing import Any, AsyncIterator, NamedTuple, Optional
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RECORDS = 16384
+
+
+class Chunk(NamedTuple):
+    tp: Any
+    epoch: int
+    messages: list[Any]
+
+
+class FeedEvent:
+    """What an agent batch holds per record: the faust Message (`.message`), like a faust
+    Event (tables read the current event's `.message` partition)."""
+
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+class Feed:
+    """The fetched records of one topic on their way to its agent, in fetch order."""
+
+    def __init__(self, topic: str, max_records: int = DEFAULT_MAX_RECORDS) -> None:
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        self.topic, self.max_records = topic, max_records
+        self._chunks: deque[Chunk] = deque()
+        self._size = 0
+        self._data: Optional[asyncio.Future] = None  # the agent waits for records
+        self._space: Optional[asyncio.Future] = None  # the fetch loop waits for room
+
+    def __len__(self) -> int:
+        return self._size
+
+    def full(self) -> bool:
+        return self._size >= self.max_records
+
+    def append(self, chunk: Chunk) -> None:
+        if chunk.messages:
+            self._chunks.append(chunk)
+            self._size += len(chunk.messages)
+            _wake(self._data)
+
+    async def room(self, suspended: asyncio.Future) -> bool:
+        """Wait until the feed holds fewer than `max_records` (True), or until `suspended`
+        completes first (False: a rebalance is on)."""
+        while self._size >= self.max_records:
+            if self._space is None or self._space.done():
+                self._space = asyncio.get_running_loop().create_future()
+            await asyncio.wait((self._space, suspended), return_when=asyncio.FIRST_COMPLETED)
+            if suspended.done():
+                return False
+        return True
+
+    def pop(self, max_: int) -> list[Chunk]:
+        """Chunks holding up to `max_` records from the head of the feed (none waits)."""
+        out: list[Chunk] = []
+        n = 0
+        chunks = self._chunks
+        while chunks and n < max_:
+            chunk = chunks[0]
+            room = max_ - n
+            if len(chunk.messages) <= room:
+                out.append(chunks.popleft())
+                n += len(chunk.messages)
+            else:
+                out.append(chunk._replace(messages=chunk.messages[:room]))
+                chunks[0] = chunk._replace(messages=chunk.messages[room:])
+                n = max_
+        if n:
+            self._size -= n
+            _wake(self._space)
+        return out
+
+    async def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the feed holds a record (True) or `timeout` seconds passed (False)."""
+        if self._size:
+            return True
+        if self._data is None or self._data.done():
+            self._data = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._data), timeout)
+        except asyncio.TimeoutError:
+            return bool(self._size)
+        return True
+
+
+def _wake(fut: Optional[asyncio.Future]) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+
+
+def feeds_of(app: Any) -> dict[str, Feed]:
+    """The app's feeds by topic name (the fetch loop's routing table)."""
+    return app.__dict__.setdefault("streamproc_feeds", {})
+
+
+def feed_for(app: Any, topic: str, max_records: int = DEFAULT_MAX_RECORDS) -> Feed:
+    """The feed of `topic`, created on first use (before the first fetch). One agent takes
+    from it."""
+    registry = feeds_of(app)
+    feed = registry.get(topic)
+    if feed is None:
+        feed = registry[topic] = Feed(topic, max_records)
+    return feed
+
+
+def round_robin(lists: list[list[Any]]) -> list[Any]:
+    """Several partitions' records interleaved one at a time, each partition's order kept (as
+    faust's getmany hands a fetch over): a batch spans the partitions, so a destination that
+    keeps each key's requests in order has more keys in flight (bench/delivery.py, Mailjet:
+    a fifth fewer records/s without it)."""
+    if len(lists) == 1:
+        return list(lists[0])
+    return [m for group in zip_longest(*lists) for m in group if m is not None]
+
+
+class Batch:
+    """One agent batch. `with batch as events:` reports it to the checkpoint: done when the
+    body returns (its outputs and changelog records were awaited in it); when the body
+    raises, its partitions are sought back to their checkpoint and fetched again after a
+    backoff, and the error is logged, not raised (a cancellation is raised)."""
+
+    def __init__(self, consumer: Any, chunks: list[Chunk]) -> None:
+        self.consumer, self.chunks = consumer, chunks
+        self.events = [FeedEvent(m) for m in round_robin([c.messages for c in chunks])]
+
+    def __enter__(self) -> list[FeedEvent]:
+        return self.events
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        checkpoint = self.consumer.checkpoint
+        if exc_type is None:
+            for c in self.chunks:
+                checkpoint.done(c.tp, c.epoch, c.messages[-1].offset, len(c.messages))
+            return False
+        for tp, epoch in {(c.tp, c.epoch) for c in self.chunks}:
+            self.consumer.rewind(tp, epoch)
+        first = self.chunks[0].messages[0]
+        log.warning("a batch of %d records failed (%r), first %s:%s@%s: its partitions are "
+                    "read again from their checkpoint", len(self.events), exc, first.topic,
+                    first.partition, first.offset)
+        return issubclass(exc_type, Exception)
+
+
+async def take(app: Any, feed: Feed, max_: int, within: float) -> AsyncIterator[Batch]:
+    """Batches of up to `max_` records of `feed`: the first record, then what arrives within
+    `within` seconds of it. Records handed before their partition was last sought are left
+    out: they are fetched again."""
+    if max_ < 1:
+        raise ValueError("max_ must be at least 1")
+    loop = asyncio.get_running_loop()
+    flow = app.flow_control
+    inbound = app.monitor.stream_inbound_time  # faust's livelock check reads it
+    while True:
+        await feed.wait()
+        deadline = loop.time() + within
+        chunks = feed.pop(max_)
+        n = sum(len(c.messages) for c in chunks)
+        while n < max_:
+            left = deadline - loop.time()
+            if left <= 0 or not await feed.wait(left):
+                break
+            more = feed.pop(max_ - n)
+            chunks += more
+            n += sum(len(c.messages) for c in more)
+        if not flow.is_active():
+            await flow.acquire()  # a rebalance is on: its seeks decide what is stale
+        consumer = app.consumer
+        epoch = consumer.checkpoint.epoch
+        chunks = [c for c in chunks if epoch(c.tp) == c.epoch]
+        if chunks:
+            now = monotonic()
+            for c in chunks:
+                inbound[c.tp] = now
+            yield Batch(consumer, chunks)

@@ -1,0 +1,162 @@
+"""Batch writes into faust's RocksDB tables, and the few views of a table streamproc needs.
+
+A faust table write (`table[key] = value`) costs a current-event lookup, a store write and one
+changelog record through faust's producer buffer (a task and a future per record), more CPU
+than the routing (bench/routing.py under cProfile); and faust's buffer flush gives up after
+0.1 s, so an offset could be committed before the changelog record of its state change.
+
+TableWriter writes what faust would write, a batch at a time: into the partition's RocksDB
+store (one write batch), then as changelog records with the same key and value bytes to the
+same changelog partition, as Kafka record batches through the worker's idempotent acks=all
+producer. `write()` returns the send as a future; the agent awaits every future of its batch
+before the batch is done, so a failed send fails the batch (its partitions are read again from
+their checkpoint). The last changelog offset is then recorded as the store's persisted offset,
+as faust does after its own writes, so recovery and standbys see no difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Awaitable, Callable, Iterable, Optional
+
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.streams import _current_event
+from faust.types import TP
+from rocksdict import WriteBatch
+
+log = logging.getLogger(__name__)
+
+SEND_ATTEMPTS = 4  # per partition batch, 0.2 s, 0.4 s, 0.8 s apart; then the batch fails
+
+Entry = tuple[bytes, "bytes | None"]  # (key, value); None is a tombstone
+
+
+def set_current_event(event: Any) -> None:
+    """Point faust's table API (reads and writes go to the current event's partition) at
+    `event`: a batch spans partitions."""
+    _current_event.set(weakref.ref(event))
+
+
+def partition_dbs(table: Any) -> Optional[dict[int, Any]]:
+    """The table's open RocksDB partition stores, or None when its store is not faust's
+    partitioned RocksDB store (a memory store in unit tests)."""
+    store = table.data
+    return store._dbs if isinstance(store, RocksDBStore) else None
+
+
+def partition_db(table: Any, partition: int) -> Any:
+    """The partition's RocksDB store (faust opens it on first use, as its own writes do)."""
+    return table.data._db_for_partition(partition)
+
+
+def active_dbs(table: Any) -> Optional[list[Any]]:
+    """The stores of the table's active partitions; None before it started or when not
+    RocksDB."""
+    store = table._data
+    return list(store._dbs_for_actives()) if isinstance(store, RocksDBStore) else None
+
+
+def offset_key(table: Any) -> bytes:
+    """The key under which faust keeps the changelog offset in every partition store."""
+    return table.data.offset_key
+
+
+def on_changelog_event(table: Any, callback: Callable[[Any], Awaitable[None]]) -> None:
+    """Call `callback` for every changelog record faust applies to `table` (recovery and
+    standby), after any callback already set (faust's Table(on_changelog_event=...))."""
+    previous = table._on_changelog_event
+
+    async def chained(event: Any) -> None:
+        await callback(event)
+        if previous is not None:
+            await previous(event)
+
+    table._on_changelog_event = chained
+
+
+class TableWriter:
+    """Direct store writes and batched changelog records for one faust table."""
+
+    def __init__(self, table: Any, producer: Callable[[], Awaitable[Any]] | None, *,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self.table, self._producer, self._sleep = table, producer, sleep
+        self._topic: str | None = None
+
+    def direct(self) -> bool:
+        """True when db() and write() can be used (RocksDB store and a producer)."""
+        return self._producer is not None and partition_dbs(self.table) is not None
+
+    def db(self, partition: int) -> Any:
+        return partition_db(self.table, partition)
+
+    def get_many(self, partition: int, keys: list[bytes]) -> list[Any]:
+        db = self.db(partition)
+        return db.get(keys) if self.table.data.use_rocksdict else [db.get(k) for k in keys]
+
+    def put(self, partition: int, entries: list[Entry]) -> None:
+        """Write the entries into the partition's store as one RocksDB write batch."""
+        batch = WriteBatch(raw_mode=True)  # faust opens its stores in raw mode (bytes)
+        for key, value in entries:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.db(partition).write(batch)
+
+    def write(self, partition: int, entries: list[Entry]) -> asyncio.Future:
+        """put() the entries, and send their changelog records: the future of the send."""
+        self.put(partition, entries)
+        return asyncio.ensure_future(self.send(partition, entries))
+
+    async def send(self, partition: int, entries: list[Entry]) -> None:
+        topic = self._topic = self._topic or self.table.changelog_topic.get_topic_name()
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                last = await self._send_once(topic, partition, entries)
+                break
+            except Exception as exc:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                delay = 0.2 * 2 ** (attempt - 1)
+                log.warning("%s: changelog write of %d entries to partition %d failed (%r); "
+                            "retrying in %.1fs", topic, len(entries), partition, exc, delay)
+                await self._sleep(delay)
+        store = self.table.data
+        tp = TP(topic, partition)
+        if partition in store._dbs and last > (store.persisted_offset(tp) or -1):
+            store.set_persisted_offset(tp, last)  # unless revoked meanwhile
+
+    async def _send_once(self, topic: str, partition: int, entries: list[Entry]) -> int:
+        """Send the records as few record batches as fit; the last offset written."""
+        assert self._producer is not None
+        producer = await self._producer()
+        futures = []
+        start = 0
+        while start < len(entries):
+            batch = producer.create_batch()
+            end = start
+            while end < len(entries) and batch.append(
+                    key=entries[end][0], value=entries[end][1], timestamp=None) is not None:
+                end += 1
+            if end == start:
+                raise ValueError(f"{topic}: entry {entries[start][0]!r} does not fit a record "
+                                 "batch")
+            batch.close()  # complete: sent now instead of lingering
+            futures.append((await producer.send_batch(batch, topic, partition=partition),
+                            end - start))
+            start = end
+        last = -1
+        for fut, count in futures:
+            last = max(last, (await fut).offset + count - 1)
+        return last
+
+
+async def wait_all(futures: Iterable[asyncio.Future]) -> None:
+    """Wait for every changelog send of a batch; the first failure is raised once all ended."""
+    futures = list(futures)
+    if futures:
+        await asyncio.wait(futures)
+        for fut in futures:
+            fut.result()
