@@ -213,6 +213,7 @@ class Worker:
     web_port: int = 0
     started_at: float = 0.0
     log_path: Path | None = None
+    src: Path | None = None  # another checkout's streamproc and bench (A/B), else this one
 
     def start(self) -> Worker:
         if self.data_dir is None:
@@ -222,10 +223,12 @@ class Worker:
         self.log_path = self.root / f"{self.name}-{int(time.time() * 1000)}.log"
         env = worker_env(self.bootstrap, self.prefix, self.app_id, self.data_dir, self.web_port,
                          f"{self.app_id}-{self.name}", self.delivery, self.extra_env)
+        if self.src is not None:
+            env["PYTHONPATH"] = str(self.src)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], env=env,
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-                                     cwd=str(ROOT), start_new_session=True)
+                                     cwd=str(self.src or ROOT), start_new_session=True)
         _LIVE_WORKERS.append(self)
         return self
 

@@ -8,6 +8,11 @@ latency.
 
     python -m bench.routing [--events N] [--rate R --seconds S] [--no-steady] [--no-bare]
                             [--bare-modes batch,send] [--faust-modes empty,route] [--profile F]
+                            [--baseline DIR]
+
+--baseline DIR: first the same burst with the worker of another checkout (for example
+`git worktree add /tmp/base <commit>`), on the same broker and the same generated records, in
+topics of its own: an A/B of the worker itself ("baseline" in the result).
 
 Throughput = inputs / (first internal record appended -> last sink record appended), from
 broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
@@ -23,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -226,7 +232,7 @@ def worker_counts(w: Worker) -> dict[str, Any]:
 
 
 def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: list[str],
-          timeout: float, profile: str | None) -> dict[str, Any]:
+          timeout: float, profile: str | None, src: Any = None) -> dict[str, Any]:
     prefix = new_prefix("r")
     topo = create_topics(bootstrap, prefix)
     log(f"generating {n} mixed events ...")
@@ -236,7 +242,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     rate = produce(bootstrap, topo, raws)
     log(f"pre-produced {n} records to the raw topics ({rate:.0f}/s)")
     extra = {"BENCH_PROFILE": profile} if profile else {}
-    w = Worker(bootstrap, prefix, f"{prefix}app", root=wd, extra_env=extra).start()
+    w = Worker(bootstrap, prefix, f"{prefix}app", root=wd, extra_env=extra, src=src).start()
     with CpuSampler([w]) as cpu:
         ready_s = w.wait_ready()
         log(f"worker ready after {ready_s:.1f}s; routing ...")
@@ -343,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="minimal faust references to run (bench/faust_floor.py); '' for none")
     ap.add_argument("--profile", help="write the worker's cProfile stats to this file")
     ap.add_argument("--name", default="routing")
+    ap.add_argument("--baseline", help="another checkout whose worker runs the same burst first")
     args = ap.parse_args(argv)
     timeout = max(180.0, args.events / 400)
     doc: dict[str, Any] = {"sizes": {"events": args.events, "steady_rate": args.rate,
@@ -350,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
                                      "steady_warmup_seconds": args.warmup}}
     t = time.monotonic()
     with Broker() as broker, Workdir("routing") as wd:
+        if args.baseline:
+            log(f"baseline worker from {args.baseline} ...")
+            doc["baseline"] = burst(broker.bootstrap, wd, args.events, [], [], timeout, None,
+                                    src=Path(args.baseline).resolve())
         doc["burst"] = burst(broker.bootstrap, wd, args.events,
                              [] if args.no_bare else args.bare_modes.split(","),
                              [m for m in args.faust_modes.split(",") if m and not args.no_bare],
@@ -357,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_steady:
             doc["steady"] = steady(broker.bootstrap, wd, args.rate, args.seconds,
                                    timeout=max(120.0, args.seconds * 4), warmup_s=args.warmup)
+    if "baseline" in doc:
+        a, b = doc["baseline"], doc["burst"]
+        log(f"A/B: baseline {a['events_per_s']} events/s, {a['worker_cpu_s_per_1k_inputs']} "
+            f"cpu-s per 1k; this {b['events_per_s']} events/s, "
+            f"{b['worker_cpu_s_per_1k_inputs']} cpu-s per 1k")
     doc["took_s"] = round(time.monotonic() - t, 1)
     write_result(args.name, doc)
     return 0

@@ -103,7 +103,7 @@ def parse_input(source: str, m: Any) -> tuple[list[Any], list[EventError]]:
 def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None = None,
                    ) -> list[Out]:
     topo, metrics = rt.topology, rt.metrics
-    ctx = batch or BatchContext(rt)
+    ctx = batch or BatchContext(rt, direct=False)
     events, errors = parse_input(source, m)
     out: list[Out] = []
     target = topo.internal["by_user" if source == "segment" else "by_contact"].name
@@ -145,13 +145,15 @@ class BatchContext:
     - metric counts, added up per batch and applied once per label set (a prometheus label
       lookup costs microseconds, paid several times per event otherwise).
 
-    Called without a batch (tests, tools), the state functions make a context and flush it at
-    once, which writes through like a plain table access."""
+    Called without a batch (tests, tools), the state functions make a context that writes
+    through faust's table API and flush it at once, like a plain table access (no changelog
+    send is left un-awaited: only an agent batch, which awaits them, writes directly)."""
 
-    __slots__ = ("rt", "values", "writers", "counts", "event")
+    __slots__ = ("rt", "values", "writers", "counts", "event", "direct")
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, direct: bool = True) -> None:
         self.rt = rt
+        self.direct = direct  # batched writes the agent awaits; else faust's table API
         self.values: dict[tuple[str, str], bytes | None] = {}
         self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
         self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
@@ -164,7 +166,7 @@ class BatchContext:
         except KeyError:
             pass
         ev = self.event
-        writer = _writers(self.rt).get(table)
+        writer = _writers(self.rt).get(table) if self.direct else None
         if ev is not None and writer is not None and writer.direct():
             raw = writer.db(ev.message.partition).get(key.encode())
         else:
@@ -189,7 +191,7 @@ class BatchContext:
         changelog records as one record batch per table partition (TableWriter); returns the
         sends, which the batch awaits (runtime.wait_all) before it is done. Through the table
         API when the store is not faust's RocksDB store (unit tests' memory tables)."""
-        writers = _writers(self.rt)
+        writers = _writers(self.rt) if self.direct else _NO_WRITERS
         groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), event in self.writers.items():
             value = self.values[(table, key)]
@@ -260,7 +262,7 @@ def _routed(rt: Runtime, ctx: BatchContext, res: Any) -> list[Out]:
 
 def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                  batch: BatchContext | None = None) -> list[Out]:
-    ctx = batch or BatchContext(rt)
+    ctx = batch or BatchContext(rt, direct=False)
     key, msg, user, dead = _state_input(rt, ctx, m, "users", KnownUser)
     if dead is not None:
         return [dead]
@@ -286,7 +288,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
 
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                     batch: BatchContext | None = None) -> list[Out]:
-    ctx = batch or BatchContext(rt)
+    ctx = batch or BatchContext(rt, direct=False)
     key, msg, contact, dead = _state_input(rt, ctx, m, "contacts", Contact)
     if dead is not None:
         return [dead]

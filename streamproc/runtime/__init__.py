@@ -1,14 +1,12 @@
-"""streamproc's runtime: the one package that extends faust-streaming, mode and aiokafka, and
-the only one that touches their internals (tests/unit/test_layering.py fails on a private
-name of theirs anywhere else). It plugs in through faust's transport registry (the broker
-URL scheme `streamproc://` selects runtime.consumer.Transport and its Consumer) and is
-written for the exact versions in runtime/versions.py, which check() enforces at start.
+"""streamproc's runtime: the one package that extends faust-streaming, mode and aiokafka and
+touches their internals (tests/unit/test_layering.py). It plugs in through faust's transport
+registry (broker URL scheme `streamproc://`) and runs only on the versions check() accepts.
 
-The offset invariant (README "Offsets"): every assigned input partition has a checkpoint,
-the offset below which every record was processed, with its outputs and changelog records
-acknowledged by the broker, or holds no record. It moves forward only when an agent batch
-completes, over records handed over since the partition was last sought (or, with none in
-flight, to the fetch position). Commits send the checkpoint; a failed batch seeks back to it.
+The offset invariant (README "Offsets"): each assigned input partition has a checkpoint, the
+offset below which every record was processed (outputs and changelog records acknowledged)
+or holds no record. Only a completed batch moves it, over records handed over since the last
+seek, or, with none in flight, to the fetch position. Commits send it; a failed batch seeks
+back to it.
 """
 
 from streamproc.runtime.consumer import SCHEME, Consumer, started_consumer

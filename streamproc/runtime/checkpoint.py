@@ -1,23 +1,15 @@
 """The worker's checkpoint: per assigned partition, the offset below which every record was
 processed (its outputs and changelog records acknowledged by the broker) or holds no record.
+As in Kafka Streams' task commit and quixstreams' Checkpoint, state and outputs are flushed
+before offsets move: an agent batch awaits its sends before it reports itself done.
 
-Kafka Streams commits a task's offsets only after flushing its state stores and its producer;
-quixstreams' Checkpoint does the same per processed offset. Here an agent batch has already
-waited for its outputs and changelog records when it reports itself done, so moving the
-checkpoint is all that is left, and commits read nothing else.
-
-Per partition:
-- `epoch`: bumped on every seek (assignment, rewind). Records carry the epoch they were handed
-  in; a report of another epoch changes nothing, so no record fetched before a seek can move
-  the checkpoint after it.
-- `inflight`: records handed over in this epoch and not done yet.
-- `fetched`: the consumer's fetch position after the last fetch of this epoch: every offset
-  below it was handed over or holds no record (aiokafka moves past transaction markers,
-  aborted and compacted records without returning them).
-
-Since one agent takes a partition's records in the order they were fetched, a done record
-at offset o means every record of the epoch before o is done: `next` becomes o + 1. With
-nothing in flight, `next` becomes `fetched`. Both only move it forward.
+Per partition: `epoch`, bumped on every seek (records carry the epoch they were handed in; a
+report of another epoch changes nothing); `inflight`, records handed in this epoch and not
+done; `fetched`, the fetch position after the last fetch of this epoch (every offset below it
+was handed over or holds no record: aiokafka passes transaction markers, aborted and compacted
+records without returning them). One agent takes a partition's records in fetch order, so a
+done record at offset o means every record of the epoch before it is done: `next` becomes
+o + 1, and with nothing in flight, `fetched`. It only moves forward.
 """
 
 from __future__ import annotations

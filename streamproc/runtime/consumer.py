@@ -1,21 +1,19 @@
-"""The worker's Consumer, plugged into faust through its transport registry (broker URL
-scheme `streamproc://`): faust's aiokafka Consumer with the fetch loop, the seeks and the
-commits of streamproc's checkpoint (runtime/checkpoint.py).
+"""The worker's Consumer, chosen through faust's transport registry (broker URL scheme
+`streamproc://`): faust's aiokafka Consumer with the fetch loop, seeks and commits of the
+checkpoint (runtime/checkpoint.py).
 
-- The fetch loop hands the records of the agents' topics to their feeds as chunks tagged with
-  the partition's checkpoint epoch, and tells the checkpoint the fetch position; other records
-  (table changelogs) go to faust's callback, as faust's own loop hands them over.
-- Commits (faust's commit timer, shutdown, and the revoke below) send the checkpoint, never
-  faust's per-record ack bookkeeping, which streamproc no longer feeds.
-- Assignment: after faust's seek to the committed offsets, a partition never committed is
-  sought to its earliest offset, and the checkpoint starts every partition where it was sought.
-- Revoke: the revoked partitions' checkpoint is committed before they go.
-- A failed batch (runtime/feeds.Batch) pauses its partitions; the fetch loop seeks them back to
-  their checkpoint and resumes them after a backoff.
-- Changelog records fetched by recovery are no longer thrown away each time faust resumes the
-  flow (it resumes it several times per rebalance, after recovery's seeks: records fetched in
-  between were cleared and recovery waited for them for ever). The queue is emptied when a
-  rebalance starts instead, before recovery seeks again.
+- The fetch loop hands the agents' topics' records to their feeds as chunks tagged with the
+  partition's epoch and tells the checkpoint the fetch position; any record of theirs it does
+  not hand over (fetched around a seek or a rebalance) makes it seek the partition back.
+  Other records (table changelogs) go to faust's callback as faust's own loop hands them.
+- Commits (faust's timer, shutdown, a revoke) send the checkpoint, never faust's acks.
+- Assignment: the checkpoint starts each partition at its committed offset, or its earliest
+  offset when the group never committed one, and the partition is sought there.
+- A failed batch pauses its partitions; the loop seeks them back and resumes them after a
+  backoff.
+- Recovery's changelog queue is emptied when a rebalance starts, not each time faust resumes
+  the flow (records fetched after recovery's seek were thrown away: a recovery that waited
+  for them for ever, tests/unit/test_runtime_consumer.py).
 """
 
 from __future__ import annotations
@@ -57,13 +55,10 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
                                                max_records=max_records)
         assignment = consumer._subscription.subscription.assignment
-        positions = {}
-        if assignment is not None and active_partitions:
-            for tp in active_partitions:
-                state = assignment.state_value(tp)
-                if state is not None and state.has_valid_position:
-                    positions[tp] = state.position
-        self.positions = positions
+        if assignment is not None:
+            states = [(tp, assignment.state_value(tp)) for tp in active_partitions or ()]
+            self.positions = {tp: st.position for tp, st in states
+                              if st is not None and st.has_valid_position}
         return records
 
 
@@ -85,8 +80,6 @@ class Consumer(driver.Consumer):
     def committed_offset(self, tp: Any) -> Optional[int]:
         """The partition's last committed offset known to this worker (next to read)."""
         return self._committed_offset.get(tp)
-
-    # ------------------------------------------------------------------ commits
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True,
                            ) -> bool:
@@ -111,8 +104,6 @@ class Consumer(driver.Consumer):
             self._resume_at.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
-    # ------------------------------------------------------------------ seeks
-
     async def perform_seek(self) -> None:
         """faust's seek to the committed offsets; then the checkpoint starts every assigned
         partition of the agents' topics at its committed offset, or at its earliest offset
@@ -135,20 +126,25 @@ class Consumer(driver.Consumer):
             self.pause_partitions([tp])
             self._resume_at[tp] = monotonic() + backoff
 
-    async def _apply_rewinds(self) -> None:
-        rewinds = self.checkpoint.rewinds
-        if rewinds:
-            offsets = dict(rewinds)
-            rewinds.clear()
-            await self.seek_wait(offsets)
-        now = monotonic()
-        due = [tp for tp, at in self._resume_at.items() if at <= now and tp not in rewinds]
+    async def _apply_rewinds(self) -> bool:
+        """Seek the partitions sought back; resume those whose backoff passed. False when a
+        seek failed (a rebalance revoked the partition, or the broker): nothing may be
+        fetched before it is sought again."""
+        offsets = dict(self.checkpoint.rewinds)
+        self.checkpoint.rewinds.clear()
+        try:
+            if offsets:
+                await self.seek_wait(offsets)
+        except Exception as exc:  # noqa: BLE001 - tried again before the next fetch
+            log.info("seeking %s back failed (%r); trying again", offsets, exc)
+            for tp in offsets:
+                self.checkpoint.reseek(tp)  # nothing when it was revoked
+            return False
+        due = [tp for tp, at in self._resume_at.items() if at <= monotonic()]
         for tp in due:
             del self._resume_at[tp]
-        if due:
-            self.resume_partitions(due)
-
-    # ------------------------------------------------------------------ the fetch loop
+        self.resume_partitions(due)
+        return True
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
         self._fetch_epochs = self.checkpoint.epochs()  # as the fetch starts, after any wait
@@ -163,7 +159,9 @@ class Consumer(driver.Consumer):
         suspended: Optional[asyncio.Future] = None
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
-                await self._apply_rewinds()
+                if not await self._apply_rewinds():
+                    await self.sleep(0.5)
+                    continue
                 self._fetch_epochs = {}
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records, _ = await self._wait_next_records(1.0)
@@ -217,29 +215,22 @@ class Consumer(driver.Consumer):
 
 
 async def _hand_to_feeds(held: dict[Feed, list[Chunk]], suspend_flow: Any) -> bool:
-    """Append each feed's chunks: at once where it has room, else once its agent has taken it
-    below its limit (the fetch loop waits: back pressure). False when a rebalance started
-    during a wait: the chunks not appended were not handed over."""
-    full = []
-    for feed, chunks in held.items():
-        if feed.full():
-            full.append((feed, chunks))
-        else:
-            for chunk in chunks:
-                feed.append(chunk)
-            chunks.clear()  # handed over
-    if not full:
-        return True
-    waiter = asyncio.ensure_future(suspend_flow.wait())
+    """Append each feed's chunks, those with room first; a full feed's once its agent took it
+    below its limit (back pressure: the loop waits). False when a rebalance started during a
+    wait: the chunks left in `held` were not handed over."""
+    waiter: Optional[asyncio.Future] = None
     try:
-        for feed, chunks in full:
-            if not await feed.room(waiter):
-                return False
+        for feed, chunks in sorted(held.items(), key=lambda item: item[0].full()):
+            if feed.full():
+                waiter = waiter or asyncio.ensure_future(suspend_flow.wait())
+                if not await feed.room(waiter):
+                    return False
             for chunk in chunks:
                 feed.append(chunk)
             chunks.clear()
     finally:
-        waiter.cancel()
+        if waiter is not None:
+            waiter.cancel()
     return True
 
 

@@ -1,17 +1,12 @@
 """Feeds: the fetch loop hands each agent its topic's records a fetched batch at a time.
 
-faust hands every record to a stream on its own (a callback, an Event and a queue put per
-record, then the stream's iterator and a refcounted ack), several times a bare aiokafka loop's
-CPU per record (bench/routing.py). For the topics streamproc's agents read, the fetch loop
-(runtime/consumer.py) appends each partition's fetched records to the topic's Feed as one
-chunk tagged with the partition's checkpoint epoch; the agent takes a Batch of up to `max_`
-records and reports it done or failed to the checkpoint. faust still owns the group, the
-assignment, fetching, the tables, their recovery and standbys.
-
-Back pressure: a feed holding `max_records` or more makes the fetch loop wait for room before
-it fetches again (the other feeds' records of the same fetch are appended first). 16384
-covers the time a fetch takes while an agent drains its feed (with faust's 4096 the agents
-ran dry between fetches: bench/routing.py, bench/delivery.py).
+faust hands every record to a stream on its own (a callback, an Event, a queue put, the
+stream's iterator and a refcounted ack per record): several times a bare aiokafka loop's CPU
+per record (bench/routing.py). For the agents' topics the fetch loop appends each partition's
+records to the topic's Feed as one chunk tagged with its checkpoint epoch; the agent takes a
+Batch and reports it done or failed to the checkpoint. A feed holding `max_records` makes the
+fetch loop wait for room (the other feeds' records are appended first); 16384 covers a fetch
+while an agent drains its feed (with 4096 agents ran dry: bench/routing.py, bench/delivery.py).
 """
 
 from __future__ import annotations
@@ -48,9 +43,7 @@ class Feed:
     """The fetched records of one topic on their way to its agent, in fetch order."""
 
     def __init__(self, topic: str, max_records: int = DEFAULT_MAX_RECORDS) -> None:
-        if max_records < 1:
-            raise ValueError("max_records must be at least 1")
-        self.topic, self.max_records = topic, max_records
+        self.topic, self.max_records = topic, max(1, max_records)
         self._chunks: deque[Chunk] = deque()
         self._size = 0
         self._data: Optional[asyncio.Future] = None  # the agent waits for records
@@ -82,18 +75,16 @@ class Feed:
     def pop(self, max_: int) -> list[Chunk]:
         """Chunks holding up to `max_` records from the head of the feed (none waits)."""
         out: list[Chunk] = []
-        n = 0
-        chunks = self._chunks
+        n, chunks = 0, self._chunks
         while chunks and n < max_:
-            chunk = chunks[0]
-            room = max_ - n
-            if len(chunk.messages) <= room:
-                out.append(chunks.popleft())
-                n += len(chunk.messages)
-            else:
-                out.append(chunk._replace(messages=chunk.messages[:room]))
+            chunk, room = chunks[0], max_ - n
+            if len(chunk.messages) > room:  # split: the rest stays at the head
                 chunks[0] = chunk._replace(messages=chunk.messages[room:])
-                n = max_
+                chunk = chunk._replace(messages=chunk.messages[:room])
+            else:
+                chunks.popleft()
+            out.append(chunk)
+            n += len(chunk.messages)
         if n:
             self._size -= n
             _wake(self._space)
@@ -125,11 +116,7 @@ def feeds_of(app: Any) -> dict[str, Feed]:
 def feed_for(app: Any, topic: str, max_records: int = DEFAULT_MAX_RECORDS) -> Feed:
     """The feed of `topic`, created on first use (before the first fetch). One agent takes
     from it."""
-    registry = feeds_of(app)
-    feed = registry.get(topic)
-    if feed is None:
-        feed = registry[topic] = Feed(topic, max_records)
-    return feed
+    return feeds_of(app).setdefault(topic, Feed(topic, max_records))
 
 
 def round_robin(lists: list[list[Any]]) -> list[Any]:
@@ -174,20 +161,14 @@ async def take(app: Any, feed: Feed, max_: int, within: float) -> AsyncIterator[
     """Batches of up to `max_` records of `feed`: the first record, then what arrives within
     `within` seconds of it. Records handed before their partition was last sought are left
     out: they are fetched again."""
-    if max_ < 1:
-        raise ValueError("max_ must be at least 1")
-    loop = asyncio.get_running_loop()
-    flow = app.flow_control
+    loop, flow = asyncio.get_running_loop(), app.flow_control
     inbound = app.monitor.stream_inbound_time  # faust's livelock check reads it
     while True:
         await feed.wait()
         deadline = loop.time() + within
         chunks = feed.pop(max_)
         n = sum(len(c.messages) for c in chunks)
-        while n < max_:
-            left = deadline - loop.time()
-            if left <= 0 or not await feed.wait(left):
-                break
+        while n < max_ and (left := deadline - loop.time()) > 0 and await feed.wait(left):
             more = feed.pop(max_ - n)
             chunks += more
             n += sum(len(c.messages) for c in more)

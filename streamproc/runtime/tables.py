@@ -1,17 +1,11 @@
 """Batch writes into faust's RocksDB tables, and the few views of a table streamproc needs.
 
-A faust table write (`table[key] = value`) costs a current-event lookup, a store write and one
-changelog record through faust's producer buffer (a task and a future per record), more CPU
-than the routing (bench/routing.py under cProfile); and faust's buffer flush gives up after
-0.1 s, so an offset could be committed before the changelog record of its state change.
-
-TableWriter writes what faust would write, a batch at a time: into the partition's RocksDB
-store (one write batch), then as changelog records with the same key and value bytes to the
-same changelog partition, as Kafka record batches through the worker's idempotent acks=all
-producer. `write()` returns the send as a future; the agent awaits every future of its batch
-before the batch is done, so a failed send fails the batch (its partitions are read again from
-their checkpoint). The last changelog offset is then recorded as the store's persisted offset,
-as faust does after its own writes, so recovery and standbys see no difference.
+A faust table write (`table[key] = value`) costs a current-event lookup, a store write and a
+changelog send with a task and a future per record (more CPU than the routing, under
+cProfile), and faust's pre-commit flush gives up after 0.1 s. TableWriter writes the same
+bytes a batch at a time: one RocksDB write batch per partition, then Kafka record batches to
+the same changelog partition through the worker's idempotent acks=all producer, then the
+store's persisted offset, as faust does. `write()` returns the send; the batch awaits it.
 """
 
 from __future__ import annotations
@@ -46,11 +40,6 @@ def partition_dbs(table: Any) -> Optional[dict[int, Any]]:
     return store._dbs if isinstance(store, RocksDBStore) else None
 
 
-def partition_db(table: Any, partition: int) -> Any:
-    """The partition's RocksDB store (faust opens it on first use, as its own writes do)."""
-    return table.data._db_for_partition(partition)
-
-
 def active_dbs(table: Any) -> Optional[list[Any]]:
     """The stores of the table's active partitions; None before it started or when not
     RocksDB."""
@@ -65,15 +54,9 @@ def offset_key(table: Any) -> bytes:
 
 def on_changelog_event(table: Any, callback: Callable[[Any], Awaitable[None]]) -> None:
     """Call `callback` for every changelog record faust applies to `table` (recovery and
-    standby), after any callback already set (faust's Table(on_changelog_event=...))."""
-    previous = table._on_changelog_event
-
-    async def chained(event: Any) -> None:
-        await callback(event)
-        if previous is not None:
-            await previous(event)
-
-    table._on_changelog_event = chained
+    standby): faust's Table(on_changelog_event=...), which streamproc does not pass."""
+    assert table._on_changelog_event is None, f"{table.name}: a changelog callback is set"
+    table._on_changelog_event = callback
 
 
 class TableWriter:
@@ -89,7 +72,8 @@ class TableWriter:
         return self._producer is not None and partition_dbs(self.table) is not None
 
     def db(self, partition: int) -> Any:
-        return partition_db(self.table, partition)
+        """The partition's RocksDB store (faust opens it on first use, as its writes do)."""
+        return self.table.data._db_for_partition(partition)
 
     def get_many(self, partition: int, keys: list[bytes]) -> list[Any]:
         db = self.db(partition)

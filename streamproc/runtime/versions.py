@@ -1,10 +1,6 @@
-"""The exact versions streamproc's runtime was written against, and a start-up check.
-
-streamproc.runtime corrects private internals of faust-streaming, mode-streaming and aiokafka;
-another version of any of them may have moved or changed those internals, so instead of
-misbehaving quietly, ``check()`` refuses to run on anything but the pinned versions. The same
-pins are in pyproject.toml and constraints.txt (tests/unit/test_versions.py keeps them agreed).
-"""
+"""The exact versions streamproc's runtime was written against, and the start-up check: the
+runtime corrects their internals, so any other version is refused rather than trusted. The
+same pins are in pyproject.toml and constraints.txt (tests/unit/test_versions.py)."""
 from __future__ import annotations
 
 import importlib.metadata
