@@ -186,11 +186,11 @@ class BatchContext:
         k = (metric, labels)
         self.counts[k] = self.counts.get(k, 0) + 1
 
-    def flush_tables(self) -> list[asyncio.Future]:
-        """Write the changed keys: straight into each partition's RocksDB store with their
-        changelog records as one record batch per table partition (TableWriter); returns the
-        sends, which the batch awaits (runtime.wait_all) before it is done. Through the table
-        API when the store is not faust's RocksDB store (unit tests' memory tables)."""
+    def flush_tables(self) -> list[runtime.Staged]:
+        """Send the changed keys' changelog records, one record batch per table partition
+        (TableWriter.stage); the batch awaits them with its outputs, then apply() writes each
+        partition's RocksDB store. Through the table API when the store is not faust's
+        RocksDB store (unit tests' memory tables), or without a batch (direct=False)."""
         writers = _writers(self.rt) if self.direct else _NO_WRITERS
         groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), event in self.writers.items():
@@ -204,7 +204,7 @@ class BatchContext:
                 set_current_event(event)
             self.rt.tables[table][key] = value
         self.writers.clear()
-        return [writers[table].write(partition, entries)
+        return [writers[table].stage(partition, entries)
                 for (table, partition), entries in groups.items()]
 
     def flush_counts(self) -> None:
@@ -392,9 +392,11 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
                                     message=f"{type(e).__name__}: {e}",
                                     original=ev.message.value,
                                     source=_source(ev.message))))
-    sends = batch.flush_tables()  # table writes + changelog records, one per changed key
+    staged = batch.flush_tables()  # changelog records of the changed keys, sent now
     await rt.output.send_all(out)
-    await runtime.wait_all(sends)  # the state changes are on the broker before the batch is done
+    await runtime.wait_all(s.sent for s in staged)  # state changes on the broker, then
+    for s in staged:  # into the stores: a batch that failed left them as they were
+        s.apply()
     batch.flush_counts()
 
 

@@ -17,6 +17,8 @@ requests (streamproc_requests_total)            counter    destination, kind, st
 auth_paused (1 = destination paused on 401/403) gauge      destination
 consumer_lag                                    gauge      topic, partition
 table_keys                                      gauge      table
+batch_retries                                   gauge      topic, partition
+faust_stream_records                            gauge      (none)
 changelog_records_read (..._total)              counter    table, role (recovery, standby)
 ingest_requests (..._total)                     counter    endpoint, status
 
@@ -96,6 +98,9 @@ class Metrics:
         self.consumer_lag = gauge("consumer_lag", "Messages behind the end of the partition",
                                   ("topic", "partition"))
         self.table_keys = gauge("table_keys", "Keys in a state table", ("table",))
+        self.batch_retries = gauge(
+            "batch_retries", "Failed agent batches in a row of a partition being read again "
+            "from its checkpoint (0 when its last batch succeeded)", ("topic", "partition"))
         self.faust_stream_records = gauge(
             "faust_stream_records", "Records of topics other than the table changelogs handed "
             "to faust's own streams instead of a feed (0 expected)", ())

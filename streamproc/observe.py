@@ -42,7 +42,7 @@ def count_changelog_reads(rt: Runtime, table: Any) -> None:
     """Count the changelog records faust applies to `table` (changelog_records_read): reads of
     an active partition happen only while it recovers (restart, rebalance, failover), reads
     of a standby partition keep a standby replica warm. Uses faust's on_changelog_event hook
-    (the Table(on_changelog_event=...) argument), chained after any callback already set."""
+    (the Table(on_changelog_event=...) argument, which streamproc does not otherwise pass)."""
     counters = {role: rt.metrics.changelog_records_read.labels(table.name, role)
                 for role in ("recovery", "standby")}
 
@@ -95,8 +95,12 @@ def consumer_lags(rt: Runtime) -> dict[tuple[str, int], int]:
 
 def refresh_lag(rt: Runtime) -> None:
     consumer = _consumer(rt)
+    retries = rt.metrics.batch_retries
+    retries.clear()
     if consumer is not None:
         rt.metrics.faust_stream_records.set(consumer.faust_stream_records)
+        for tp, failures in consumer.checkpoint.failing().items():
+            retries.labels(tp.topic, str(tp.partition)).set(failures)
     lags = consumer_lags(rt)
     gauge = rt.metrics.consumer_lag
     gauge.clear()  # partitions revoked by a rebalance must not keep their last value

@@ -11,11 +11,11 @@ back to it.
 
 from streamproc.runtime.consumer import SCHEME, Consumer, started_consumer
 from streamproc.runtime.feeds import Batch, FeedEvent, feed_for, take
-from streamproc.runtime.tables import (TableWriter, active_dbs, offset_key, on_changelog_event,
+from streamproc.runtime.tables import (Staged, TableWriter, active_dbs, offset_key, on_changelog_event,
                                        partition_dbs, set_current_event, wait_all)
 from streamproc.runtime.versions import UnsupportedVersions
 from streamproc.runtime.versions import check as check_versions
 
-__all__ = ["SCHEME", "Batch", "Consumer", "FeedEvent", "TableWriter", "UnsupportedVersions",
+__all__ = ["SCHEME", "Batch", "Staged", "Consumer", "FeedEvent", "TableWriter", "UnsupportedVersions",
            "active_dbs", "check_versions", "feed_for", "offset_key", "on_changelog_event",
            "partition_dbs", "set_current_event", "started_consumer", "take", "wait_all"]

@@ -43,8 +43,7 @@ class Checkpoint:
         return self._epochs
 
     def assign(self, starts: Mapping[Any, int]) -> None:
-        """Start the partitions at `starts` (the consumer was sought there); every other
-        partition is forgotten."""
+        """Start the partitions at `starts` in new epochs; every other one is forgotten."""
         self._parts = {tp: _Partition(next=offset, epoch=self._bump())
                        for tp, offset in starts.items()}
         self.rewinds.clear()
@@ -55,15 +54,13 @@ class Checkpoint:
             self.rewinds.pop(tp, None)
 
     def epoch(self, tp: Any) -> Optional[int]:
-        p = self._parts.get(tp)
-        return None if p is None else p.epoch
+        return p.epoch if (p := self._parts.get(tp)) else None
 
     def epochs(self) -> dict[Any, int]:
         return {tp: p.epoch for tp, p in self._parts.items()}
 
     def next(self, tp: Any) -> Optional[int]:
-        p = self._parts.get(tp)
-        return None if p is None else p.next
+        return p.next if (p := self._parts.get(tp)) else None
 
     def handed(self, tp: Any, epoch: int, n: int) -> bool:
         """The fetch loop hands `n` records of `tp` fetched in `epoch`; False: stale."""
@@ -77,49 +74,42 @@ class Checkpoint:
         p = self._parts.get(tp)
         if p is not None and p.epoch == epoch:
             p.fetched = position
-            if p.inflight == 0 and position > p.next:
-                p.next = position
+            p.next = max(p.next, position) if p.inflight == 0 else p.next
 
     def done(self, tp: Any, epoch: int, last_offset: int, n: int) -> None:
         """A batch completed `n` records of `tp` handed in `epoch`, the last at `last_offset`."""
         p = self._parts.get(tp)
         if p is None or p.epoch != epoch:
             return
-        p.failures = 0
-        p.inflight = max(0, p.inflight - n)
-        if last_offset + 1 > p.next:
-            p.next = last_offset + 1
-        if p.inflight == 0 and p.fetched is not None and p.fetched > p.next:
-            p.next = p.fetched
+        p.failures, p.inflight = 0, max(0, p.inflight - n)
+        idle_to = p.fetched if p.inflight == 0 and p.fetched is not None else 0
+        p.next = max(p.next, last_offset + 1, idle_to)
 
     def rewind(self, tp: Any, epoch: int) -> Optional[float]:
-        """A batch with records of `tp` handed in `epoch` failed: the partition goes back to
-        its checkpoint (a new epoch: nothing handed before counts), to be fetched again after
-        the returned backoff in seconds. None when the epoch was already over."""
+        """A batch with records of `tp` handed in `epoch` failed: back to the checkpoint in a
+        new epoch, fetched again after the returned backoff (s); None: the epoch was over."""
         p = self._parts.get(tp)
         if p is None or p.epoch != epoch:
             return None
-        p.epoch, p.inflight, p.fetched = self._bump(), 0, None
+        self.reseek(tp)
         p.failures += 1
-        self.rewinds[tp] = p.next
         return min(MAX_BACKOFF_S, 0.5 * 2 ** (p.failures - 1))
 
     def reseek(self, tp: Any) -> None:
-        """Records of `tp` were fetched and not handed over (fetched around a seek or a
-        rebalance): it is sought back to its checkpoint before the next fetch (a new epoch)."""
+        """Seek `tp` back to its checkpoint before the next fetch, in a new epoch."""
         p = self._parts.get(tp)
         if p is not None:
             p.epoch, p.inflight, p.fetched = self._bump(), 0, None
             self.rewinds[tp] = p.next
 
+    def failing(self) -> dict[Any, int]:
+        """{tp: failed batches in a row} of the partitions being retried."""
+        return {tp: p.failures for tp, p in self._parts.items() if p.failures}
+
     def committable(self, committed: Mapping[Any, Optional[int]],
                     tps: Optional[Iterable[Any]] = None) -> dict[Any, int]:
         """{tp: next} for the partitions whose checkpoint is past their committed offset."""
         parts = self._parts
-        chosen = parts if tps is None else [tp for tp in tps if tp in parts]
-        out = {}
-        for tp in chosen:
-            offset, done = parts[tp].next, committed.get(tp)
-            if done is None or offset > done:
-                out[tp] = offset
-        return out
+        chosen = parts if tps is None else [tp for tp in parts if tp in tps or tp.topic in tps]
+        return {tp: parts[tp].next for tp in chosen
+                if committed.get(tp) is None or parts[tp].next > committed[tp]}

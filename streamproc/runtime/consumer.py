@@ -19,6 +19,7 @@ checkpoint (runtime/checkpoint.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from time import monotonic
 from typing import Any, Optional
@@ -33,7 +34,6 @@ from streamproc.runtime.feeds import Chunk, Feed, feeds_of
 log = logging.getLogger(__name__)
 
 SCHEME = "streamproc"
-REVOKE_COMMIT_TIMEOUT_S = 10.0
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -54,7 +54,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         self.positions = {}  # none unless this fetch ran
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
                                                max_records=max_records)
-        assignment = consumer._subscription.subscription.assignment
+        subscription = consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
         if assignment is not None:
             states = [(tp, assignment.state_value(tp)) for tp in active_partitions or ()]
             self.positions = {tp: st.position for tp, st in states
@@ -83,26 +84,32 @@ class Consumer(driver.Consumer):
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True,
                            ) -> bool:
-        offsets = self.checkpoint.committable(self._committed_offset, topics)
+        committed = self._committed_offset
+        offsets = self.checkpoint.committable(committed, topics)
         if not offsets:
             return False
-        return await self._commit_offsets(offsets, start_new_transaction)
+        before = {tp: committed.get(tp) for tp in offsets}
+        done = await self._commit_offsets(offsets, start_new_transaction)
+        if not done:  # faust records the offsets even when the commit failed: send again
+            committed.update(before)
+        return done
+
+    async def _commit_revoked(self, revoked: Any) -> None:
+        while self._commit_fut is not None:  # one commit at a time, then ours
+            await self.maybe_wait_for_commit_to_finish()
+        await self.commit(revoked)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.app.tables.changelog_queue.clear()  # see the module docstring
-        offsets = self.checkpoint.committable(self._committed_offset, revoked)
-        if offsets:
-            try:
-                await self.maybe_wait_for_commit_to_finish()  # one commit at a time
-                await asyncio.wait_for(self._commit_offsets(offsets),
-                                       REVOKE_COMMIT_TIMEOUT_S)
-            except Exception as exc:  # noqa: BLE001 - the next owner reads them again
-                log.warning("committing the revoked partitions' checkpoint failed (%r): "
-                            "their records after the last commit are processed again", exc)
+        try:
+            await asyncio.wait_for(self._commit_revoked(revoked), 10.0)
+        except Exception as exc:  # noqa: BLE001 - the next owner reads them again
+            log.warning("committing the revoked partitions' checkpoint failed (%r): their "
+                        "records after the last commit are processed again", exc)
         self.checkpoint.revoke(revoked)
         for tp in revoked:
             self._resume_at.pop(tp, None)
-        await super().on_partitions_revoked(revoked)
+        await super().on_partitions_revoked(revoked)  # faust stops the flow
+        self.app.tables.changelog_queue.clear()  # see the module docstring
 
     async def perform_seek(self) -> None:
         """faust's seek to the committed offsets; then the checkpoint starts every assigned
@@ -148,7 +155,8 @@ class Consumer(driver.Consumer):
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
         self._fetch_epochs = self.checkpoint.epochs()  # as the fetch starts, after any wait
-        return await super()._getmany(active_partitions, timeout)
+        # a copy: the consumer's thread iterates it while agents pause partitions
+        return await super()._getmany(frozenset(active_partitions), timeout)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - see tests
         checkpoint, callback = self.checkpoint, self.callback
@@ -202,10 +210,7 @@ class Consumer(driver.Consumer):
                         for chunk in chunks:
                             checkpoint.reseek(chunk.tp)
                 self.diag.unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if not self.transport.app.should_stop:
-                raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, *self.consumer_stopped_errors):
             if not self.transport.app.should_stop:
                 raise
         finally:
@@ -241,26 +246,21 @@ async def hand_over(coro: Any, suspended: asyncio.Future) -> bool:
     abandoned because the flow was suspended (CancelledError is thrown into `coro`)."""
     waiting_on: Any = None
     try:
-        waiting_on = coro.send(None)
         while True:
+            waiting_on = coro.send(None)
             if waiting_on is None:  # a bare yield
                 await asyncio.sleep(0)
-            elif not waiting_on.done():
-                waiting_on._asyncio_future_blocking = False
+                continue
+            waiting_on._asyncio_future_blocking = False
+            if not waiting_on.done():
                 await asyncio.wait((waiting_on, suspended), return_when=asyncio.FIRST_COMPLETED)
-                if not waiting_on.done():
+                if not waiting_on.done():  # the flow was suspended first
                     waiting_on.cancel()
                     waiting_on = None
-                    try:
+                    with contextlib.suppress(asyncio.CancelledError, StopIteration):
                         coro.throw(asyncio.CancelledError())
-                    except (asyncio.CancelledError, StopIteration):
-                        pass
-                    else:
-                        coro.close()
+                    coro.close()
                     return False
-            else:
-                waiting_on._asyncio_future_blocking = False
-            waiting_on = coro.send(None)
     except StopIteration:
         return True
     except BaseException:

@@ -30,8 +30,7 @@ class Chunk(NamedTuple):
 
 
 class FeedEvent:
-    """What an agent batch holds per record: the faust Message (`.message`), like a faust
-    Event (tables read the current event's `.message` partition)."""
+    """An agent batch's record: the faust Message as `.message`, like a faust Event."""
 
     __slots__ = ("message", "__weakref__")
 
@@ -62,8 +61,7 @@ class Feed:
             _wake(self._data)
 
     async def room(self, suspended: asyncio.Future) -> bool:
-        """Wait until the feed holds fewer than `max_records` (True), or until `suspended`
-        completes first (False: a rebalance is on)."""
+        """Wait for room (True), or until `suspended` completes first (False: a rebalance)."""
         while self._size >= self.max_records:
             if self._space is None or self._space.done():
                 self._space = asyncio.get_running_loop().create_future()
@@ -120,10 +118,8 @@ def feed_for(app: Any, topic: str, max_records: int = DEFAULT_MAX_RECORDS) -> Fe
 
 
 def round_robin(lists: list[list[Any]]) -> list[Any]:
-    """Several partitions' records interleaved one at a time, each partition's order kept (as
-    faust's getmany hands a fetch over): a batch spans the partitions, so a destination that
-    keeps each key's requests in order has more keys in flight (bench/delivery.py, Mailjet:
-    a fifth fewer records/s without it)."""
+    """Partitions' records interleaved, each one's order kept: more keys in flight per batch
+    (bench/delivery.py, Mailjet: a fifth fewer records/s without it)."""
     if len(lists) == 1:
         return list(lists[0])
     return [m for group in zip_longest(*lists) for m in group if m is not None]
@@ -136,14 +132,14 @@ class Batch:
     backoff, and the error is logged, not raised (a cancellation is raised)."""
 
     def __init__(self, consumer: Any, chunks: list[Chunk]) -> None:
-        self.consumer, self.chunks = consumer, chunks
+        self.consumer, self.chunks, self.ended = consumer, chunks, False
         self.events = [FeedEvent(m) for m in round_robin([c.messages for c in chunks])]
 
     def __enter__(self) -> list[FeedEvent]:
         return self.events
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        checkpoint = self.consumer.checkpoint
+        checkpoint, self.ended = self.consumer.checkpoint, True
         if exc_type is None:
             for c in self.chunks:
                 checkpoint.done(c.tp, c.epoch, c.messages[-1].offset, len(c.messages))
@@ -167,18 +163,23 @@ async def take(app: Any, feed: Feed, max_: int, within: float) -> AsyncIterator[
         await feed.wait()
         deadline = loop.time() + within
         chunks = feed.pop(max_)
-        n = sum(len(c.messages) for c in chunks)
-        while n < max_ and (left := deadline - loop.time()) > 0 and await feed.wait(left):
-            more = feed.pop(max_ - n)
-            chunks += more
-            n += sum(len(c.messages) for c in more)
-        if not flow.is_active():
-            await flow.acquire()  # a rebalance is on: its seeks decide what is stale
-        consumer = app.consumer
-        epoch = consumer.checkpoint.epoch
-        chunks = [c for c in chunks if epoch(c.tp) == c.epoch]
-        if chunks:
-            now = monotonic()
-            for c in chunks:
-                inbound[c.tp] = now
-            yield Batch(consumer, chunks)
+        try:  # popped records not ended in a batch (the agent stopped) are read again
+            n = sum(len(c.messages) for c in chunks)
+            while n < max_ and (left := deadline - loop.time()) > 0 and await feed.wait(left):
+                more = feed.pop(max_ - n)
+                chunks += more
+                n += sum(len(c.messages) for c in more)
+            if not flow.is_active():
+                await flow.acquire()  # a rebalance is on: its seeks decide what is stale
+            checkpoint = app.consumer.checkpoint
+            chunks = [c for c in chunks if checkpoint.epoch(c.tp) == c.epoch]
+            if chunks:
+                now = monotonic()
+                for c in chunks:
+                    inbound[c.tp] = now
+                batch = Batch(app.consumer, chunks)
+                yield batch
+                chunks = [] if batch.ended else chunks
+        finally:
+            for tp in {c.tp for c in chunks}:
+                app.consumer.checkpoint.reseek(tp)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Optional
 
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
@@ -28,21 +28,18 @@ Entry = tuple[bytes, "bytes | None"]  # (key, value); None is a tombstone
 
 
 def set_current_event(event: Any) -> None:
-    """Point faust's table API (reads and writes go to the current event's partition) at
-    `event`: a batch spans partitions."""
+    """Point faust's table API (it uses the current event's partition) at `event`."""
     _current_event.set(weakref.ref(event))
 
 
 def partition_dbs(table: Any) -> Optional[dict[int, Any]]:
-    """The table's open RocksDB partition stores, or None when its store is not faust's
-    partitioned RocksDB store (a memory store in unit tests)."""
+    """The table's open RocksDB partition stores; None when it is not a RocksDB store."""
     store = table.data
     return store._dbs if isinstance(store, RocksDBStore) else None
 
 
 def active_dbs(table: Any) -> Optional[list[Any]]:
-    """The stores of the table's active partitions; None before it started or when not
-    RocksDB."""
+    """The stores of its active partitions; None before it started or when not RocksDB."""
     store = table._data
     return list(store._dbs_for_actives()) if isinstance(store, RocksDBStore) else None
 
@@ -55,7 +52,8 @@ def offset_key(table: Any) -> bytes:
 def on_changelog_event(table: Any, callback: Callable[[Any], Awaitable[None]]) -> None:
     """Call `callback` for every changelog record faust applies to `table` (recovery and
     standby): faust's Table(on_changelog_event=...), which streamproc does not pass."""
-    assert table._on_changelog_event is None, f"{table.name}: a changelog callback is set"
+    if table._on_changelog_event is not None:
+        raise RuntimeError(f"{table.name}: a changelog callback is already set")
     table._on_changelog_event = callback
 
 
@@ -90,11 +88,29 @@ class TableWriter:
         self.db(partition).write(batch)
 
     def write(self, partition: int, entries: list[Entry]) -> asyncio.Future:
-        """put() the entries, and send their changelog records: the future of the send."""
+        """put() the entries now, then send them: the ledger keeps a delivered id even when
+        its batch fails. The future ends once they are on the broker."""
         self.put(partition, entries)
-        return asyncio.ensure_future(self.send(partition, entries))
+        return asyncio.ensure_future(self._send_and_persist(partition, entries))
 
-    async def send(self, partition: int, entries: list[Entry]) -> None:
+    def stage(self, partition: int, entries: list[Entry]) -> Staged:
+        """Send the entries now; Staged.apply() writes the store once the batch's outputs and
+        these records are acknowledged, so a failed batch is read again against the state
+        it started from."""
+        return Staged(self, partition, entries, asyncio.ensure_future(self.send(partition, entries)))
+
+    async def _send_and_persist(self, partition: int, entries: list[Entry]) -> None:
+        self.persist(partition, await self.send(partition, entries))
+
+    def persist(self, partition: int, last: int) -> None:
+        """Record changelog offset `last` as the store's persisted offset, as faust does after
+        its writes, unless the partition was revoked meanwhile or a later one is recorded."""
+        store, tp = self.table.data, TP(self._topic, partition)
+        if partition in store._dbs and last > (store.persisted_offset(tp) or -1):
+            store.set_persisted_offset(tp, last)
+
+    async def send(self, partition: int, entries: list[Entry]) -> int:
+        """Send the entries' changelog records (retried); the last offset written."""
         topic = self._topic = self._topic or self.table.changelog_topic.get_topic_name()
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
@@ -107,20 +123,14 @@ class TableWriter:
                 log.warning("%s: changelog write of %d entries to partition %d failed (%r); "
                             "retrying in %.1fs", topic, len(entries), partition, exc, delay)
                 await self._sleep(delay)
-        store = self.table.data
-        tp = TP(topic, partition)
-        if partition in store._dbs and last > (store.persisted_offset(tp) or -1):
-            store.set_persisted_offset(tp, last)  # unless revoked meanwhile
+        return last
 
     async def _send_once(self, topic: str, partition: int, entries: list[Entry]) -> int:
         """Send the records as few record batches as fit; the last offset written."""
         assert self._producer is not None
-        producer = await self._producer()
-        futures = []
-        start = 0
+        producer, sent, start = await self._producer(), [], 0
         while start < len(entries):
-            batch = producer.create_batch()
-            end = start
+            batch, end = producer.create_batch(), start
             while end < len(entries) and batch.append(
                     key=entries[end][0], value=entries[end][1], timestamp=None) is not None:
                 end += 1
@@ -128,13 +138,20 @@ class TableWriter:
                 raise ValueError(f"{topic}: entry {entries[start][0]!r} does not fit a record "
                                  "batch")
             batch.close()  # complete: sent now instead of lingering
-            futures.append((await producer.send_batch(batch, topic, partition=partition),
-                            end - start))
+            sent.append((await producer.send_batch(batch, topic, partition=partition), end - start))
             start = end
-        last = -1
-        for fut, count in futures:
-            last = max(last, (await fut).offset + count - 1)
-        return last
+        return max([(await fut).offset + count - 1 for fut, count in sent], default=-1)
+
+
+class Staged(NamedTuple):
+    writer: TableWriter
+    partition: int
+    entries: list[Entry]
+    sent: asyncio.Future
+
+    def apply(self) -> None:
+        self.writer.put(self.partition, self.entries)
+        self.writer.persist(self.partition, self.sent.result())
 
 
 async def wait_all(futures: Iterable[asyncio.Future]) -> None:

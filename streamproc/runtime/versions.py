@@ -6,11 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Mapping
 
-PINS: Mapping[str, str] = {
-    "faust-streaming": "0.15.3",
-    "mode-streaming": "0.7.1",
-    "aiokafka": "0.14.0",
-}
+PINS: Mapping[str, str] = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1",
+                           "aiokafka": "0.14.0"}
 
 
 class UnsupportedVersions(RuntimeError):

@@ -11,7 +11,9 @@ import pytest
 from streamproc.runtime.checkpoint import MAX_BACKOFF_S, Checkpoint
 from streamproc.runtime.feeds import Batch, Chunk, Feed, round_robin, take
 
-A, B = ("raw", 0), ("raw", 1)
+from faust.types import TP
+
+A, B = TP("raw", 0), TP("raw", 1)
 
 
 def msg(tp, offset):
@@ -32,6 +34,7 @@ def test_a_failed_batch_rewinds_and_later_reports_of_its_epoch_change_nothing():
     assert cp.committable({A: 0, B: None}) == {A: 2, B: 5}
     assert cp.committable({A: 2, B: 5}) == {}  # only what moved past the committed offset
     assert cp.committable({A: 0}, tps=[B]) == {B: 5}
+    assert cp.committable({}, tps={"raw"}) == {A: 2, B: 5}  # faust passes topic names too
 
 
 def test_backoff_grows_per_failure_in_a_row_and_resets_when_a_batch_succeeds():

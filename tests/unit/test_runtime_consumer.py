@@ -40,3 +40,63 @@ def test_recovery_records_fetched_before_the_flow_resumes_are_kept_until_a_revok
 
     assert asyncio.run(run("kafka://127.0.0.1:1"))[0] == 0  # faust's own consumer: lost
     assert asyncio.run(run(f"{runtime.SCHEME}://127.0.0.1:1")) == (1, 0)
+
+
+def test_a_failed_batch_pauses_seeks_back_and_resumes_after_its_backoff():
+    from faust.types import TP
+
+    async def run():
+        consumer = _app(f"{runtime.SCHEME}://127.0.0.1:1").consumer
+        tp = TP("raw", 0)
+        calls = []
+
+        async def seek_wait(offsets):
+            calls.append(("seek", dict(offsets)))
+
+        consumer.seek_wait = seek_wait
+        consumer.resume_partitions = lambda tps: calls.append(("resume", list(tps)))
+        consumer.pause_partitions = lambda tps: calls.append(("pause", list(tps)))
+        consumer.checkpoint.assign({tp: 5})
+        epoch = consumer.checkpoint.epoch(tp)
+        consumer.checkpoint.handed(tp, epoch, 3)
+        consumer.rewind(tp, epoch)  # the batch of offsets 5..7 failed
+        assert await consumer._apply_rewinds()
+        assert calls == [("pause", [tp]), ("seek", {tp: 5}), ("resume", [])]  # not yet due
+        consumer._resume_at[tp] = 0.0  # the backoff passed
+        calls.clear()
+        assert await consumer._apply_rewinds()
+        assert calls == [("resume", [tp])]
+
+        async def failing_seek(offsets):
+            raise RuntimeError("partition revoked meanwhile")
+
+        consumer.seek_wait = failing_seek
+        consumer.checkpoint.reseek(tp)
+        assert not await consumer._apply_rewinds()  # nothing is fetched before it is sought
+        assert consumer.checkpoint.rewinds == {tp: 5}  # asked again
+
+    asyncio.run(run())
+
+
+def test_a_commit_that_failed_is_sent_again():
+    from faust.types import TP
+
+    async def run():
+        consumer = _app(f"{runtime.SCHEME}://127.0.0.1:1").consumer
+        tp = TP("raw", 0)
+        consumer.checkpoint.assign({tp: 9})
+        consumer._committed_offset[tp] = 4
+        sent = []
+
+        async def commit_offsets(offsets, start_new_transaction=True):
+            sent.append(dict(offsets))
+            consumer._committed_offset.update(offsets)  # as faust does, failed or not
+            return len(sent) > 1  # the first commit fails
+
+        consumer._commit_offsets = commit_offsets
+        assert not await consumer.force_commit()
+        assert consumer._committed_offset[tp] == 4
+        assert await consumer.force_commit()
+        assert sent == [{tp: 9}, {tp: 9}] and not await consumer.force_commit()
+
+    asyncio.run(run())

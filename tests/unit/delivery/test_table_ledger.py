@@ -167,9 +167,10 @@ async def test_without_a_rocksdb_store_the_table_api_is_used_per_partition():
 
 
 # The state tables (known-users, contacts) write through the same TableWriter: an agent
-# batch's changed keys go straight into their partition's store, with one changelog record
-# batch per partition; flush_tables() returns those sends and the agent awaits them with
-# runtime.wait_all() before the batch is done.
+# batch's changed keys go out as one changelog record batch per partition at the batch's end
+# (flush_tables() returns them staged); the agent awaits them with its outputs, and only then
+# applies them to the partitions' stores, so a failed batch is read again against the state
+# it started from.
 
 
 def state_runtime(table) -> SimpleNamespace:
@@ -188,10 +189,13 @@ async def test_a_state_batch_writes_each_partition_store_and_one_changelog_batch
         ctx.get("users", key)
         ctx.set("users", key, value)
     assert stored(store, 0) == {}  # nothing is written before the batch's end
-    sends = ctx.flush_tables()
-    assert len(sends) == 2  # one changelog send per table partition
+    staged = ctx.flush_tables()
+    assert len(staged) == 2  # one changelog send per table partition
+    await runtime.wait_all(s.sent for s in staged)
+    assert stored(store, 0) == {} and stored(store, 1) == {}  # not before apply()
+    for s in staged:
+        s.apply()
     assert stored(store, 0) == {b"c": b"c1", b"a": b"a2"} and stored(store, 1) == {b"b": b"b1"}
-    await runtime.wait_all(sends)
     assert sorted(table.producer.batches) == [(TOPIC, 0, 2), (TOPIC, 1, 1)]
     assert table.producer.log == {0: [(b"c", b"c1"), (b"a", b"a2")], 1: [(b"b", b"b1")]}
     assert [store._dbs[p].get(OFFSET_KEY) for p in range(3)] == [b"1", b"0", None]
@@ -209,9 +213,10 @@ async def test_a_failed_state_changelog_write_fails_the_batch(store):
     ctx = BatchContext(rt)
     ctx.event = event(2)
     ctx.set("users", "a", b"a1")
-    sends = ctx.flush_tables()
+    staged = ctx.flush_tables()
     with pytest.raises(RuntimeError, match="broker said no"):
-        await runtime.wait_all(sends)
+        await runtime.wait_all(s.sent for s in staged)
+    assert stored(store, 2) == {}  # the batch is read again against the state it started from
 
 
 async def test_a_failed_state_batch_ends_only_once_every_send_ended(store):
@@ -225,7 +230,7 @@ async def test_a_failed_state_batch_ends_only_once_every_send_ended(store):
     for partition, key in [(0, "a"), (1, "b")]:
         ctx.event = event(partition)
         ctx.set("users", key, b"v")
-    first, second = sends = ctx.flush_tables()
+    first, second = sends = [s.sent for s in ctx.flush_tables()]
     waiting = asyncio.ensure_future(runtime.wait_all(sends))
     for _ in range(20):
         await asyncio.sleep(0)
