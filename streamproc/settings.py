@@ -377,6 +377,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
                          and k not in _NON_SETTING_VARS)
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]} (see .env.example for the list)")
+    if s.kafka.group_instance_id and s.web_port == 0:
+        raise ConfigError(
+            f"{PREFIX}KAFKA_GROUP_INSTANCE_ID needs a fixed {PREFIX}WEB_PORT (not 0): with static "
+            "membership a restarted worker gets its old assignment back, and faust's assignor "
+            "refuses it unless the worker's address is the same")
     return s
 
 

@@ -41,10 +41,10 @@ def stack(kafka_bootstrap, sandbox):
             d = t.destinations[dest]
             return d.sink.name if kind == "sink" else d.dead_letter.name
 
-        def worker(self, name: str = "w1", data_dir: str | None = None, **env: str,
-                   ) -> WorkerProcess:
+        def worker(self, name: str = "w1", data_dir: str | None = None, web_port: int = 0,
+                   **env: str) -> WorkerProcess:
             w = WorkerProcess(kafka_bootstrap, self.prefix, env_extra={**self.env, **env},
-                              name=name, data_dir=data_dir)
+                              name=name, data_dir=data_dir, web_port=web_port)
             self.workers.append(w)
             return w.start()
 

@@ -295,10 +295,17 @@ def assert_balanced(books: Books) -> None:
 # ------------------------------------------------------------------------------ worker crash
 
 
-def test_kill9_worker_mid_stream_and_restart_same_data_dir(stack):
+@pytest.mark.parametrize("membership", ["dynamic", "static"])
+def test_kill9_worker_mid_stream_and_restart_same_data_dir(stack, membership):
+    """kill -9 mid-stream, then a worker on the same data dir and web address: nothing lost.
+    With static membership (STREAMPROC_KAFKA_GROUP_INSTANCE_ID, the same for both) the
+    restarted worker takes the dead one's place at once; without it the group waits for the
+    dead member's session to expire. Both times are printed (bin/fault-loop collects them)."""
     n = 300
     books = Books("kill9-restart", 2 * n, expected_user_deliveries("k", n))
-    w = stack.worker("w1", **fast_env())
+    member = ({"STREAMPROC_KAFKA_GROUP_INSTANCE_ID": f"{stack.prefix}w1"}
+              if membership == "static" else {})
+    w = stack.worker("w1", **fast_env(**member))
     w.wait_ready()
     prod = PacedProducer(stack.bootstrap, stack.topic("segment"), users_items("k", n),
                          chunk=30, pause=0.3)
@@ -306,11 +313,17 @@ def test_kill9_worker_mid_stream_and_restart_same_data_dir(stack):
     # kill -9 once deliveries are flowing: some delivered, most not yet
     wait_for(lambda: len(received(stack.sandbox)) >= len(books.expected) // 5, timeout=90,
              interval=0.1, what="deliveries flowing")
+    owned = _sources(w)
     at_kill, produced_at_kill = len(set(received(stack.sandbox))), prod.sent
     w.kill()
     assert at_kill < len(books.expected), "kill was not mid-stream"
-    w2 = stack.worker("w1b", data_dir=w.data_dir, **fast_env())  # same RocksDB store
-    w2.wait_ready(timeout=120)
+    started = time.monotonic()
+    w2 = stack.worker("w1b", data_dir=w.data_dir, web_port=w.web_port,  # same RocksDB store
+                      **fast_env(**member))
+    wait_for(lambda: owned <= _sources_when_up(w2), timeout=120, interval=0.2,
+             what="the restarted worker fetching every source partition")
+    print(f"[restart] {membership} membership: the restarted worker fetched every source "
+          f"partition {time.monotonic() - started:.1f} s after it started")
     prod.finish()
     settle_books(stack, books)
     print(f"[kill9-restart] at the kill: {produced_at_kill}/{2 * n} events produced, "
@@ -383,6 +396,16 @@ def _sources(w: WorkerProcess) -> set[tuple[str, int]]:
                           .split(","))
             out.add((labels["topic"].strip('"'), int(labels["partition"].strip('"'))))
     return out
+
+
+def _sources_when_up(w: WorkerProcess) -> set[tuple[str, int]]:
+    """_sources(w), or nothing while its web server is not up yet."""
+    import httpx
+
+    try:
+        return _sources(w)
+    except httpx.HTTPError:
+        return set()
 
 
 def _assigned(w: WorkerProcess) -> int:

@@ -127,3 +127,19 @@ def test_gc_threshold_setting_tunes_the_collector():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_static_membership_needs_a_fixed_web_port():
+    import pytest
+
+    from streamproc.settings import ConfigError, load_settings
+
+    env = {"STREAMPROC_KAFKA_GROUP_INSTANCE_ID": "worker-0", "STREAMPROC_WEB_PORT": "0"}
+    with pytest.raises(ConfigError, match="STREAMPROC_KAFKA_GROUP_INSTANCE_ID needs a fixed"):
+        load_settings(env, strict=False)
+    ok = load_settings({**env, "STREAMPROC_WEB_PORT": "6066"}, strict=False)
+    assert ok.kafka.group_instance_id == "worker-0" and ok.kafka.session_timeout_s == 10.0
+    with pytest.raises(ConfigError, match="KAFKA_SESSION_TIMEOUT_S"):
+        load_settings({"STREAMPROC_KAFKA_SESSION_TIMEOUT_S": "2"}, strict=False)
+    with pytest.raises(ConfigError, match="KAFKA_HEARTBEAT_INTERVAL_S"):
+        load_settings({"STREAMPROC_KAFKA_HEARTBEAT_INTERVAL_S": "5"}, strict=False)
