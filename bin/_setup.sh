@@ -26,6 +26,16 @@ if [ "$EXTRAS" = "test" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/nu
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2 \
     || echo "warning: could not install chromium; the status page test will fail" >&2
 fi
+# The alert rule tests (tests/unit/test_ops_rules.py) run promtool, from Debian's prometheus
+# package (without its recommends: only promtool is used): install it likewise; they fail with
+# a message without it.
+if [ "$EXTRAS" = "test" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 \
+    && ! command -v promtool >/dev/null 2>&1; then
+  echo "==> installing promtool (apt-get prometheus) for the alert rule tests" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends prometheus; } >&2 \
+    || echo "warning: could not install promtool; the alert rule tests will fail" >&2
+fi
 if [ -z "${STREAMPROC_KAFKA_BOOTSTRAP_SERVERS:-}${STREAMPROC_TEST_BOOTSTRAP_SERVERS:-}" ]; then
   "$VENV/bin/streamproc" kafka fetch >/dev/null
 fi
