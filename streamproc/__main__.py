@@ -104,6 +104,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(run_replay_command(settings, topology, args))
 
 
+def cmd_wait(args: argparse.Namespace) -> int:
+    from streamproc.caught_up import run_wait_command
+
+    settings, topology = _load(args)
+    return asyncio.run(run_wait_command(settings, topology, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamproc", description=__doc__)
     p.add_argument("--topics-file", help="topics.yaml to use (default: STREAMPROC_TOPICS_FILE)")
@@ -151,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="re-send even what the ledger saw")
     r.add_argument("--dry-run", action="store_true", help="report what would be re-sent")
     r.set_defaults(func=cmd_replay)
+
+    w = sub.add_parser("wait", help="wait until the worker group caught up (exit 0; 1: timeout)")
+    w.add_argument("--caught-up", action="store_true", required=True,
+                   help="every input, internal and sink topic processed up to its end offset")
+    w.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="give up after this long (default: 300; 0: check once)")
+    w.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    w.set_defaults(func=cmd_wait)
     return p
 
 

@@ -1,8 +1,10 @@
-"""The worker's HTTP pages: liveness, readiness, Prometheus metrics (ingest endpoints and the
+"""The worker's HTTP pages: liveness, readiness, Prometheus metrics, caught-up (one round of
+streamproc/caught_up.py for the whole group; ingest endpoints and the
 status page register themselves from their own modules)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from faust.web import Request, Response, View
@@ -48,6 +50,19 @@ def register(runtime: Runtime) -> None:
             runtime.metrics.refresh(runtime)
             return self.bytes(runtime.metrics.render(),
                               content_type="text/plain; version=0.0.4")
+
+    caught_up_lock = asyncio.Lock()  # one check at a time: its clients are per call
+
+    @app.page("/caught-up")
+    class CaughtUp(View):
+        """One round of streamproc.caught_up for the whole group (200 / 503 + what is behind)."""
+
+        async def get(self, request: Request) -> Response:
+            from streamproc.caught_up import check_once
+
+            async with caught_up_lock:
+                result = await check_once(runtime.settings, runtime.topology)
+            return self.json(result.as_dict(), status=200 if result.caught_up else 503)
 
     for hook in runtime.extras.get("web_hooks", []):
         hook(runtime)
