@@ -84,8 +84,9 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
     app.streamproc = runtime  # type: ignore[attr-defined]
     app.service(runtime.output)
     agents.register(runtime)
-    from streamproc import observe, status  # operate: lag/table refreshers, status page
+    from streamproc import observe, status, summary  # operate: refreshers, status, summary
     observe.install(runtime)
+    summary.install(runtime)  # the periodic INFO summary line (LOG_SUMMARY_INTERVAL_S)
     status.install(runtime)  # sampler timer; /status pages via extras["web_hooks"]
     if settings.web_enabled:
         runtime.extras.setdefault("web_hooks", []).append(ingest.register)

@@ -17,7 +17,8 @@ _EMAIL = re.compile(
     r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@|%40)([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})")
 MASK = "**********"
 MIN_SECRET_LEN = 4  # shorter values would mask random substrings
-JSON_FIELDS = ("destination", "topic", "partition", "reason", "count", "status")
+JSON_FIELDS = ("destination", "topic", "partition", "reason", "count", "status",
+               "summary")  # summary: a dict (streamproc.summary)
 
 
 def mask_emails(text: str) -> str:
@@ -60,6 +61,73 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+# Transient "no group coordinator yet" errors: aiokafka's consumer logs them at ERROR
+# (aiokafka.consumer.group_coordinator: "Group Coordinator Request failed: [Error 15]
+# GroupCoordinatorNotAvailableError", "Heartbeat send request failed: ..."), or WARNING
+# ("Heartbeat failed for group ...: coordinator (node 1) is either not started or not valid"),
+# while a fresh broker elects the coordinator or after it moves, and retries by itself.
+_COORDINATOR_NOISE = re.compile(
+    r"GroupCoordinatorNotAvailable|CoordinatorNotAvailable|NotCoordinator"
+    r"|coordinator \(node \S+\) is either not started or not valid")
+COORDINATOR_LOGGERS = ("aiokafka", "faust")
+
+
+class CoordinatorNoiseFilter(logging.Filter):
+    """The transient coordinator-not-available errors of aiokafka/faust, written at most once
+    at INFO per kind and quiet period: the first is downgraded to INFO (with a note that it
+    is retried), repeats within `quiet_s` of the last one written are dropped (kept at DEBUG
+    when `keep_repeats`, i.e. LOG_LEVEL=DEBUG). Other records pass untouched."""
+
+    NOTE = " (transient while the broker elects or moves the group coordinator; retried)"
+
+    def __init__(self, quiet_s: float = 300.0, keep_repeats: bool = False,
+                 clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.quiet_s = quiet_s
+        self.keep_repeats = keep_repeats
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+
+    @staticmethod
+    def kind(record: logging.LogRecord) -> str | None:
+        """The kind of coordinator record (at WARNING or above, from aiokafka/faust):
+        not_available, not_coordinator or not_valid; None for any other record."""
+        if record.levelno < logging.WARNING or not any(
+                record.name == root or record.name.startswith(root + ".")
+                for root in COORDINATOR_LOGGERS):
+            return None
+        try:
+            text = record.getMessage()
+        except Exception:
+            return None
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {type(record.exc_info[1]).__name__}"
+        match = _COORDINATOR_NOISE.search(text)
+        if match is None:
+            return None
+        found = match.group(0)
+        return ("not_coordinator" if found.startswith("Not") else
+                "not_available" if found.endswith("NotAvailable") else "not_valid")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = self.kind(record)
+        if kind is None:
+            return True
+        now = self.clock()
+        key = (record.name, kind)
+        last = self._last.get(key)
+        if last is not None and now - last < self.quiet_s:
+            if not self.keep_repeats:
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return True
+        self._last[key] = now
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = f"{record.getMessage()}{self.NOTE}", None
+        record.exc_info = record.exc_text = None  # no traceback for a retried, transient error
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, known extra fields, exc."""
 
@@ -87,6 +155,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: list[str] | N
                   stream: TextIO | None = None) -> logging.Handler:
     """One handler on the root logger (replacing any), writing to `stream` (stderr)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(CoordinatorNoiseFilter(keep_repeats=level == "DEBUG"))
     handler.addFilter(MaskingFilter(secrets))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -157,6 +157,7 @@ class Settings:
     log_format: str = "text"
     standby_replicas: int = 0
     gc_threshold: int = 50_000  # gen-0 threshold of Python's cyclic GC; 0: Python's default
+    log_summary_interval_s: float = 60.0  # one INFO summary line per interval; 0: off
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     mailmodo: MailmodoSettings = field(default_factory=MailmodoSettings)
     segment: SegmentSettings = field(default_factory=SegmentSettings)
@@ -309,6 +310,14 @@ def _kafka(env: _Env) -> KafkaSettings:
     return k
 
 
+def _summary_interval(env: _Env, default: float) -> float:
+    v = env.float("LOG_SUMMARY_INTERVAL_S", default)
+    if not (v == 0 or 1 <= v < float("inf")):
+        raise ConfigError(f"{PREFIX}LOG_SUMMARY_INTERVAL_S={v} must be 0 (off) or a number of "
+                          "seconds from 1")
+    return v
+
+
 def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = True) -> Settings:
     """Build Settings from the environment. With strict, an unknown STREAMPROC_* variable
     is an error too (a typo would otherwise be silently ignored)."""
@@ -331,6 +340,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
         log_format=env.choice("LOG_FORMAT", d.log_format, LOG_FORMATS, upper=False),
         standby_replicas=env.int("STANDBY_REPLICAS", 0, minimum=0, maximum=8),
         gc_threshold=env.int("GC_THRESHOLD", d.gc_threshold, minimum=0, maximum=10_000_000),
+        log_summary_interval_s=_summary_interval(env, d.log_summary_interval_s),
         kafka=_kafka(env),
         mailmodo=MailmodoSettings(
             base_url=env.url("MAILMODO_BASE_URL", d.mailmodo.base_url),

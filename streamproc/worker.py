@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from streamproc.settings import Settings, require_credentials
 from streamproc.topology import Topology
@@ -10,9 +11,31 @@ from streamproc.topology import Topology
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, topology: Topology) -> int:
+def build_worker(app: Any, settings: Settings, **kwargs: Any) -> Any:
+    """faust's Worker for `app`, quiet (logs go through streamproc.logs only), freezing the
+    start-up heap once started, and without faust's terminal spinner: streamproc never
+    installs the spinner's log handler (override_logging=False), so it never spins, and its
+    only output was Spinner.finish() at start-up end (and the atexit hook), writing "\\b" and
+    the cursor-show sequence ESC[?25h to stdout, a log file when stdout is no terminal."""
     from faust.worker import Worker
 
+    from streamproc import gc_tuning
+
+    class StreamprocWorker(Worker):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            self.spinner = None  # faust checks `if self.spinner` before each use
+
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            gc_tuning.freeze_startup_heap(settings.gc_threshold)
+
+    options: dict[str, Any] = dict(loglevel=settings.log_level, logfile=None, quiet=True,
+                                   redirect_stdouts=False, override_logging=False)
+    return StreamprocWorker(app, **{**options, **kwargs})
+
+
+def run_worker(settings: Settings, topology: Topology) -> int:
     from streamproc import gc_tuning
     from streamproc.app import create_app
     from streamproc.logs import secrets_of, setup_logging
@@ -21,14 +44,7 @@ def run_worker(settings: Settings, topology: Topology) -> int:
     require_credentials(settings, topology.enabled)
     gc_tuning.configure(settings.gc_threshold)
     app = create_app(settings, topology)
-
-    class StreamprocWorker(Worker):
-        async def on_startup_finished(self) -> None:
-            await super().on_startup_finished()
-            gc_tuning.freeze_startup_heap(settings.gc_threshold)
-
-    worker = StreamprocWorker(app, loglevel=settings.log_level, logfile=None, quiet=True,
-                              redirect_stdouts=False, override_logging=False)
+    worker = build_worker(app, settings)
     log.info("starting worker %s (group %s) on %s", settings.client_id, settings.app_id,
              settings.kafka.bootstrap_servers)
     try:
