@@ -53,30 +53,52 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
+    """`kafka start`: a broker on a free port (or --port) that never outlives this command
+    (Linux: PR_SET_PDEATHSIG, so even a SIGKILL of the command takes the broker with it);
+    ready = the stdout line and --ready-file's JSON. SIGINT/SIGTERM stop it cleanly."""
     import signal
     import threading
+    from pathlib import Path
 
-    from streamproc.localkafka import LocalKafka, ensure_jars
+    from streamproc.localkafka import LocalKafka, LocalKafkaError, ensure_jars, write_ready_file
 
     if args.action == "fetch":
         print(ensure_jars(quiet=False))
         return 0
-    data = os.path.abspath(args.data_dir) if args.data_dir else None
-    from pathlib import Path
+    data = Path(os.path.abspath(args.data_dir)) if args.data_dir else None
+    ready = Path(os.path.abspath(args.ready_file)) if args.ready_file else None
+    if ready is not None:
+        ready.unlink(missing_ok=True)  # a file left by an earlier run must not read as ready
+    # started from this (the main) thread: the kernel kills the broker when it exits
+    kafka = LocalKafka(port=args.port or 0, data_dir=data, die_with_parent=True)
 
-    kafka = LocalKafka(port=args.port, data_dir=Path(data) if data else None)
-    kafka.start()
-    print(f"Kafka {kafka.version} ready on {kafka.bootstrap} (Ctrl-C stops it)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # while starting: stop what was started
     try:
+        try:
+            kafka.start()
+        except KeyboardInterrupt:
+            print("interrupted before the broker was ready", file=sys.stderr)
+            return 1
+        except LocalKafkaError as e:
+            print(f"streamproc kafka start: {e}", file=sys.stderr)
+            return 1
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if ready is not None:
+            write_ready_file(ready, kafka.ready_info())
+        print(f"Kafka {kafka.version} ready on {kafka.bootstrap} (Ctrl-C stops it)", flush=True)
         while not stop.wait(1.0):
             if kafka.proc is None or kafka.proc.poll() is not None:
                 print("the broker exited", file=sys.stderr)
                 return 1
     finally:
-        kafka.cleanup() if not data else kafka.stop()
+        if ready is not None:
+            ready.unlink(missing_ok=True)
+        kafka.cleanup()  # stops the broker; deletes its data unless --data-dir
     return 0
 
 
@@ -130,8 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kafka", help="the local development broker")
     k.add_argument("action", choices=["start", "fetch"])
-    k.add_argument("--port", type=int, default=9092)
+    k.add_argument("--port", type=int, default=0,
+                   help="broker port on 127.0.0.1 (default: a free one; see --ready-file)")
     k.add_argument("--data-dir", help="keep broker data here (default: a temporary folder)")
+    k.add_argument("--ready-file", metavar="PATH",
+                   help="once the broker accepts connections, write {bootstrap, pid, version} "
+                        "as JSON here (atomically); removed again at a clean stop")
     k.set_defaults(func=cmd_kafka)
 
     s = sub.add_parser("send", help="produce the bundled sample events (or a JSONL file)")

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 KAFKA_VERSION = "4.3.0"  # pinned; override with STREAMPROC_KAFKA_VERSION
 SCALA_VERSION = "2.13"
@@ -113,10 +117,55 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent_preexec() -> Callable[[], None] | None:
+    """A Popen preexec_fn that makes the child get SIGKILL when its parent dies (Linux
+    prctl(PR_SET_PDEATHSIG, SIGKILL)); None elsewhere. The kernel sends the signal when the
+    *thread* that forked the child exits, so spawn from a thread that lives as long as the
+    process (the main thread). libc is looked up here, before the fork."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def write_ready_file(path: str | os.PathLike[str], info: dict[str, Any]) -> None:
+    """Write `info` as JSON to `path` atomically: a temporary file in the same folder, flushed
+    to disk, then renamed over `path`, so a reader sees no file or the whole of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(info, out)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @dataclass
 class LocalKafka:
     """One KRaft node on 127.0.0.1. `start()` formats storage (first time) and waits until
-    the broker answers; `stop()` shuts it down cleanly (SIGTERM, then SIGKILL after 30 s)."""
+    the broker answers; `stop()` shuts it down cleanly (SIGTERM, then SIGKILL after 30 s).
+    port 0 (the default) takes a free port. die_with_parent: on Linux the broker gets SIGKILL
+    when this process dies, even by SIGKILL (start() must then run on the main thread)."""
 
     port: int = 0
     controller_port: int = 0
@@ -124,12 +173,18 @@ class LocalKafka:
     heap: str = field(default_factory=lambda: os.environ.get("STREAMPROC_KAFKA_HEAP", "512m"))
     version: str = field(default_factory=kafka_version)
     extra: dict[str, str] = field(default_factory=dict)
+    die_with_parent: bool = False
     proc: subprocess.Popen | None = None
     _tmp: tempfile.TemporaryDirectory | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def ready_info(self) -> dict[str, Any]:
+        """What `streamproc kafka start --ready-file` writes: bootstrap, broker pid, version."""
+        return {"bootstrap": self.bootstrap, "pid": self.proc.pid if self.proc else None,
+                "version": self.version}
 
     def properties(self) -> dict[str, str]:
         assert self.data_dir is not None
@@ -160,6 +215,9 @@ class LocalKafka:
         return props
 
     def start(self, timeout: float = 90.0) -> LocalKafka:
+        if self.die_with_parent and threading.current_thread() is not threading.main_thread():
+            raise LocalKafkaError("die_with_parent: start the broker from the main thread (the "
+                                  "kernel kills it when the thread that started it exits)")
         libs = ensure_jars(self.version)
         if self.data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="streamproc-kafka-")
@@ -184,9 +242,11 @@ class LocalKafka:
             if fmt.returncode != 0:
                 raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
         log = open(self.data_dir / "stdout.log", "ab")
-        self.proc = subprocess.Popen(java + ["kafka.Kafka", str(conf)], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        preexec = die_with_parent_preexec() if self.die_with_parent else None
+        with log:
+            self.proc = subprocess.Popen(java + ["kafka.Kafka", str(conf)], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=preexec)
         self._wait_ready(timeout)
         return self
 

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from streamproc.errors import ConfigError
 
@@ -48,6 +49,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SEGMENT_REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 CLEVERTAP_REGIONS = ("eu", "in1", "sg1", "us1", "aps3", "mec1")
 MAILJET_ACTIONS = ("addnoforce", "addforce", "remove", "unsub")
+# One convention for the four STREAMPROC_<DEST>_BASE_URL settings: scheme://host[:port] only.
+# The API path belongs to the client, which adds it to the base URL (streamproc.delivery.client):
+API_PATHS = {"mailmodo": "/api/v1", "segment": "", "clevertap": "", "mailjet": "/v3/REST"}
+# An example of the paths each client sends, for messages.
+_CLIENT_PATH_EXAMPLES = {"mailmodo": "/api/v1", "segment": "/v1/batch", "clevertap": "/1/upload",
+                         "mailjet": "/v3/REST"}
+# Base URLs of earlier releases included these paths: still accepted, with the path stripped
+# and a warning at start saying what to write instead.
+_LEGACY_BASE_PATHS = {"mailmodo": ("/api/v1",), "mailjet": ("/v3/REST", "/v3")}
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class DeliverySettings:
 
 @dataclass(frozen=True)
 class MailmodoSettings:
-    base_url: str = "https://api.mailmodo.com/api/v1"
+    base_url: str = "https://api.mailmodo.com"  # scheme://host[:port]; the client adds /api/v1
     api_key: Secret = field(default_factory=lambda: Secret(""))
     list_name: str = "segment"
     use_batch: bool = True  # contact upserts through addToList/batch (one call in flight)
@@ -118,7 +128,7 @@ class CleverTapSettings:
 
 @dataclass(frozen=True)
 class MailjetSettings:
-    base_url: str = "https://api.mailjet.com/v3/REST"
+    base_url: str = "https://api.mailjet.com"  # scheme://host[:port]; the client adds /v3/REST
     api_key: str = ""
     api_secret: Secret = field(default_factory=lambda: Secret(""))
     list_id: str = ""
@@ -165,6 +175,8 @@ class Settings:
     mailjet: MailjetSettings = field(default_factory=MailjetSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    # Accepted settings in an old form, each with what to write instead: logged once at start.
+    config_warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def destination(self, slug: str) -> Any:
         return getattr(self, slug)
@@ -179,6 +191,7 @@ class _Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.used: set[str] = set()
+        self.warnings: list[str] = []
 
     def raw(self, name: str) -> str | None:
         var = PREFIX + name
@@ -238,11 +251,35 @@ class _Env:
     def secret(self, name: str) -> Secret:
         return Secret(self.raw(name) or "")
 
-    def url(self, name: str, default: str) -> str:
-        v = self.str(name, default)
-        if not (v.startswith("http://") or v.startswith("https://")):
-            raise ConfigError(f"{PREFIX}{name}={v!r} is not an http(s) URL")
-        return v.rstrip("/")
+    def base_url(self, dest: str, default: str) -> str:
+        """STREAMPROC_<DEST>_BASE_URL: scheme://host[:port], nothing else. An old form with the
+        API path (Mailmodo's /api/v1, Mailjet's /v3/REST or /v3) is accepted with the path
+        stripped and a warning; any other path, query or fragment is a ConfigError."""
+        name = f"{dest.upper()}_BASE_URL"
+        v = self.raw(name)
+        if v is None:
+            return default
+        var = PREFIX + name
+        parts = urlsplit(v)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{var}={v!r} is not an http(s) URL (write scheme://host[:port])")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ConfigError(f"{var}={v!r} has a bad port (write scheme://host[:port])") from None
+        origin = f"{parts.scheme.lower()}://{parts.netloc}"
+        path = parts.path.rstrip("/")
+        if not path and not parts.query and not parts.fragment:
+            return origin
+        legacy = {p.lower() for p in _LEGACY_BASE_PATHS.get(dest, ())}
+        if path.lower() in legacy and not parts.query and not parts.fragment:
+            self.warnings.append(
+                f"{var}={v} includes the API path {path}, which the client adds itself: using "
+                f"{origin}. Write {var}={origin} instead.")
+            return origin
+        raise ConfigError(
+            f"{var} must be scheme://host[:port] (the client adds {_CLIENT_PATH_EXAMPLES[dest]}); "
+            f"got {v!r}: write {var}={origin}")
 
     def file(self, name: str) -> str | None:
         v = self.raw(name)
@@ -343,26 +380,26 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
         log_summary_interval_s=_summary_interval(env, d.log_summary_interval_s),
         kafka=_kafka(env),
         mailmodo=MailmodoSettings(
-            base_url=env.url("MAILMODO_BASE_URL", d.mailmodo.base_url),
+            base_url=env.base_url("mailmodo", d.mailmodo.base_url),
             api_key=env.secret("MAILMODO_API_KEY"),
             list_name=env.str("MAILMODO_LIST_NAME", d.mailmodo.list_name),
             use_batch=env.bool("MAILMODO_USE_BATCH", d.mailmodo.use_batch),
             delivery=_delivery(env, "mailmodo", d.mailmodo.delivery),
         ),
         segment=SegmentSettings(
-            base_url=env.url("SEGMENT_BASE_URL", SEGMENT_REGIONS[seg_region]),
+            base_url=env.base_url("segment", SEGMENT_REGIONS[seg_region]),
             write_key=env.secret("SEGMENT_WRITE_KEY"),
             send_blocked=env.bool("SEGMENT_SEND_BLOCKED", d.segment.send_blocked),
             delivery=_delivery(env, "segment", d.segment.delivery),
         ),
         clevertap=CleverTapSettings(
-            base_url=env.url("CLEVERTAP_BASE_URL", ct_default),
+            base_url=env.base_url("clevertap", ct_default),
             account_id=env.str("CLEVERTAP_ACCOUNT_ID", ""),
             passcode=env.secret("CLEVERTAP_PASSCODE"),
             delivery=_delivery(env, "clevertap", d.clevertap.delivery),
         ),
         mailjet=MailjetSettings(
-            base_url=env.url("MAILJET_BASE_URL", d.mailjet.base_url),
+            base_url=env.base_url("mailjet", d.mailjet.base_url),
             api_key=env.str("MAILJET_API_KEY", ""),
             api_secret=env.secret("MAILJET_API_SECRET"),
             list_id=env.str("MAILJET_LIST_ID", ""),
@@ -381,6 +418,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
             track_grace_seconds=env.float("TRACK_GRACE_SECONDS", 0.0),
             ledger_retention_hours=env.float("LEDGER_RETENTION_HOURS", 72.0, minimum=0.01),
         ),
+        config_warnings=tuple(env.warnings),
     )
     if strict:
         unknown = sorted(k for k in env.environ if k.startswith(PREFIX) and k not in env.used

@@ -41,6 +41,8 @@ def run_worker(settings: Settings, topology: Topology) -> int:
     from streamproc.logs import secrets_of, setup_logging
 
     setup_logging(settings.log_level, settings.log_format, secrets_of(settings))
+    for message in settings.config_warnings:  # settings accepted in an old form
+        log.warning("%s", message)
     require_credentials(settings, topology.enabled)
     gc_tuning.configure(settings.gc_threshold)
     app = create_app(settings, topology)

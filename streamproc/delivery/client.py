@@ -18,14 +18,16 @@ KEEPALIVE_EXPIRY_S = 30.0
 
 def build_client(destination: ModuleType | Any, settings: Any, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The client for one destination: `settings.base_url`, `destination.auth(settings)` headers
-    on every request, `settings.delivery` timeout, pool = concurrency cap, HTTP/1.1 keep-alive.
+    """The client for one destination: `settings.base_url` (scheme://host[:port]) followed by the
+    destination's API path (`destination.API_PATH`, e.g. Mailmodo's /api/v1), so a request's
+    path is relative to the API; `destination.auth(settings)` headers on every request,
+    `settings.delivery` timeout, pool = concurrency cap, HTTP/1.1 keep-alive.
     Pass a transport (e.g. httpx.MockTransport) in tests. Close it with `await client.aclose()`."""
     delivery = settings.delivery
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     headers.update(destination.auth(settings))
     return httpx.AsyncClient(
-        base_url=settings.base_url,
+        base_url=settings.base_url.rstrip("/") + getattr(destination, "API_PATH", ""),
         headers=headers,
         timeout=httpx.Timeout(delivery.timeout_s),
         limits=httpx.Limits(max_connections=delivery.concurrency,

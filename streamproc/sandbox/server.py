@@ -103,7 +103,9 @@ class BadJson(Exception):
 
 
 class FakeApi:
-    """Base of one vendor fake: subclasses set `name`/`base_path` and add routes."""
+    """Base of one vendor fake: subclasses set `name`/`base_path` and add routes. While running,
+    `base_url` is the fake's scheme://host:port (what STREAMPROC_<NAME>_BASE_URL takes: the
+    client adds the API path) and `api_url` is base_url + base_path (the vendor's API root)."""
 
     name = "fake"
     base_path = ""
@@ -113,7 +115,7 @@ class FakeApi:
         self.down = False  # answer 503 to everything
         self.latency = 0.0  # seconds added to every answer
         self.log_limit: int | None = None  # keep only the newest N requests (long demo runs)
-        self.base_url: str | None = None  # set while running
+        self.base_url: str | None = None  # http://host:port while running
         self._log: list[RecordedRequest] = []
         self._scripts: list[tuple[str, str | None, deque[Fault]]] = []
         self.in_flight = 0
@@ -121,6 +123,11 @@ class FakeApi:
         self._in_flight_by_path: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def api_url(self) -> str | None:
+        """The vendor's API root while running: base_url + base_path (e.g. .../api/v1)."""
+        return None if self.base_url is None else self.base_url + self.base_path
 
     # ---- for subclasses -------------------------------------------------------------------
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -268,7 +275,7 @@ def _path_matches(pattern: str, path: str) -> bool:
 # ---- running fakes ------------------------------------------------------------------------
 async def start_fakes(fakes: Iterable[FakeApi], host: str = "127.0.0.1",
                       ports: dict[str, int] | None = None) -> None:
-    """Serve each fake on its own port (0 = a free one) and set its base_url."""
+    """Serve each fake on its own port (0 = a free one) and set its base_url (no path)."""
     for fake in fakes:
         runner = web.AppRunner(fake.build_app(), access_log=None,
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -276,7 +283,7 @@ async def start_fakes(fakes: Iterable[FakeApi], host: str = "127.0.0.1",
         site = web.TCPSite(runner, host, (ports or {}).get(fake.name, 0))
         await site.start()
         port = runner.addresses[0][1]
-        fake.base_url, fake._runner = f"http://{host}:{port}{fake.base_path}", runner
+        fake.base_url, fake._runner = f"http://{host}:{port}", runner
 
 
 async def stop_fakes(fakes: Iterable[FakeApi]) -> None:

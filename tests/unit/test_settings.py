@@ -143,3 +143,80 @@ def test_static_membership_needs_a_fixed_web_port():
         load_settings({"STREAMPROC_KAFKA_SESSION_TIMEOUT_S": "2"}, strict=False)
     with pytest.raises(ConfigError, match="KAFKA_HEARTBEAT_INTERVAL_S"):
         load_settings({"STREAMPROC_KAFKA_HEARTBEAT_INTERVAL_S": "5"}, strict=False)
+
+
+# ---- base URLs: scheme://host[:port] only, the client adds the API path ---------------------
+BASE_URL_VARS = {"mailmodo": "STREAMPROC_MAILMODO_BASE_URL", "segment": "STREAMPROC_SEGMENT_BASE_URL",
+                 "clevertap": "STREAMPROC_CLEVERTAP_BASE_URL", "mailjet": "STREAMPROC_MAILJET_BASE_URL"}
+
+
+def test_default_base_urls_are_origins_without_warnings():
+    s = load_settings({})
+    assert s.mailmodo.base_url == "https://api.mailmodo.com"
+    assert s.mailjet.base_url == "https://api.mailjet.com"
+    assert s.segment.base_url == "https://api.segment.io"
+    assert s.clevertap.base_url == "https://api.clevertap.com"
+    assert s.config_warnings == ()
+
+
+@pytest.mark.parametrize("dest", list(BASE_URL_VARS))
+@pytest.mark.parametrize("value,expected", [
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+    ("HTTPS://staging.example.com", "https://staging.example.com"),
+    ("https://[::1]:9000", "https://[::1]:9000"),
+])
+def test_any_destination_takes_scheme_host_port(dest, value, expected):
+    s = load_settings({BASE_URL_VARS[dest]: value})
+    assert s.destination(dest).base_url == expected
+    assert s.config_warnings == ()
+
+
+@pytest.mark.parametrize("dest,value,origin", [
+    ("mailmodo", "https://api.mailmodo.com/api/v1", "https://api.mailmodo.com"),
+    ("mailmodo", "http://127.0.0.1:8080/api/v1/", "http://127.0.0.1:8080"),
+    ("mailjet", "https://api.mailjet.com/v3/REST", "https://api.mailjet.com"),
+    ("mailjet", "https://api.mailjet.com/v3/rest/", "https://api.mailjet.com"),
+    ("mailjet", "https://api.mailjet.com/v3", "https://api.mailjet.com"),
+])
+def test_old_base_urls_with_the_api_path_work_with_one_warning(dest, value, origin):
+    var = BASE_URL_VARS[dest]
+    s = load_settings({var: value})
+    assert s.destination(dest).base_url == origin
+    (warning,) = s.config_warnings
+    assert var in warning and f"Write {var}={origin} instead" in warning
+
+
+def test_each_old_base_url_gets_its_own_warning():
+    s = load_settings({"STREAMPROC_MAILMODO_BASE_URL": "https://mm.test/api/v1",
+                       "STREAMPROC_MAILJET_BASE_URL": "https://mj.test/v3/REST"})
+    assert len(s.config_warnings) == 2
+    assert [w.split("=", 1)[0] for w in s.config_warnings] == [
+        "STREAMPROC_MAILMODO_BASE_URL", "STREAMPROC_MAILJET_BASE_URL"]
+
+
+@pytest.mark.parametrize("dest,value,client_adds,write", [
+    ("mailmodo", "https://api.mailmodo.com/api/v2", "/api/v1", "https://api.mailmodo.com"),
+    ("mailmodo", "https://proxy.test/mailmodo/api/v1", "/api/v1", "https://proxy.test"),
+    ("mailmodo", "https://api.mailmodo.com/v3/REST", "/api/v1", "https://api.mailmodo.com"),
+    ("mailjet", "https://api.mailjet.com/v3/REST/contact", "/v3/REST", "https://api.mailjet.com"),
+    ("mailjet", "https://api.mailjet.com/api/v1", "/v3/REST", "https://api.mailjet.com"),
+    ("segment", "https://api.segment.io/v1", "/v1/batch", "https://api.segment.io"),
+    ("clevertap", "https://in1.api.clevertap.com/1", "/1/upload", "https://in1.api.clevertap.com"),
+    ("segment", "http://127.0.0.1:9000/?debug=1", "/v1/batch", "http://127.0.0.1:9000"),
+    ("mailjet", "https://api.mailjet.com/v3/REST?x=1", "/v3/REST", "https://api.mailjet.com"),
+])
+def test_any_other_path_on_a_base_url_is_refused_saying_what_to_write(dest, value, client_adds,
+                                                                     write):
+    var = BASE_URL_VARS[dest]
+    with pytest.raises(ConfigError) as e:
+        load_settings({var: value})
+    assert str(e.value) == (f"{var} must be scheme://host[:port] (the client adds {client_adds}); "
+                            f"got {value!r}: write {var}={write}")
+
+
+@pytest.mark.parametrize("value", ["api.mailmodo.com", "ftp://api.mailmodo.com", "https://",
+                                   "http://host:notaport"])
+def test_a_base_url_that_is_not_http_names_the_variable(value):
+    with pytest.raises(ConfigError, match="STREAMPROC_MAILMODO_BASE_URL.*scheme://host"):
+        load_settings({"STREAMPROC_MAILMODO_BASE_URL": value})

@@ -9,9 +9,10 @@ from streamproc.destinations.clevertap.mapping import (MAX_NAME_CHARS, MAX_RECOR
                                                        upload_request)
 from streamproc.destinations.clevertap.responses import interpret
 from streamproc.records import CLEVERTAP
-from streamproc.settings import CleverTapSettings
+from streamproc.settings import API_PATHS, CleverTapSettings
 
 NAME = CLEVERTAP
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
 INTEGRATION = "CleverTap"
 MAX_RECORDS_PER_REQUEST = MAX_RECORDS_PER_UPLOAD
 
@@ -23,6 +24,6 @@ def auth(settings: CleverTapSettings) -> dict[str, str]:
             "Content-Type": "application/json; charset=utf-8"}
 
 
-__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_NAME_CHARS", "MAX_VALUE_BYTES",
-           "auth", "build_requests", "event_data", "interpret", "record_identity",
-           "upload_event_record", "upload_request"]
+__all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_NAME_CHARS",
+           "MAX_VALUE_BYTES", "auth", "build_requests", "event_data", "interpret",
+           "record_identity", "upload_event_record", "upload_request"]

@@ -13,9 +13,10 @@ from streamproc.destinations.mailjet.mapping import (build_requests, contact_nam
 from streamproc.destinations.mailjet.responses import (interpret, property_already_defined, repair,
                                                        undefined_properties)
 from streamproc.records import MAILJET
-from streamproc.settings import MailjetSettings
+from streamproc.settings import API_PATHS, MailjetSettings
 
 NAME = MAILJET
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
 INTEGRATION = "Mailjet"
 MAX_RECORDS_PER_REQUEST = 1
 
@@ -26,7 +27,7 @@ def auth(settings: MailjetSettings) -> dict[str, str]:
     return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
 
 
-__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests",
+__all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests",
            "contact_name", "contact_upsert_request", "contactmetadata_request", "interpret",
            "mailjet_data_type", "property_already_defined", "property_definition_requests",
            "property_name", "repair", "traits_to_properties", "undefined_properties"]

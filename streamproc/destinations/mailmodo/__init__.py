@@ -10,9 +10,10 @@ from streamproc.destinations.mailmodo.mapping import (MAX_CONTACTS_PER_BATCH, ad
                                                       trigger_campaign_request)
 from streamproc.destinations.mailmodo.responses import interpret
 from streamproc.records import MAILMODO
-from streamproc.settings import MailmodoSettings
+from streamproc.settings import API_PATHS, MailmodoSettings
 
 NAME = MAILMODO
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
 INTEGRATION = "Mailmodo"
 MAX_RECORDS_PER_REQUEST = MAX_CONTACTS_PER_BATCH
 
@@ -22,6 +23,6 @@ def auth(settings: MailmodoSettings) -> dict[str, str]:
     return {"mmApiKey": settings.api_key.get(), "Content-Type": "application/json"}
 
 
-__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests", "interpret",
-           "add_event_request", "contact_batch_request", "contact_upsert_request",
+__all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests",
+           "interpret", "add_event_request", "contact_batch_request", "contact_upsert_request",
            "event_properties", "traits_to_contact_properties", "trigger_campaign_request"]

@@ -10,9 +10,10 @@ from streamproc.destinations.segment.mapping import (MAX_MESSAGE_BYTES, MAX_MESS
                                                      MAX_REQUEST_BYTES, batch_message,
                                                      batch_request, build_requests)
 from streamproc.records import SEGMENT
-from streamproc.settings import SegmentSettings
+from streamproc.settings import API_PATHS, SegmentSettings
 
 NAME = SEGMENT
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
 INTEGRATION = "Segment"
 MAX_RECORDS_PER_REQUEST = MAX_MESSAGES_PER_REQUEST
 
@@ -23,6 +24,6 @@ def auth(settings: SegmentSettings) -> dict[str, str]:
     return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
 
 
-__all__ = ["NAME", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_MESSAGE_BYTES",
+__all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_MESSAGE_BYTES",
            "MAX_REQUEST_BYTES", "auth", "batch_message", "batch_request", "build_requests",
            "interpret"]

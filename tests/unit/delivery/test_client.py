@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import orjson
+import pytest
 
 from delivery_fakes import destination, settings
 from streamproc.delivery.client import build_client, send
@@ -44,3 +45,28 @@ async def test_timeout_and_pool_follow_the_delivery_settings():
         assert client.timeout.read == 3.0 and client.timeout.connect == 3.0
         pool = client._transport._pool  # noqa: SLF001 - no public accessor for the limits
         assert pool._max_connections == 7 and pool._max_keepalive_connections == 7
+
+
+@pytest.mark.parametrize("slug,path", [("mailmodo", "/api/v1"), ("segment", ""),
+                                       ("clevertap", ""), ("mailjet", "/v3/REST")])
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8080", "http://127.0.0.1:8080/"])
+async def test_the_client_adds_the_destination_api_path_to_the_base_url(slug, path, base):
+    from streamproc.destinations.registry import destination as real_destination
+    from streamproc.settings import load_settings
+
+    s = load_settings({f"STREAMPROC_{slug.upper()}_BASE_URL": base}).destination(slug)
+    async with build_client(real_destination(slug), s) as client:
+        url = client.build_request("POST", "/endpoint").url
+    assert str(url) == f"http://127.0.0.1:8080{path}/endpoint"
+
+
+async def test_an_old_base_url_with_the_api_path_reaches_the_same_url():
+    from streamproc.destinations import mailjet, mailmodo
+    from streamproc.settings import load_settings
+
+    s = load_settings({"STREAMPROC_MAILMODO_BASE_URL": "https://mm.test/api/v1",
+                       "STREAMPROC_MAILJET_BASE_URL": "https://mj.test/v3/REST"})
+    async with build_client(mailmodo, s.mailmodo) as mm, build_client(mailjet, s.mailjet) as mj:
+        assert str(mm.build_request("POST", "/addEvent").url) == "https://mm.test/api/v1/addEvent"
+        assert str(mj.build_request("POST", "/contactmetadata").url) == \
+            "https://mj.test/v3/REST/contactmetadata"

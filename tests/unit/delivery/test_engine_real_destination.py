@@ -31,7 +31,7 @@ async def test_mailmodo_batch_207_partial_and_add_event():
                                                          "reason": "invalid email"}]})
         return httpx.Response(200, json={"success": True, "ref": "x"})
 
-    settings = MailmodoSettings(base_url="https://api.mailmodo.test/api/v1",
+    settings = MailmodoSettings(base_url="https://api.mailmodo.test",  # the client adds /api/v1
                                 api_key=Secret("mm-secret"), list_name="segment")
     clock = FakeClock()
     metrics = Metrics()

@@ -76,15 +76,17 @@ def ct_event(**extra) -> dict:
 
 
 # ---- shapes and auth ------------------------------------------------------------------------
-def test_base_urls_have_the_vendor_base_paths(server):
-    urls = server.base_urls
-    assert urls["mailmodo"].startswith("http://127.0.0.1:") and urls["mailmodo"].endswith("/api/v1")
-    assert urls["mailjet"].endswith("/v3/REST")
-    assert urls["segment"].count("/") == 2 and urls["clevertap"].count("/") == 2  # bare origin
+def test_base_urls_are_origins_and_api_urls_have_the_vendor_base_paths(server):
+    urls = server.base_urls  # what STREAMPROC_<NAME>_BASE_URL takes: the client adds the path
+    assert all(u.startswith("http://127.0.0.1:") and u.count("/") == 2 for u in urls.values())
+    assert server["mailmodo"].api_url == urls["mailmodo"] + "/api/v1"
+    assert server["mailjet"].api_url == urls["mailjet"] + "/v3/REST"
+    assert server["segment"].api_url == urls["segment"]
+    assert server["clevertap"].api_url == urls["clevertap"]
 
 
 def test_auth_rejection_per_api(mm, seg, ct, mj):
-    r = httpx.post(f"{mm.base_url}/addToList", json={"email": "a@x.co", "listName": "l"},
+    r = httpx.post(f"{mm.api_url}/addToList", json={"email": "a@x.co", "listName": "l"},
                    headers={"mmApiKey": "wrong"})
     assert r.status_code == 401 and mm.contacts == {}
     assert httpx.post(f"{seg.base_url}/v1/batch", json={"batch": [seg_message(1)]},
@@ -95,7 +97,7 @@ def test_auth_rejection_per_api(mm, seg, ct, mj):
                    headers={**CT_HEADERS, "X-CleverTap-Passcode": "wrong"})
     assert r.status_code == 401
     assert r.json() == {"status": "fail", "error": "Invalid Credentials", "code": 401}
-    r = httpx.post(f"{mj.base_url}/contactmetadata", auth=(MJ_KEY, "wrong"),
+    r = httpx.post(f"{mj.api_url}/contactmetadata", auth=(MJ_KEY, "wrong"),
                    json={"Name": "x", "DataType": "str", "NameSpace": "static"})
     assert r.status_code == 401 and r.json()["StatusCode"] == 401
     assert seg.messages == [] and ct.records == [] and mj.metadata == {}
@@ -103,7 +105,7 @@ def test_auth_rejection_per_api(mm, seg, ct, mj):
 
 
 def test_recorded_requests_keep_headers_and_json_body(mm):
-    httpx.post(f"{mm.base_url}/addToList", headers=MM_HEADERS,
+    httpx.post(f"{mm.api_url}/addToList", headers=MM_HEADERS,
                json={"email": "a@x.co", "listName": "news", "data": {"first_name": "Ada"}})
     (req,) = mm.requests(path="/addToList")
     assert req.method == "POST" and req.url_path == "/api/v1/addToList" and req.status == 200
@@ -117,24 +119,24 @@ def test_recorded_requests_keep_headers_and_json_body(mm):
 # ---- Mailmodo -------------------------------------------------------------------------------
 def test_mailmodo_batch_of_101_contacts_is_rejected(mm):
     values = [{"email": f"u{i}@x.co", "data": {}} for i in range(101)]
-    r = httpx.post(f"{mm.base_url}/addToList/batch", headers=MM_HEADERS,
+    r = httpx.post(f"{mm.api_url}/addToList/batch", headers=MM_HEADERS,
                    json={"listName": "l", "values": values})
     assert r.status_code == 400 and mm.contacts == {}
-    r = httpx.post(f"{mm.base_url}/addToList/batch", headers=MM_HEADERS,
+    r = httpx.post(f"{mm.api_url}/addToList/batch", headers=MM_HEADERS,
                    json={"listName": "l", "values": values[:100]})
     assert r.status_code == 200 and len(mm.contacts) == 100
 
 
 def test_mailmodo_batch_with_duplicate_emails_is_rejected(mm):
     values = [{"email": "a@x.co", "data": {}}, {"email": "a@x.co", "data": {"age": 3}}]
-    r = httpx.post(f"{mm.base_url}/addToList/batch", headers=MM_HEADERS,
+    r = httpx.post(f"{mm.api_url}/addToList/batch", headers=MM_HEADERS,
                    json={"listName": "l", "values": values})
     assert r.status_code == 400 and mm.contacts == {}
 
 
 def test_mailmodo_batch_with_invalid_emails_answers_207_and_keeps_the_valid(mm):
     values = [{"email": "good@x.co", "data": {"city": "Oslo"}}, {"email": "not-an-email", "data": {}}]
-    r = httpx.post(f"{mm.base_url}/addToList/batch", headers=MM_HEADERS,
+    r = httpx.post(f"{mm.api_url}/addToList/batch", headers=MM_HEADERS,
                    json={"listName": "l", "values": values})
     assert r.status_code == 207
     assert [e["email"] for e in r.json()["errors"]] == ["not-an-email"]
@@ -143,7 +145,7 @@ def test_mailmodo_batch_with_invalid_emails_answers_207_and_keeps_the_valid(mm):
 
 
 def test_mailmodo_add_event_validates_ts_and_property_types(mm):
-    url, ok = f"{mm.base_url}/addEvent", {"email": "a@x.co", "event_name": "Signed Up", "ts": NOW}
+    url, ok = f"{mm.api_url}/addEvent", {"email": "a@x.co", "event_name": "Signed Up", "ts": NOW}
     assert httpx.post(url, headers=MM_HEADERS, json={**ok, "ts": NOW * 1000}).status_code == 400
     assert httpx.post(url, headers=MM_HEADERS, json={**ok, "ts": "2024-01-01"}).status_code == 400
     nested = {**ok, "event_properties": {"plan": {"name": "pro"}}}
@@ -156,19 +158,19 @@ def test_mailmodo_add_event_validates_ts_and_property_types(mm):
 
 def test_mailmodo_unknown_campaign_is_200_with_success_false(mm):
     body = {"email": "a@x.co", "data": {"plan": "pro"}, "campaign_data": {"otp": "1"}}
-    r = httpx.post(f"{mm.base_url}/triggerCampaign/bad-id", headers=MM_HEADERS, json=body)
+    r = httpx.post(f"{mm.api_url}/triggerCampaign/bad-id", headers=MM_HEADERS, json=body)
     assert r.status_code == 200 and r.json()["success"] is False and mm.triggers == []
-    r = httpx.post(f"{mm.base_url}/triggerCampaign/c-1", headers=MM_HEADERS, json=body)
+    r = httpx.post(f"{mm.api_url}/triggerCampaign/c-1", headers=MM_HEADERS, json=body)
     assert r.status_code == 200 and r.json()["success"] is True
     assert mm.triggers[0]["campaign_data"] == {"otp": "1"}
     assert mm.contacts["a@x.co"]["data"] == {"plan": "pro"}  # data saved, campaign_data not
     mm.known_campaigns = {"only-this"}
-    r = httpx.post(f"{mm.base_url}/triggerCampaign/c-1", headers=MM_HEADERS, json=body)
+    r = httpx.post(f"{mm.api_url}/triggerCampaign/c-1", headers=MM_HEADERS, json=body)
     assert r.json()["success"] is False
 
 
 def test_mailmodo_unsubscribe_marks_the_contact(mm):
-    r = httpx.post(f"{mm.base_url}/contacts/unsubscribe", headers=MM_HEADERS, json={"email": "a@x.co"})
+    r = httpx.post(f"{mm.api_url}/contacts/unsubscribe", headers=MM_HEADERS, json={"email": "a@x.co"})
     assert r.status_code == 200 and mm.contacts["a@x.co"]["unsubscribed"] is True
 
 
@@ -177,11 +179,11 @@ async def test_mailmodo_concurrent_batch_calls_are_a_recorded_violation(mm):
     body = {"listName": "l", "values": [{"email": "a@x.co", "data": {}}]}
     async with httpx.AsyncClient(headers=MM_HEADERS) as client:
         first, second = await asyncio.gather(
-            client.post(f"{mm.base_url}/addToList/batch", json=body),
-            client.post(f"{mm.base_url}/addToList/batch", json=body))
+            client.post(f"{mm.api_url}/addToList/batch", json=body),
+            client.post(f"{mm.api_url}/addToList/batch", json=body))
         assert sorted([first.status_code, second.status_code]) == [200, 429]
         assert mm.batch_violations == 1
-        again = await client.post(f"{mm.base_url}/addToList/batch", json=body)  # one at a time: fine
+        again = await client.post(f"{mm.api_url}/addToList/batch", json=body)  # one at a time: fine
         assert again.status_code == 200 and mm.batch_violations == 1
 
 
@@ -258,7 +260,7 @@ async def test_clevertap_refuses_the_16th_concurrent_request_without_retry_after
 
 # ---- Mailjet --------------------------------------------------------------------------------
 def test_mailjet_undefined_property_is_400_until_defined(mj):
-    url, auth = f"{mj.base_url}/contactslist/{MJ_LIST}/managecontact", (MJ_KEY, MJ_SECRET)
+    url, auth = f"{mj.api_url}/contactslist/{MJ_LIST}/managecontact", (MJ_KEY, MJ_SECRET)
     body = {"Email": "a@x.co", "Name": "Ada", "Action": "addnoforce", "Properties": {"plan": "pro"}}
     r = httpx.post(url, auth=auth, json=body)
     assert r.status_code == 400
@@ -266,8 +268,8 @@ def test_mailjet_undefined_property_is_400_until_defined(mj):
     assert r.json()["ErrorInfo"]["Properties"] == [{"plan": PROPERTY_NOT_DEFINED}]
     assert r.json()["StatusCode"] == 400
     meta = {"Name": "plan", "DataType": "str", "NameSpace": "static"}
-    assert httpx.post(f"{mj.base_url}/contactmetadata", auth=auth, json=meta).status_code == 201
-    assert httpx.post(f"{mj.base_url}/contactmetadata", auth=auth, json=meta).status_code == 400
+    assert httpx.post(f"{mj.api_url}/contactmetadata", auth=auth, json=meta).status_code == 201
+    assert httpx.post(f"{mj.api_url}/contactmetadata", auth=auth, json=meta).status_code == 400
     r = httpx.post(url, auth=auth, json=body)
     assert r.status_code == 201
     assert r.json()["Count"] == 1 and r.json()["Total"] == 1
@@ -280,12 +282,12 @@ def test_mailjet_undefined_property_is_400_until_defined(mj):
 def test_mailjet_unknown_list_wrong_type_and_bad_action(mj):
     auth = (MJ_KEY, MJ_SECRET)
     body = {"Email": "a@x.co", "Action": "addforce"}
-    assert httpx.post(f"{mj.base_url}/contactslist/999/managecontact", auth=auth, json=body).status_code == 404
+    assert httpx.post(f"{mj.api_url}/contactslist/999/managecontact", auth=auth, json=body).status_code == 404
     mj.define_property("age", "int")
-    r = httpx.post(f"{mj.base_url}/contactslist/{MJ_LIST}/managecontact", auth=auth,
+    r = httpx.post(f"{mj.api_url}/contactslist/{MJ_LIST}/managecontact", auth=auth,
                    json={**body, "Properties": {"age": "forty"}})
     assert r.status_code == 400 and r.json()["ErrorMessage"] == PROPERTIES_INVALID
-    r = httpx.post(f"{mj.base_url}/contactslist/{MJ_LIST}/managecontact", auth=auth,
+    r = httpx.post(f"{mj.api_url}/contactslist/{MJ_LIST}/managecontact", auth=auth,
                    json={**body, "Action": "subscribe"})
     assert r.status_code == 400
     assert mj.contacts == {}
@@ -294,10 +296,10 @@ def test_mailjet_unknown_list_wrong_type_and_bad_action(mj):
 # ---- fault scripting and modes ----------------------------------------------------------------
 def test_scripted_429_with_retry_after_then_normal_answers(mm):
     mm.script("/addEvent", [Fault.status(429, retry_after=1), Fault.status(500)])
-    body, url = {"email": "a@x.co", "event_name": "E", "ts": NOW}, f"{mm.base_url}/addEvent"
+    body, url = {"email": "a@x.co", "event_name": "E", "ts": NOW}, f"{mm.api_url}/addEvent"
     first = httpx.post(url, headers=MM_HEADERS, json=body)
     assert first.status_code == 429 and first.headers["Retry-After"] == "1"
-    assert httpx.post(f"{mm.base_url}/addToList", headers=MM_HEADERS,  # other paths untouched
+    assert httpx.post(f"{mm.api_url}/addToList", headers=MM_HEADERS,  # other paths untouched
                       json={"email": "a@x.co", "listName": "l"}).status_code == 200
     assert httpx.post(url, headers=MM_HEADERS, json=body).status_code == 500
     assert httpx.post(url, headers=MM_HEADERS, json=body).status_code == 200
@@ -332,11 +334,11 @@ def test_delay_makes_the_client_time_out_and_is_recorded(seg):
 
 def test_down_mode_answers_503_and_latency_slows_answers(mj):
     mj.down = True
-    r = httpx.get(f"{mj.base_url}/contactmetadata", auth=(MJ_KEY, MJ_SECRET))
+    r = httpx.get(f"{mj.api_url}/contactmetadata", auth=(MJ_KEY, MJ_SECRET))
     assert r.status_code == 503 and mj.requests()[0].status == 503
     mj.down, mj.latency = False, 0.2
     started = time.monotonic()
-    assert httpx.get(f"{mj.base_url}/contactmetadata", auth=(MJ_KEY, MJ_SECRET)).status_code == 200
+    assert httpx.get(f"{mj.api_url}/contactmetadata", auth=(MJ_KEY, MJ_SECRET)).status_code == 200
     assert time.monotonic() - started >= 0.2
 
 
@@ -358,7 +360,8 @@ def test_cli_writes_base_urls_and_serves_them(tmp_path: Path):
         try:
             urls = json.loads(proc.stdout.readline())
             assert set(urls) == {"mailmodo", "segment", "clevertap", "mailjet"}
-            assert urls["mailmodo"].endswith("/api/v1") and urls["mailjet"].endswith("/v3/REST")
+            assert all(u.startswith("http://127.0.0.1:") and u.count("/") == 2
+                       for u in urls.values())  # base URLs: the client adds the API path
             assert json.loads(port_file.read_text()) == urls
             r = httpx.post(f"{urls['segment']}/v1/track", json=seg_message(1),
                            auth=(SANDBOX_CREDENTIALS["segment"]["write_key"], ""))
