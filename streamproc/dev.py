@@ -39,7 +39,7 @@ def run_dev(args: argparse.Namespace) -> int:
     try:
         if not env.get("STREAMPROC_KAFKA_BOOTSTRAP_SERVERS"):
             data = Path(env.get("STREAMPROC_DATA_DIR", ".streamproc/data")).resolve().parent / "kafka"
-            kafka = LocalKafka(data_dir=data)
+            kafka = LocalKafka(data_dir=data, die_with_parent=True)  # never outlives dev
             _log(f"starting local Kafka {kafka.version} ...")
             kafka.start()
             env["STREAMPROC_KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap
