@@ -52,3 +52,22 @@ def kafka_bootstrap() -> str:
         yield kafka.bootstrap
     finally:
         kafka.cleanup()
+
+
+@pytest.fixture
+def restore_logging():
+    """Put the root logger's handlers and level, and the noisy libraries' levels, back after
+    a test that configures logging (streamproc.logs.setup_logging)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = {n: logging.getLogger(n).level for n in ("aiokafka", "faust", "mode", "httpx")}
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    for n, lvl in noisy.items():
+        logging.getLogger(n).setLevel(lvl)

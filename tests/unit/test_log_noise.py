@@ -17,19 +17,7 @@ from streamproc.settings import Settings
 GC_LOGGER = "aiokafka.consumer.group_coordinator"  # where aiokafka logs them
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {n: logging.getLogger(n).level for n in ("aiokafka", "faust", "mode", "httpx")}
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
-    for n, lvl in noisy.items():
-        logging.getLogger(n).setLevel(lvl)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # tests/conftest.py
 
 
 def _record(msg: str, *args, name: str = GC_LOGGER, level: int = logging.ERROR,

@@ -33,19 +33,7 @@ SECRET_VALUES = ["mm-key-7f3a9c", "seg-wk-51b2e0", "ct-pass-88d1", "mj-secret-02
 EMAIL = "jane.doe@example.com"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {n: logging.getLogger(n).level for n in ("aiokafka", "faust", "mode", "httpx")}
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
-    for n, lvl in noisy.items():
-        logging.getLogger(n).setLevel(lvl)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # tests/conftest.py
 
 
 def _capture(fmt: str, secrets: list[str] | None = None) -> io.StringIO:
