@@ -182,9 +182,9 @@ class BatchContext:
         self.writers.pop(k, None)  # keep write order = order of the last change
         self.writers[k] = self.event
 
-    def count(self, metric: Any, *labels: str) -> None:
+    def count(self, metric: Any, *labels: str, n: int = 1) -> None:
         k = (metric, labels)
-        self.counts[k] = self.counts.get(k, 0) + 1
+        self.counts[k] = self.counts.get(k, 0) + n
 
     def flush_tables(self) -> list[runtime.Staged]:
         """Send the changed keys' changelog records, one record batch per table partition
@@ -209,7 +209,7 @@ class BatchContext:
 
     def flush_counts(self) -> None:
         for (metric, labels), n in self.counts.items():
-            metric.labels(*labels).inc(n)
+            (metric.labels(*labels) if labels else metric).inc(n)
         self.counts.clear()
 
     def flush(self) -> None:
@@ -276,6 +276,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         ctx.set("users", key, orjson.dumps(res.user.to_dict()))
         if res.user.pending:
             rt.extras.setdefault("pending_users", {})[key] = m.partition
+    _count_holds(rt, ctx, res)
     out = _routed(rt, ctx, res)
     by_contact = rt.topology.internal["by_contact"].name
     by_user = rt.topology.internal["by_user"].name
@@ -284,6 +285,17 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
     if batch is None:
         ctx.flush()
     return out
+
+
+def _count_holds(rt: Runtime, ctx: BatchContext, res: Any) -> None:
+    """The held tracks of a users-stage result (grace window): held, released, dropped."""
+    metrics = rt.metrics
+    for metric, labels, n in ((metrics.tracks_held, (), res.held),
+                              (metrics.holds_released, (), res.hold_released),
+                              (metrics.holds_dropped, ("expired",), res.hold_expired),
+                              (metrics.holds_dropped, ("overflow",), res.hold_overflow)):
+        if n:
+            ctx.count(metric, *labels, n=n)
 
 
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,

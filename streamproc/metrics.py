@@ -21,9 +21,20 @@ batch_retries                                   gauge      topic, partition
 faust_stream_records                            gauge      (none)
 changelog_records_read (..._total)              counter    table, role (recovery, standby)
 ingest_requests (..._total)                     counter    endpoint, status
+tracks_held (streamproc_tracks_held_total)      counter    (none)
+holds_dropped (..._total)                       counter    reason (expired, overflow)
+holds_released (..._total)                      counter    (none)
+ready (1 = /ready says ready, set per scrape)   gauge      (none)
 
 status_class is "2xx", "4xx", "5xx", "network" or "mapping" (rejected before any request);
 requests' status is the HTTP code ("200", "429", ...) or "network".
+Holds (STREAMPROC_TRACK_GRACE_SECONDS > 0): tracks_held counts tracks of a user not identified
+yet that are held; holds_released those routed once the user has an email; holds_dropped those
+dropped, reason "expired" (the grace window passed) or "overflow" (pushed out beyond the
+user's held-track limit). Their drops are also in `dropped` (as unknown_user, or their gate
+reason), like a track of a never-identified user; only the overflow of an alias merging two
+held lists has no drop there. Both holds_dropped reasons are exported from the start (at 0),
+so increase() sees the first one.
 Use the attributes directly: `metrics.dropped.labels("segment", "mailmodo", "missing_email").inc()`.
 snapshot() keys are metric names (without prefix/suffix), then a tuple of label values (in the
 order above, always a tuple, also for one label): counters and gauges map to numbers, histograms
@@ -43,6 +54,7 @@ NAMESPACE = "streamproc"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+HOLD_DROP_REASONS = ("expired", "overflow")
 
 
 def status_class(status: int | None) -> str:
@@ -110,6 +122,17 @@ class Metrics:
             "keeping standby replicas warm", ("table", "role"))
         self.ingest_requests = counter("ingest_requests", "Ingest HTTP requests",
                                        ("endpoint", "status"))
+        self.tracks_held = counter(
+            "tracks_held", "Tracks of a user not identified yet held for the grace window", ())
+        self.holds_dropped = counter(
+            "holds_dropped", "Held tracks dropped: reason=expired (grace window passed), "
+            "overflow (beyond the user's held-track limit)", ("reason",))
+        for reason in HOLD_DROP_REASONS:  # exported at 0 from the start
+            self.holds_dropped.labels(reason)
+        self.holds_released = counter(
+            "holds_released", "Held tracks routed once their user had an email", ())
+        self.ready = gauge("ready", "1 when the worker is ready (as GET /ready), else 0; set "
+                           "before each scrape", ())
         self._metrics: dict[str, Counter | Gauge | Histogram] = {
             name: value for name, value in vars(self).items()
             if isinstance(value, (Counter, Gauge, Histogram))}

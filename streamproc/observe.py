@@ -1,6 +1,7 @@
 """Metrics refreshers run before each scrape (and by the status page): consumer lag per
-topic-partition and approximate key counts per state table. Both only read what the worker
-already holds in memory (no broker round trip), so a scrape never blocks the event loop.
+topic-partition, approximate key counts per state table and readiness. They only read what
+the worker already holds in memory (no broker round trip), so a scrape never blocks the event
+loop.
 
 - consumer_lag{topic, partition} = highwater - committed offset, for the partitions of the
   topics streamproc's agents consume (inputs, internal topics, sinks) that are assigned to
@@ -11,6 +12,8 @@ already holds in memory (no broker round trip), so a scrape never blocks the eve
   exactly (a key-only scan, faust's changelog-offset key left out); large ones use RocksDB's
   `rocksdb.estimate-num-keys`, which is approximate: a key overwritten since the last
   compaction counts more than once.
+- ready = 1 when the worker is ready, else 0: the answer of GET /ready at the scrape
+  (streamproc.web.is_ready, the one function both use).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def install(rt: Runtime) -> None:
     """Register the refreshers on rt.metrics (called once from create_app)."""
     rt.metrics.on_refresh(refresh_lag)
     rt.metrics.on_refresh(refresh_table_keys)
+    rt.metrics.on_refresh(refresh_ready)
     for table in rt.tables.values():
         count_changelog_reads(rt, table)
 
@@ -140,3 +144,14 @@ def _store_keys(dbs: list[Any], offset_key: bytes, budget: list[int]) -> int:
 def refresh_table_keys(rt: Runtime) -> None:
     for name, keys in table_key_counts(rt).items():
         rt.metrics.table_keys.labels(name).set(keys)
+
+
+def refresh_ready(rt: Runtime) -> None:
+    from streamproc.web import is_ready  # the /ready answer itself
+
+    try:
+        ready, _detail = is_ready(rt)
+    except Exception:  # never leave a stale 1 behind (Metrics.refresh logs the error)
+        rt.metrics.ready.set(0)
+        raise
+    rt.metrics.ready.set(1 if ready else 0)

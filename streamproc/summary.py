@@ -3,24 +3,28 @@
 
     summary last 60s/since start: in=120/4500 routed=mailmodo:80/3000,segment:40/1500
     delivered=mailmodo:79/2990,segment:40/1500 dropped=missing_email:3/50,unknown_user:0/4
-    dead_lettered=ingest:0/2,delivery:1/7 lag=12
+    dead_lettered=ingest:0/2,delivery:1/7 held=2/30 holds_dropped=0/4 lag=12
 
 (one line; `a/b` is a in the last interval, b since start). With LOG_FORMAT=json the same
 numbers are in the record's `summary` field (streamproc.logs.JSON_FIELDS):
 
     {"interval_s": 60.0, "lag": 12,
      "interval": {"in": 120, "routed": {...}, "delivered": {...}, "dropped": {...},
-                  "dead_lettered": {"ingest": 0, "delivery": 1}},
+                  "dead_lettered": {"ingest": 0, "delivery": 1}, "held": 2,
+                  "holds_dropped": 0},
      "total": {... the same keys since start ...}}
 
 Everything comes from the worker's Metrics (its own share of the group, like /metrics):
 in = streamproc_events_in_total; routed = streamproc_routed_total by destination; delivered =
 streamproc_delivered_total by destination; dropped = streamproc_dropped_total by reason;
 dead_lettered = streamproc_dead_lettered_ingest_total (ingest) and
-streamproc_dead_lettered_total (delivery); lag = streamproc_consumer_lag summed over the
-partitions this worker holds, refreshed (streamproc.observe) just before. The interval numbers
-are differences of two Metrics.snapshot()s; counters start at 0 with the process, so the
-first interval counts from the start."""
+streamproc_dead_lettered_total (delivery); held = streamproc_tracks_held_total (tracks of users
+not identified yet, held for STREAMPROC_TRACK_GRACE_SECONDS); holds_dropped =
+streamproc_holds_dropped_total over both reasons, expired and overflow (their drops are in
+dropped too, as unknown_user); lag = streamproc_consumer_lag summed over the partitions this
+worker holds, refreshed (streamproc.observe) just before. The interval numbers are differences
+of two Metrics.snapshot()s; counters start at 0 with the process, so the first interval counts
+from the start."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, dict[tuple[str, ...], Any]]
+SCALARS = ("in", "held", "holds_dropped")  # single numbers; the other entries are by name
 
 
 def _num(v: float) -> int | float:
@@ -59,6 +64,8 @@ def _counts(snapshot: Snapshot | None, destinations: Iterable[str]) -> dict[str,
         "dropped": _by(snapshot, "dropped", 2),
         "dead_lettered": {"ingest": sum(_by(snapshot, "dead_lettered_ingest", None).values()),
                           "delivery": sum(_by(snapshot, "dead_lettered", None).values())},
+        "held": _by(snapshot, "tracks_held", None, [""]),
+        "holds_dropped": _by(snapshot, "holds_dropped", None, [""]),
     }
 
 
@@ -80,7 +87,8 @@ def build_summary(previous: Snapshot | None, current: Snapshot, interval_s: floa
         interval[name] = {k: _num(max(0.0, values.get(k, 0.0) - before[name].get(k, 0.0)))
                           for k in keys}
         total[name] = {k: _num(values.get(k, 0.0)) for k in keys}
-    interval["in"], total["in"] = interval["in"][""], total["in"][""]
+    for name in SCALARS:
+        interval[name], total[name] = interval[name][""], total[name][""]
     lag = sum(float(v) for v in current.get("consumer_lag", {}).values())
     return {"interval_s": _num(round(interval_s, 1)), "lag": _num(lag),
             "interval": interval, "total": total}
@@ -97,6 +105,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name in ("routed", "delivered", "dropped", "dead_lettered"):
         items = ",".join(f"{k}:{pair(v, total[name][k])}" for k, v in last[name].items())
         parts.append(f"{name}={items or '-'}")
+    for name in ("held", "holds_dropped"):
+        parts.append(f"{name}={pair(last[name], total[name])}")
     parts.append(f"lag={summary['lag']}")
     return f"summary last {summary['interval_s']}s/since start: " + " ".join(parts)
 

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 
 def is_ready(runtime: Runtime) -> tuple[bool, str]:
-    """Ready = started, not rebalancing, partitions assigned, table recovery finished."""
+    """Ready = started, not rebalancing, partitions assigned, table recovery finished. The one
+    readiness check: GET /ready, the status page and the streamproc_ready gauge
+    (streamproc.observe.refresh_ready) all answer with it."""
     app = runtime.app
     if getattr(app, "rebalancing", False):
         return False, "rebalancing"

@@ -34,6 +34,13 @@ class UserResult:
     contact_updates: list[ContactUpdate] = field(default_factory=list)  # -> by-contact
     forwards: list[MergeUser] = field(default_factory=list)  # -> by-user
     drops: list[Drop] = field(default_factory=list)
+    # held tracks (grace window), counted for the metrics; the drops above are unchanged (an
+    # expired or pushed-out hold is still dropped `unknown_user`, or by its gate reason)
+    held: int = 0  # tracks newly held
+    hold_expired: int = 0  # held tracks dropped: the grace window passed
+    hold_overflow: int = 0  # held tracks dropped: pushed out beyond max_pending (or beyond
+    #                         MAX_PENDING by an alias merge, which records no drop for them)
+    hold_released: int = 0  # held tracks routed: the user has an email by now
 
 
 def route_user_event(event: SegmentEvent | MergeUser | SweepPending, user: KnownUser | None,
@@ -150,6 +157,8 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
         entry = {"held_at": now, "event": to_fields(event), "source": dict(source or {})}
         pushed = hold(user, entry, cfg.max_pending)
         out.user, out.changed = user, True
+        out.held += 1
+        out.hold_overflow += len(pushed)
         for old in pushed:
             out.drops.extend(_drops_for(SegmentEvent(**old["event"]), cfg, UNKNOWN_USER))
         return
@@ -196,8 +205,10 @@ def _release(out: UserResult, cfg: RoutingConfig, now: float) -> None:
     for entry in held:
         event = SegmentEvent(**entry["event"])
         if now - entry.get("held_at", 0.0) > cfg.track_grace_seconds:
+            out.hold_expired += 1
             out.drops.extend(_drops_for(event, cfg, UNKNOWN_USER))
         elif user.emails:
+            out.hold_released += 1
             _track(event, out, cfg, now, entry.get("source") or None)
         else:
             user.pending.append(entry)
@@ -223,7 +234,9 @@ def _alias(event: SegmentEvent, out: UserResult) -> None:
 def _merge(msg: MergeUser, out: UserResult, cfg: RoutingConfig, now: float) -> None:
     previous = KnownUser.from_dict(msg.state)
     user = out.user or KnownUser(user_id=msg.user_id)
+    held = len(user.pending) + len(previous.pending)
     merge_users(user, previous)
+    out.hold_overflow += held - len(user.pending)  # merge_users keeps the newest MAX_PENDING
     out.user, out.changed = user, True
     for email in previous.emails:  # their contacts learn the new userId
         out.contact_updates.append(ContactUpdate(

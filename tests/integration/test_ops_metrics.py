@@ -22,7 +22,8 @@ SUFFIXES = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_sum", "
 FAST = {f"STREAMPROC_{d}_{k}": v for d in ("MAILMODO", "MAILJET", "SEGMENT", "CLEVERTAP")
         for k, v in (("BACKOFF_INITIAL_S", "0.05"), ("BACKOFF_MAX_S", "0.5"), ("LINGER_MS", "20"))}
 # series the rules and panels select, with the labels they group by; batch_retries has none
-# while every batch succeeds (its TYPE line is checked with the rest)
+# while every batch succeeds (its TYPE line is checked with the rest). holds_dropped has both
+# reasons from the start, at 0 (no grace window here); the unlabelled ones are in UNLABELLED
 SERIES = {
     "streamproc_events_in_total": {"source"},
     "streamproc_routed_total": {"destination"},
@@ -38,7 +39,11 @@ SERIES = {
     "streamproc_consumer_lag": {"topic", "partition"},
     "streamproc_auth_paused": {"destination"},
     "streamproc_table_keys": {"table"},
+    "streamproc_holds_dropped_total": {"reason"},
 }
+# unlabelled series, exported from the worker's start: name -> value expected here
+UNLABELLED = {"streamproc_ready": 1.0, "streamproc_tracks_held_total": 0.0,
+              "streamproc_holds_released_total": 0.0}
 
 
 def used_names() -> set[str]:
@@ -102,7 +107,7 @@ def test_worker_exports_every_metric_the_rules_and_dashboard_use(stack):
     text = wait_for(flowed, timeout=120, interval=0.5, what="deliveries, a retry, dead letters")
 
     used = used_names()
-    assert used >= set(SERIES) | {"streamproc_batch_retries"}, used
+    assert used >= set(SERIES) | set(UNLABELLED) | {"streamproc_batch_retries"}, used
     missing = used - exported(text)
     assert not missing, f"the rules or the dashboard use metrics the worker does not export: " \
                         f"{sorted(missing)}\n{text}"
@@ -110,3 +115,6 @@ def test_worker_exports_every_metric_the_rules_and_dashboard_use(stack):
         found = series_labels(text, name)
         assert found, f"no {name} series in the worker's /metrics:\n{text}"
         assert all(labels <= ls for ls in found), (name, labels, found)
+    for name, value in UNLABELLED.items():  # streamproc_ready: the worker is ready by now
+        found = re.findall(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        assert [float(v) for v in found] == [value], (name, found)

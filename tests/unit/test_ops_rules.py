@@ -29,7 +29,8 @@ SUFFIXES = {"counter": ("_total", "_created"),
             "histogram": ("_bucket", "_sum", "_count", "_created")}
 ALERTS = {"StreamprocConsumerLagGrowing", "StreamprocDeadLettered", "StreamprocIngestDeadLettered",
           "StreamprocDestinationAuthPaused", "StreamprocDestinationErrorRate",
-          "StreamprocWorkerDown", "StreamprocNoWorkers", "StreamprocPartitionBatchesFailing"}
+          "StreamprocWorkerDown", "StreamprocNoWorkers", "StreamprocPartitionBatchesFailing",
+          "StreamprocWorkerNotReady", "StreamprocHoldsExpiring"}
 
 
 def _promtool() -> str:
@@ -166,7 +167,7 @@ def test_rules_use_only_metrics_streamproc_exports():
     assert {exported_names()[n] for n in used} >= {
         "streamproc_consumer_lag", "streamproc_dead_lettered", "streamproc_dead_lettered_ingest",
         "streamproc_auth_paused", "streamproc_failed", "streamproc_delivered",
-        "streamproc_batch_retries"}
+        "streamproc_batch_retries", "streamproc_ready", "streamproc_holds_dropped"}
 
 
 def test_dashboard_uses_only_metrics_streamproc_exports():
@@ -177,7 +178,8 @@ def test_dashboard_uses_only_metrics_streamproc_exports():
         "streamproc_events_in", "streamproc_routed", "streamproc_delivered",
         "streamproc_consumer_lag", "streamproc_delivery_latency_seconds", "streamproc_dropped",
         "streamproc_dead_lettered", "streamproc_retried", "streamproc_requests",
-        "streamproc_batch_retries"}
+        "streamproc_batch_retries", "streamproc_ready", "streamproc_tracks_held",
+        "streamproc_holds_dropped"}
 
 
 # ------------------------------------------------------------------------------ dashboard
@@ -193,6 +195,10 @@ def test_dashboard_json_is_importable():
     for name in ("job", "instance"):
         assert variables[name]["type"] == "query"
         assert variables[name]["datasource"]["uid"] == "${datasource}"
+        # a series every worker exports from its start (labelled series such as
+        # streamproc_auth_paused only appear after their first use)
+        assert variables[name]["query"]["query"].startswith(
+            ("label_values(streamproc_ready", "label_values(streamproc_faust_stream_records")), name
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     for p in dash["panels"]:

@@ -31,6 +31,8 @@ def _first_interval(m: Metrics) -> None:
     m.dropped.labels("segment", "mailmodo", "missing_email").inc(1)
     m.dead_lettered_ingest.labels("segment", "bad_json").inc(1)
     m.failed.labels("segment", "5xx").inc(4)  # not part of the summary
+    m.tracks_held.inc(2)
+    m.holds_released.inc(1)  # not part of the summary
 
 
 def _second_interval(m: Metrics) -> None:
@@ -43,6 +45,9 @@ def _second_interval(m: Metrics) -> None:
     m.dead_lettered.labels("mailmodo", "4xx").inc(1)
     m.consumer_lag.labels("t.input.segment", "0").set(7)
     m.consumer_lag.labels("t.sink.mailmodo", "3").set(5)
+    m.tracks_held.inc(1)
+    m.holds_dropped.labels("expired").inc(1)
+    m.holds_dropped.labels("overflow").inc(2)
 
 
 def test_first_interval_counts_from_the_start_and_lists_enabled_destinations():
@@ -54,11 +59,13 @@ def test_first_interval_counts_from_the_start_and_lists_enabled_destinations():
         "interval": {"in": 5, "routed": {"mailmodo": 2, "segment": 1, "mailjet": 0},
                      "delivered": {"mailmodo": 2, "segment": 0, "mailjet": 0},
                      "dropped": {"missing_email": 1},
-                     "dead_lettered": {"ingest": 1, "delivery": 0}},
+                     "dead_lettered": {"ingest": 1, "delivery": 0},
+                     "held": 2, "holds_dropped": 0},
         "total": {"in": 5, "routed": {"mailmodo": 2, "segment": 1, "mailjet": 0},
                   "delivered": {"mailmodo": 2, "segment": 0, "mailjet": 0},
                   "dropped": {"missing_email": 1},
-                  "dead_lettered": {"ingest": 1, "delivery": 0}},
+                  "dead_lettered": {"ingest": 1, "delivery": 0},
+                  "held": 2, "holds_dropped": 0},
     }
 
 
@@ -72,24 +79,26 @@ def test_interval_is_the_difference_of_two_snapshots_and_lag_is_current():
         "in": 5, "routed": {"mailmodo": 4, "segment": 0},
         "delivered": {"mailmodo": 3, "segment": 1},
         "dropped": {"missing_email": 2, "unknown_user": 1},
-        "dead_lettered": {"ingest": 0, "delivery": 1}}
+        "dead_lettered": {"ingest": 0, "delivery": 1},
+        "held": 1, "holds_dropped": 3}
     assert s["total"] == {
         "in": 10, "routed": {"mailmodo": 6, "segment": 1},
         "delivered": {"mailmodo": 5, "segment": 1},
         "dropped": {"missing_email": 3, "unknown_user": 1},
-        "dead_lettered": {"ingest": 1, "delivery": 1}}
+        "dead_lettered": {"ingest": 1, "delivery": 1},
+        "held": 3, "holds_dropped": 3}
     assert s["lag"] == 12 and s["interval_s"] == 30
     assert summary.format_summary(s) == (
         "summary last 30s/since start: in=5/10 routed=mailmodo:4/6,segment:0/1 "
         "delivered=mailmodo:3/5,segment:1/1 dropped=missing_email:2/3,unknown_user:1/1 "
-        "dead_lettered=ingest:0/1,delivery:1/1 lag=12")
+        "dead_lettered=ingest:0/1,delivery:1/1 held=1/3 holds_dropped=3/3 lag=12")
 
 
 def test_an_idle_worker_says_so_in_one_line():
     s = summary.build_summary(None, Metrics().snapshot(), 60.0)
     assert summary.format_summary(s) == (
         "summary last 60s/since start: in=0/0 routed=- delivered=- dropped=- "
-        "dead_lettered=ingest:0/0,delivery:0/0 lag=0")
+        "dead_lettered=ingest:0/0,delivery:0/0 held=0/0 holds_dropped=0/0 lag=0")
 
 
 def _logged(fmt: str, s: dict) -> str:
@@ -114,6 +123,8 @@ def test_json_log_line_carries_the_numbers_as_a_structured_field():
     assert doc["summary"]["interval"]["delivered"]["mailmodo"] == 3
     assert doc["summary"]["total"]["dropped"] == {"missing_email": 3, "unknown_user": 1}
     assert doc["summary"]["lag"] == 12
+    assert doc["summary"]["interval"]["held"] == 1 and doc["summary"]["total"]["held"] == 3
+    assert doc["summary"]["interval"]["holds_dropped"] == 3
 
 
 def test_text_log_line_is_the_compact_key_value_line():
@@ -122,7 +133,8 @@ def test_text_log_line_is_the_compact_key_value_line():
     assert out.count("\n") == 1
     assert out.rstrip().endswith("INFO streamproc.summary: summary last 60s/since start: "
                                  "in=0/0 routed=mailmodo:0/0 delivered=mailmodo:0/0 dropped=- "
-                                 "dead_lettered=ingest:0/0,delivery:0/0 lag=0")
+                                 "dead_lettered=ingest:0/0,delivery:0/0 held=0/0 "
+                                 "holds_dropped=0/0 lag=0")
 
 
 class _FakeApp:
@@ -183,7 +195,7 @@ def test_interval_zero_installs_nothing():
     assert summary.install(rt) is None and rt.app.timers == []
 
 
-def test_setting_default_off_and_validation():
+def test_setting_defaults_to_60s_and_validation():
     assert load_settings({}).log_summary_interval_s == 60.0
     assert load_settings({"STREAMPROC_LOG_SUMMARY_INTERVAL_S": "0"}).log_summary_interval_s == 0
     assert load_settings({"STREAMPROC_LOG_SUMMARY_INTERVAL_S": "15"}).log_summary_interval_s == 15

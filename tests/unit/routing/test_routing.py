@@ -18,13 +18,14 @@ from streamproc.routing import (
     route_user_event, sweep_pending,
 )
 from streamproc.routing.drops import SOURCES
-from streamproc.routing.messages import MergeUser
+from streamproc.routing.messages import MergeUser, SweepPending
 from streamproc.state.model import Contact, KnownUser
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "routing"
 CASES = sorted(FIXTURES.glob("*.json"))
 DEFAULT_NOW = 1714560000.0  # 2024-05-01T10:40:00Z
 ID = "$id"  # in an expected payload: this record's own delivery id
+HOLD_COUNTS = ("held", "hold_released", "hold_expired", "hold_overflow")  # UserResult fields
 
 
 class Pipeline:
@@ -37,6 +38,7 @@ class Pipeline:
         self.records: list[SinkRecord] = []
         self.drops: list[Drop] = []
         self.contact_updates: list[ContactUpdate] = []
+        self.holds = dict.fromkeys(HOLD_COUNTS, 0)  # the users stage's held-track counts
         for u in [prior.get("user")] + list(prior.get("users") or []):
             if u:
                 self.users[u["user_id"]] = KnownUser.from_dict(u).dumps()
@@ -81,6 +83,8 @@ class Pipeline:
             self.users[key] = res.user.dumps()
         self.records += res.sink_records
         self.drops += res.drops
+        for name in HOLD_COUNTS:
+            self.holds[name] += getattr(res, name)
         for update in res.contact_updates:
             self.contact_updates.append(update)
             self.by_contact(update, now, None)
@@ -256,3 +260,132 @@ def test_enabled_for(integrations: Any, name: str, enabled: bool) -> None:
     from streamproc.routing import enabled_for
 
     assert enabled_for(integrations, name) is enabled
+
+
+# ------------------------------------------------------------------ held-track counts
+# The users stage counts held tracks (UserResult.held, hold_released, hold_expired,
+# hold_overflow) for the metrics; the routing and its drops stay what the fixtures expect.
+
+
+def _run_case(name: str) -> Pipeline:
+    case = json.loads((FIXTURES / f"{name}.json").read_text())
+    pipe = Pipeline(_config(case.get("config") or {}), case.get("prior_state") or {})
+    for step in case["input"] if isinstance(case["input"], list) else [case["input"]]:
+        pipe.feed(step)
+    return pipe
+
+
+@pytest.mark.parametrize(("name", "counts"), [
+    ("r05_grace_released_by_identify", {"held": 1, "hold_released": 1}),
+    ("r05_grace_expired_at_identify", {"held": 1, "hold_expired": 1}),
+    ("r05_grace_sweep_drops_expired", {"held": 1, "hold_expired": 1}),
+    ("r05_grace_sweep_keeps_fresh", {"held": 1}),
+    ("r05_grace_bounded_pending", {"held": 3, "hold_overflow": 1}),
+    ("r06_alias_releases_held_track", {"held": 1, "hold_released": 1}),
+    ("r05_grace_integrations_off_not_held", {}),  # gated: dropped at once, never held
+    ("r05_track_unknown_user", {}),  # no grace window: dropped unknown_user, never held
+    ("r04_identify_then_track", {}),  # a known user's track is routed, never held
+])
+def test_hold_counts_of_the_grace_window_cases(name: str, counts: dict[str, int]) -> None:
+    assert _run_case(name).holds == {k: counts.get(k, 0) for k in HOLD_COUNTS}
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_hold_counts_account_for_every_held_track(path: Path) -> None:
+    """Every track held (before the case or during it) is released, dropped (expired or
+    overflow) or still held at the end; an expired or pushed-out hold is one unknown_user
+    drop per destination it would have gone to, like a never-identified user's track."""
+    case = json.loads(path.read_text())
+    prior = case.get("prior_state") or {}
+    pending_before = sum(len((u or {}).get("pending") or [])
+                         for u in [prior.get("user")] + list(prior.get("users") or []))
+    pipe = _run_case(path.stem)
+    h = pipe.holds
+    pending_after = sum(len(KnownUser.loads(v).pending) for v in pipe.users.values())
+    assert pending_before + h["held"] == (h["hold_released"] + h["hold_expired"]
+                                          + h["hold_overflow"] + pending_after), h
+    if h["hold_expired"] + h["hold_overflow"]:
+        assert ("segment", "mailmodo", "unknown_user") in {tuple(d) for d in pipe.drops}
+
+
+def _track(n: int, user_id: str = "u1", event: str = "Viewed", **props: Any) -> Any:
+    return parse_segment(json.dumps({
+        "type": "track", "userId": user_id, "messageId": f"m-{user_id}-{n}", "event": event,
+        "timestamp": "2024-05-01T10:00:00Z", "properties": props}).encode())
+
+
+def test_an_expired_audience_hold_counts_once_but_drops_for_both_destinations() -> None:
+    cfg = RoutingConfig(track_grace_seconds=60.0)
+    held = route_user_event(_track(1, event="Audience Entered", audience_key="vip"), None, cfg,
+                            DEFAULT_NOW)
+    assert (held.held, held.drops) == (1, [])
+    swept = sweep_pending(held.user, cfg, DEFAULT_NOW + 61)
+    assert (swept.hold_expired, swept.hold_released, swept.hold_overflow) == (1, 0, 0)
+    assert sorted(tuple(d) for d in swept.drops) == [("segment", "mailjet", "unknown_user"),
+                                                    ("segment", "mailmodo", "unknown_user")]
+
+
+def test_a_merge_beyond_the_held_track_limit_counts_the_tracks_it_leaves_out() -> None:
+    from streamproc.state.model import MAX_PENDING
+
+    cfg = RoutingConfig(track_grace_seconds=300.0)
+    anon = target = None
+    for n in range(MAX_PENDING):
+        anon = route_user_event(_track(n, "anon"), anon, cfg, DEFAULT_NOW).user
+    for n in range(3):
+        target = route_user_event(_track(n, "u2"), target, cfg, DEFAULT_NOW).user
+    assert anon is not None and target is not None
+    merge = MergeUser("u2", "anon", anon.to_dict(), DEFAULT_NOW, "m-alias")
+    res = route_user_event(decode(encode(merge)), target, cfg, DEFAULT_NOW + 1)
+    assert len(res.user.pending) == MAX_PENDING
+    assert (res.hold_overflow, res.held, res.hold_expired, res.hold_released) == (3, 0, 0, 0)
+
+
+def test_user_outputs_counts_held_tracks_into_the_metrics() -> None:
+    """The users agent's counts: streamproc_tracks_held_total, _holds_released_total and
+    _holds_dropped_total{reason=expired|overflow}, next to the unchanged dropped counter."""
+    from types import SimpleNamespace
+
+    from streamproc.agents import BatchContext, user_outputs
+    from streamproc.metrics import Metrics
+
+    names = {k: SimpleNamespace(name=f"t.{k}") for k in ("by_user", "by_contact", "dead_letter")}
+    rt = SimpleNamespace(
+        metrics=Metrics(), extras={}, tables={"users": {}},
+        topology=SimpleNamespace(internal=names, destinations={
+            d: SimpleNamespace(sink=SimpleNamespace(name=f"t.sink.{d}")) for d in DESTINATIONS}))
+    cfg = RoutingConfig(track_grace_seconds=60.0, max_pending=2)
+    offsets = iter(range(100))
+
+    def feed(msg: Any, now: float, batch: BatchContext | None = None) -> list[Any]:
+        m = SimpleNamespace(key=key_for(msg).encode(), value=encode(msg), topic="t.by_user",
+                            partition=0, offset=next(offsets))
+        return user_outputs(rt, cfg, m, now, batch)
+
+    def counts() -> dict[str, Any]:
+        snap = rt.metrics.snapshot()
+        return {"held": snap["tracks_held"][()], "released": snap["holds_released"][()],
+                "dropped": snap["holds_dropped"],
+                "unknown_user": snap["dropped"].get(("segment", "mailmodo", "unknown_user"), 0)}
+
+    before = counts()
+    assert before == {"held": 0, "released": 0, "dropped": {("expired",): 0, ("overflow",): 0},
+                      "unknown_user": 0}  # exported at 0 from the start
+    batch = BatchContext(rt, direct=False)  # an agent batch: counted at its end
+    for n in range(3):
+        feed(_track(n), DEFAULT_NOW, batch)
+    assert counts() == before
+    batch.flush()
+    assert counts() == {"held": 3, "released": 0,
+                        "dropped": {("expired",): 0, ("overflow",): 1}, "unknown_user": 1}
+    feed(SweepPending("u1"), DEFAULT_NOW + 61)  # both held tracks expired
+    assert counts()["dropped"] == {("expired",): 2, ("overflow",): 1}
+    assert counts()["unknown_user"] == 3
+    feed(_track(9), DEFAULT_NOW + 100)
+    identify = parse_segment(json.dumps({
+        "type": "identify", "userId": "u1", "messageId": "m-id", "traits": {"email": "a@x.io"},
+        "timestamp": "2024-05-01T10:02:00Z"}).encode())
+    out = feed(identify, DEFAULT_NOW + 110)
+    assert counts() == {"held": 4, "released": 1,
+                        "dropped": {("expired",): 2, ("overflow",): 1}, "unknown_user": 3}
+    assert [t for t, _k, _v in out].count("t.sink.mailmodo") == 2  # the upsert and the track
