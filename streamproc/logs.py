@@ -73,20 +73,37 @@ COORDINATOR_LOGGERS = ("aiokafka", "faust")
 
 
 class CoordinatorNoiseFilter(logging.Filter):
-    """The transient coordinator-not-available errors of aiokafka/faust, written at most once
-    at INFO per kind and quiet period: the first is downgraded to INFO (with a note that it
-    is retried), repeats within `quiet_s` of the last one written are dropped (kept at DEBUG
-    when `keep_repeats`, i.e. LOG_LEVEL=DEBUG). Other records pass untouched."""
+    """aiokafka/faust's coordinator-not-available records, quiet while transient and loud once
+    they last. Other records pass untouched.
+
+    An *episode* starts with the first such record after start, or after `reset_s` (60 s) in
+    which none came. During its first `grace_s` (60 s) the errors are the transient ones of a
+    fresh broker electing the group coordinator, or of the coordinator moving: the first of
+    each kind is written at INFO with a note that it is retried, repeats are dropped (kept at
+    DEBUG when `keep_repeats`, i.e. LOG_LEVEL=DEBUG). Past the grace window the coordinator is
+    really missing (offsets topic misconfigured, its leader down) and the worker will not get
+    ready: a WARNING "group coordinator still unavailable after N s (M retries): <record>"
+    is written at once, then at most one every `quiet_s` (5 min); repeats in between are
+    dropped (DEBUG when `keep_repeats`). N counts from the episode's first record, M is the
+    number of such records in the episode (each a failed attempt aiokafka retries).
+    aiokafka's records lose their traceback (a retried error, not a bug); faust's keep it."""
 
     NOTE = " (transient while the broker elects or moves the group coordinator; retried)"
 
     def __init__(self, quiet_s: float = 300.0, keep_repeats: bool = False,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, grace_s: float = 60.0,
+                 reset_s: float = 60.0) -> None:
         super().__init__()
         self.quiet_s = quiet_s
+        self.grace_s = grace_s
+        self.reset_s = reset_s
         self.keep_repeats = keep_repeats
         self.clock = clock
-        self._last: dict[tuple[str, str], float] = {}
+        self._first: float | None = None  # the episode's first record
+        self._latest: float | None = None  # its latest record
+        self._count = 0  # records in the episode
+        self._written: set[tuple[str, str]] = set()  # (logger, kind) written at INFO
+        self._warned: float | None = None  # the episode's latest WARNING
 
     @staticmethod
     def kind(record: logging.LogRecord) -> str | None:
@@ -109,22 +126,40 @@ class CoordinatorNoiseFilter(logging.Filter):
         return ("not_coordinator" if found.startswith("Not") else
                 "not_available" if found.endswith("NotAvailable") else "not_valid")
 
+    def _repeat(self, record: logging.LogRecord) -> bool:
+        if not self.keep_repeats:
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
     def filter(self, record: logging.LogRecord) -> bool:
         kind = self.kind(record)
         if kind is None:
             return True
         now = self.clock()
-        key = (record.name, kind)
-        last = self._last.get(key)
-        if last is not None and now - last < self.quiet_s:
-            if not self.keep_repeats:
-                return False
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return True
-        self._last[key] = now
-        record.levelno, record.levelname = logging.INFO, "INFO"
-        record.msg, record.args = f"{record.getMessage()}{self.NOTE}", None
-        record.exc_info = record.exc_text = None  # no traceback for a retried, transient error
+        if self._latest is None or now - self._latest >= self.reset_s:  # a new episode
+            self._first, self._count, self._warned = now, 0, None
+            self._written.clear()
+        self._latest = now
+        self._count += 1
+        elapsed = now - (self._first if self._first is not None else now)
+        message = record.getMessage()
+        if elapsed < self.grace_s:
+            key = (record.name, kind)
+            if key in self._written:
+                return self._repeat(record)
+            self._written.add(key)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = f"{message}{self.NOTE}", None
+        else:
+            if self._warned is not None and now - self._warned < self.quiet_s:
+                return self._repeat(record)
+            self._warned = now
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = (f"group coordinator still unavailable after "
+                                       f"{elapsed:.0f} s ({self._count} retries): {message}"), None
+        if record.name == "aiokafka" or record.name.startswith("aiokafka."):
+            record.exc_info = record.exc_text = None  # aiokafka retries it: no traceback
         return True
 
 

@@ -1,5 +1,6 @@
 """What the worker writes besides its own log lines: aiokafka's transient coordinator errors of
-a fresh broker come out once at INFO (CoordinatorNoiseFilter), and faust's terminal spinner
+a fresh broker come out once at INFO, and as a WARNING every 5 minutes when they last past a
+60 s grace window (CoordinatorNoiseFilter), and faust's terminal spinner
 writes no escape sequence into a log file (streamproc.worker.build_worker)."""
 
 from __future__ import annotations
@@ -58,11 +59,93 @@ def test_the_other_coordinator_messages_too(msg, args, level):
     assert f.filter(_record(msg, *args, level=level)) is False
 
 
-def test_an_exception_of_the_kind_counts_and_loses_its_traceback():
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as e:  # noqa: BLE001 - a real traceback for the record
+        return e
+
+
+def test_an_exception_of_the_kind_counts_and_a_faust_record_keeps_its_traceback():
     f = CoordinatorNoiseFilter()
-    r = _record("commit failed", name="faust.transport.consumer",
-                exc=kafka_errors.NotCoordinatorForGroupError())
-    assert f.filter(r) is True and r.levelno == logging.INFO and r.exc_info is None
+    exc = _raised(kafka_errors.NotCoordinatorForGroupError())
+    r = _record("commit failed", name="faust.transport.consumer", exc=exc)
+    r.exc_info = (type(exc), exc, exc.__traceback__)
+    assert f.filter(r) is True and r.levelno == logging.INFO
+    assert r.exc_info is not None and r.exc_info[1] is exc  # faust's own error: keep the why
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.emit(r)
+    assert "Traceback" in out.getvalue() and "NotCoordinatorForGroupError" in out.getvalue()
+
+
+def test_an_aiokafka_coordinator_retry_record_loses_its_traceback():
+    f = CoordinatorNoiseFilter()
+    r = _record("Group Coordinator Request failed: %s",
+                kafka_errors.GroupCoordinatorNotAvailableError(),
+                exc=_raised(kafka_errors.GroupCoordinatorNotAvailableError()))
+    assert f.filter(r) is True and r.levelno == logging.INFO
+    assert r.exc_info is None and r.exc_text is None
+
+
+def test_past_the_grace_window_a_warning_says_how_long_and_how_many_retries():
+    now = [1000.0]
+    f = CoordinatorNoiseFilter(clock=lambda: now[0])  # grace 60 s, a warning every 300 s
+    err = kafka_errors.GroupCoordinatorNotAvailableError()
+    written = []
+    for _ in range(600):  # 0.1 s apart, as aiokafka retries: 60 s of a missing coordinator
+        r = _record("Group Coordinator Request failed: %s", err)
+        if f.filter(r):
+            written.append(r)
+        now[0] += 0.1
+    assert [r.levelno for r in written] == [logging.INFO]  # the grace window: one INFO line
+    now[0] += 1.0
+    late = _record("Group Coordinator Request failed: %s", err)
+    assert f.filter(late) is True
+    assert (late.levelno, late.levelname) == (logging.WARNING, "WARNING")
+    assert late.getMessage() == (
+        "group coordinator still unavailable after 61 s (601 retries): Group Coordinator "
+        "Request failed: [Error 15] GroupCoordinatorNotAvailableError")
+    # then at most one warning every 5 minutes, while it lasts, whatever the kind
+    warnings = []
+    for _ in range(7000):  # 700 s more
+        now[0] += 0.1
+        r = _record("Heartbeat send request failed: %s. Will retry.", err)
+        if f.filter(r):
+            warnings.append(r)
+    assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]
+    assert [r.getMessage().split(" (")[0] for r in warnings] == [
+        "group coordinator still unavailable after 361 s",
+        "group coordinator still unavailable after 661 s"]
+
+
+def test_a_warning_past_the_grace_window_is_not_an_error_and_keeps_debug_repeats():
+    now = [0.0]
+    f = CoordinatorNoiseFilter(keep_repeats=True, clock=lambda: now[0])
+    err = kafka_errors.GroupCoordinatorNotAvailableError()
+    for _ in range(70):
+        f.filter(_record("Group Coordinator Request failed: %s", err))
+        now[0] += 1.0
+    repeat = _record("Group Coordinator Request failed: %s", err)
+    assert f.filter(repeat) is True and repeat.levelname == "DEBUG"
+
+
+def test_a_pause_without_coordinator_errors_starts_a_new_grace_window():
+    now = [0.0]
+    f = CoordinatorNoiseFilter(clock=lambda: now[0])
+    err = kafka_errors.GroupCoordinatorNotAvailableError()
+    assert f.filter(_record("Group Coordinator Request failed: %s", err)) is True
+    now[0] = 50.0
+    assert f.filter(_record("Group Coordinator Request failed: %s", err)) is False
+    now[0] = 115.0  # 65 s after the last one: the coordinator was back; a new episode
+    r = _record("Group Coordinator Request failed: %s", err)
+    assert f.filter(r) is True and r.levelno == logging.INFO
+    now[0] = 170.0  # 55 s into the new episode (170 s after the first record): still grace
+    assert f.filter(_record("Group Coordinator Request failed: %s", err)) is False
+    now[0] = 176.0
+    r = _record("Group Coordinator Request failed: %s", err)
+    assert f.filter(r) is True and r.levelno == logging.WARNING
+    assert "after 61 s (3 retries)" in r.getMessage()
 
 
 @pytest.mark.parametrize("record", [
