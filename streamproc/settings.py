@@ -49,14 +49,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SEGMENT_REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 CLEVERTAP_REGIONS = ("eu", "in1", "sg1", "us1", "aps3", "mec1")
 MAILJET_ACTIONS = ("addnoforce", "addforce", "remove", "unsub")
-# One convention for the four STREAMPROC_<DEST>_BASE_URL settings: scheme://host[:port] only.
-# The API path belongs to the client, which adds it to the base URL (streamproc.delivery.client):
+# One convention for the four STREAMPROC_<DEST>_BASE_URL settings: scheme://host[:port][/prefix],
+# where the vendor's API is served (a path prefix for a reverse proxy or a mock), without the
+# vendor's API path. The client adds that path to the base URL (streamproc.delivery.client):
 API_PATHS = {"mailmodo": "/api/v1", "segment": "", "clevertap": "", "mailjet": "/v3/REST"}
-# An example of the paths each client sends, for messages.
-_CLIENT_PATH_EXAMPLES = {"mailmodo": "/api/v1", "segment": "/v1/batch", "clevertap": "/1/upload",
-                         "mailjet": "/v3/REST"}
-# Base URLs of earlier releases included these paths: still accepted, with the path stripped
-# and a warning at start saying what to write instead.
+# Base URLs of earlier releases ended in these paths: still accepted, with the path stripped
+# (a prefix before it kept) and a warning at start saying what to write instead.
 _LEGACY_BASE_PATHS = {"mailmodo": ("/api/v1",), "mailjet": ("/v3/REST", "/v3")}
 
 
@@ -100,7 +98,7 @@ class DeliverySettings:
 
 @dataclass(frozen=True)
 class MailmodoSettings:
-    base_url: str = "https://api.mailmodo.com"  # scheme://host[:port]; the client adds /api/v1
+    base_url: str = "https://api.mailmodo.com"  # no /api/v1: the client adds it
     api_key: Secret = field(default_factory=lambda: Secret(""))
     list_name: str = "segment"
     use_batch: bool = True  # contact upserts through addToList/batch (one call in flight)
@@ -128,7 +126,7 @@ class CleverTapSettings:
 
 @dataclass(frozen=True)
 class MailjetSettings:
-    base_url: str = "https://api.mailjet.com"  # scheme://host[:port]; the client adds /v3/REST
+    base_url: str = "https://api.mailjet.com"  # no /v3/REST: the client adds it
     api_key: str = ""
     api_secret: Secret = field(default_factory=lambda: Secret(""))
     list_id: str = ""
@@ -252,34 +250,47 @@ class _Env:
         return Secret(self.raw(name) or "")
 
     def base_url(self, dest: str, default: str) -> str:
-        """STREAMPROC_<DEST>_BASE_URL: scheme://host[:port], nothing else. An old form with the
-        API path (Mailmodo's /api/v1, Mailjet's /v3/REST or /v3) is accepted with the path
-        stripped and a warning; any other path, query or fragment is a ConfigError."""
+        """STREAMPROC_<DEST>_BASE_URL: scheme://host[:port][/prefix], where the vendor's API is
+        served, without the vendor's API path (the client adds it: API_PATHS). Trailing slashes
+        are dropped. A value ending in an old API path (Mailmodo's /api/v1, Mailjet's /v3/REST
+        or /v3) is accepted with that path stripped (any prefix kept) and a warning; a query,
+        fragment or user:password@ is a ConfigError (the password is never echoed)."""
         name = f"{dest.upper()}_BASE_URL"
         v = self.raw(name)
         if v is None:
             return default
         var = PREFIX + name
         parts = urlsplit(v)
+        host = parts.netloc.rpartition("@")[2]  # without any userinfo
+        if "@" in parts.netloc:
+            # httpx would send user:password as Basic auth, replacing the destination's
+            # Authorization header, and the URL is logged unmasked: refuse, echo no secret.
+            raise ConfigError(
+                f"{var} must not contain user:password@ (the destination's credentials have "
+                f"their own settings, and a password in a URL would be logged): write "
+                f"{var}={parts.scheme.lower()}://{host}{parts.path.rstrip('/')}")
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{var}={v!r} is not an http(s) URL (write scheme://host[:port])")
+            raise ConfigError(
+                f"{var}={v!r} is not an http(s) URL (write scheme://host[:port][/prefix])")
         try:
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError:
-            raise ConfigError(f"{var}={v!r} has a bad port (write scheme://host[:port])") from None
-        origin = f"{parts.scheme.lower()}://{parts.netloc}"
+            raise ConfigError(
+                f"{var}={v!r} has a bad port (write scheme://host[:port][/prefix])") from None
         path = parts.path.rstrip("/")
-        if not path and not parts.query and not parts.fragment:
-            return origin
-        legacy = {p.lower() for p in _LEGACY_BASE_PATHS.get(dest, ())}
-        if path.lower() in legacy and not parts.query and not parts.fragment:
-            self.warnings.append(
-                f"{var}={v} includes the API path {path}, which the client adds itself: using "
-                f"{origin}. Write {var}={origin} instead.")
-            return origin
-        raise ConfigError(
-            f"{var} must be scheme://host[:port] (the client adds {_CLIENT_PATH_EXAMPLES[dest]}); "
-            f"got {v!r}: write {var}={origin}")
+        if parts.query or parts.fragment:
+            raise ConfigError(
+                f"{var} must be scheme://host[:port][/prefix], without a query or fragment; "
+                f"got {v!r}: write {var}={parts.scheme.lower()}://{host}{path}")
+        base = f"{parts.scheme.lower()}://{host}{path}"
+        for legacy in _LEGACY_BASE_PATHS.get(dest, ()):
+            if path.lower().endswith(legacy.lower()):
+                stripped = base[:len(base) - len(legacy)]
+                self.warnings.append(
+                    f"{var}={v} ends in the API path {path[len(path) - len(legacy):]}, which the "
+                    f"client adds itself: using {stripped}. Write {var}={stripped} instead.")
+                return stripped
+        return base
 
     def file(self, name: str) -> str | None:
         v = self.raw(name)

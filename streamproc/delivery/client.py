@@ -18,9 +18,10 @@ KEEPALIVE_EXPIRY_S = 30.0
 
 def build_client(destination: ModuleType | Any, settings: Any, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The client for one destination: `settings.base_url` (scheme://host[:port]) followed by the
-    destination's API path (`destination.API_PATH`, e.g. Mailmodo's /api/v1), so a request's
-    path is relative to the API; `destination.auth(settings)` headers on every request,
+    """The client for one destination: `settings.base_url` (scheme://host[:port][/prefix], a
+    prefix being where a proxy or mock serves the vendor's API) followed by the destination's
+    API path (`destination.API_PATH`, e.g. Mailmodo's /api/v1), so a request's path is
+    relative to the API; `destination.auth(settings)` headers on every request,
     `settings.delivery` timeout, pool = concurrency cap, HTTP/1.1 keep-alive.
     Pass a transport (e.g. httpx.MockTransport) in tests. Close it with `await client.aclose()`."""
     delivery = settings.delivery

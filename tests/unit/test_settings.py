@@ -145,7 +145,7 @@ def test_static_membership_needs_a_fixed_web_port():
         load_settings({"STREAMPROC_KAFKA_HEARTBEAT_INTERVAL_S": "5"}, strict=False)
 
 
-# ---- base URLs: scheme://host[:port] only, the client adds the API path ---------------------
+# ---- base URLs: scheme://host[:port][/prefix], the client adds the vendor's API path ---------
 BASE_URL_VARS = {"mailmodo": "STREAMPROC_MAILMODO_BASE_URL", "segment": "STREAMPROC_SEGMENT_BASE_URL",
                  "clevertap": "STREAMPROC_CLEVERTAP_BASE_URL", "mailjet": "STREAMPROC_MAILJET_BASE_URL"}
 
@@ -165,26 +165,34 @@ def test_default_base_urls_are_origins_without_warnings():
     ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
     ("HTTPS://staging.example.com", "https://staging.example.com"),
     ("https://[::1]:9000", "https://[::1]:9000"),
+    # a path prefix: where a reverse proxy or a mock serves the vendor's API
+    ("https://proxy.test/mailmodo", "https://proxy.test/mailmodo"),
+    ("https://proxy.test/staging/vendor//", "https://proxy.test/staging/vendor"),
+    ("http://127.0.0.1:8080/Mock/", "http://127.0.0.1:8080/Mock"),
 ])
-def test_any_destination_takes_scheme_host_port(dest, value, expected):
+def test_any_destination_takes_scheme_host_port_and_a_path_prefix(dest, value, expected):
     s = load_settings({BASE_URL_VARS[dest]: value})
     assert s.destination(dest).base_url == expected
     assert s.config_warnings == ()
 
 
-@pytest.mark.parametrize("dest,value,origin", [
+@pytest.mark.parametrize("dest,value,base", [
     ("mailmodo", "https://api.mailmodo.com/api/v1", "https://api.mailmodo.com"),
     ("mailmodo", "http://127.0.0.1:8080/api/v1/", "http://127.0.0.1:8080"),
+    ("mailmodo", "https://proxy.test/mailmodo/api/v1", "https://proxy.test/mailmodo"),
     ("mailjet", "https://api.mailjet.com/v3/REST", "https://api.mailjet.com"),
     ("mailjet", "https://api.mailjet.com/v3/rest/", "https://api.mailjet.com"),
     ("mailjet", "https://api.mailjet.com/v3", "https://api.mailjet.com"),
+    ("mailjet", "https://proxy.test/mj/v3/REST", "https://proxy.test/mj"),
+    ("mailjet", "https://proxy.test/mj/v3/", "https://proxy.test/mj"),
 ])
-def test_old_base_urls_with_the_api_path_work_with_one_warning(dest, value, origin):
+def test_a_base_url_ending_in_the_old_api_path_works_with_one_warning(dest, value, base):
     var = BASE_URL_VARS[dest]
     s = load_settings({var: value})
-    assert s.destination(dest).base_url == origin
+    assert s.destination(dest).base_url == base
     (warning,) = s.config_warnings
-    assert var in warning and f"Write {var}={origin} instead" in warning
+    assert warning.startswith(f"{var}={value} ends in the API path ")
+    assert warning.endswith(f"Write {var}={base} instead.")
 
 
 def test_each_old_base_url_gets_its_own_warning():
@@ -195,28 +203,51 @@ def test_each_old_base_url_gets_its_own_warning():
         "STREAMPROC_MAILMODO_BASE_URL", "STREAMPROC_MAILJET_BASE_URL"]
 
 
-@pytest.mark.parametrize("dest,value,client_adds,write", [
-    ("mailmodo", "https://api.mailmodo.com/api/v2", "/api/v1", "https://api.mailmodo.com"),
-    ("mailmodo", "https://proxy.test/mailmodo/api/v1", "/api/v1", "https://proxy.test"),
-    ("mailmodo", "https://api.mailmodo.com/v3/REST", "/api/v1", "https://api.mailmodo.com"),
-    ("mailjet", "https://api.mailjet.com/v3/REST/contact", "/v3/REST", "https://api.mailjet.com"),
-    ("mailjet", "https://api.mailjet.com/api/v1", "/v3/REST", "https://api.mailjet.com"),
-    ("segment", "https://api.segment.io/v1", "/v1/batch", "https://api.segment.io"),
-    ("clevertap", "https://in1.api.clevertap.com/1", "/1/upload", "https://in1.api.clevertap.com"),
-    ("segment", "http://127.0.0.1:9000/?debug=1", "/v1/batch", "http://127.0.0.1:9000"),
-    ("mailjet", "https://api.mailjet.com/v3/REST?x=1", "/v3/REST", "https://api.mailjet.com"),
+@pytest.mark.parametrize("dest,value", [
+    ("mailmodo", "https://api.mailmodo.com/api/v1x"),  # not the API path: a prefix, as written
+    ("mailmodo", "https://api.mailmodo.com/v3/REST"),  # Mailjet's path on Mailmodo
+    ("mailjet", "https://api.mailjet.com/api/v1"),
+    ("segment", "https://proxy.test/segment/v1"),  # Segment and CleverTap have no old form
 ])
-def test_any_other_path_on_a_base_url_is_refused_saying_what_to_write(dest, value, client_adds,
-                                                                     write):
+def test_other_paths_are_prefixes_kept_as_written(dest, value):
+    s = load_settings({BASE_URL_VARS[dest]: value})
+    assert s.destination(dest).base_url == value and s.config_warnings == ()
+
+
+@pytest.mark.parametrize("dest,value,write", [
+    ("segment", "http://127.0.0.1:9000/?debug=1", "http://127.0.0.1:9000"),
+    ("mailjet", "https://api.mailjet.com/v3/REST?x=1", "https://api.mailjet.com/v3/REST"),
+    ("mailmodo", "https://proxy.test/mailmodo#api", "https://proxy.test/mailmodo"),
+])
+def test_a_query_or_fragment_is_refused_naming_the_variable(dest, value, write):
     var = BASE_URL_VARS[dest]
     with pytest.raises(ConfigError) as e:
         load_settings({var: value})
-    assert str(e.value) == (f"{var} must be scheme://host[:port] (the client adds {client_adds}); "
-                            f"got {value!r}: write {var}={write}")
+    assert str(e.value) == (f"{var} must be scheme://host[:port][/prefix], without a query or "
+                            f"fragment; got {value!r}: write {var}={write}")
+
+
+@pytest.mark.parametrize("dest", list(BASE_URL_VARS))
+@pytest.mark.parametrize("value,write", [
+    ("https://user:pa55-w0rd-XYZ@proxy.test/mailmodo", "https://proxy.test/mailmodo"),
+    ("http://user:pa55-w0rd-XYZ@127.0.0.1:8080/", "http://127.0.0.1:8080"),
+    ("https://pa55-w0rd-XYZ@proxy.test", "https://proxy.test"),
+])
+def test_a_user_and_password_in_a_base_url_is_refused_without_echoing_it(dest, value, write):
+    """httpx would send them as Basic auth instead of the destination's Authorization header,
+    and a URL is logged unmasked."""
+    var = BASE_URL_VARS[dest]
+    with pytest.raises(ConfigError) as e:
+        load_settings({var: value})
+    message = str(e.value)
+    assert message.startswith(f"{var} must not contain user:password@")
+    assert message.endswith(f"write {var}={write}")
+    assert "pa55-w0rd-XYZ" not in message and "user" not in message.split("write")[-1]
 
 
 @pytest.mark.parametrize("value", ["api.mailmodo.com", "ftp://api.mailmodo.com", "https://",
                                    "http://host:notaport"])
 def test_a_base_url_that_is_not_http_names_the_variable(value):
-    with pytest.raises(ConfigError, match="STREAMPROC_MAILMODO_BASE_URL.*scheme://host"):
+    with pytest.raises(ConfigError,
+                       match=r"STREAMPROC_MAILMODO_BASE_URL.*scheme://host\[:port\]\[/prefix\]"):
         load_settings({"STREAMPROC_MAILMODO_BASE_URL": value})

@@ -12,7 +12,7 @@ from streamproc.records import CLEVERTAP
 from streamproc.settings import API_PATHS, CleverTapSettings
 
 NAME = CLEVERTAP
-API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])
 INTEGRATION = "CleverTap"
 MAX_RECORDS_PER_REQUEST = MAX_RECORDS_PER_UPLOAD
 

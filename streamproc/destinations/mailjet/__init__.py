@@ -16,7 +16,7 @@ from streamproc.records import MAILJET
 from streamproc.settings import API_PATHS, MailjetSettings
 
 NAME = MAILJET
-API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])
 INTEGRATION = "Mailjet"
 MAX_RECORDS_PER_REQUEST = 1
 

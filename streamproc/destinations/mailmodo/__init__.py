@@ -13,7 +13,7 @@ from streamproc.records import MAILMODO
 from streamproc.settings import API_PATHS, MailmodoSettings
 
 NAME = MAILMODO
-API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])
 INTEGRATION = "Mailmodo"
 MAX_RECORDS_PER_REQUEST = MAX_CONTACTS_PER_BATCH
 

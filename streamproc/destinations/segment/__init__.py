@@ -13,7 +13,7 @@ from streamproc.records import SEGMENT
 from streamproc.settings import API_PATHS, SegmentSettings
 
 NAME = SEGMENT
-API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port])
+API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])
 INTEGRATION = "Segment"
 MAX_RECORDS_PER_REQUEST = MAX_MESSAGES_PER_REQUEST
 

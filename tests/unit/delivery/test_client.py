@@ -1,4 +1,5 @@
-"""build_client: base URL joining, auth headers, JSON via orjson, timeout and pool size."""
+"""build_client: base URL joining (a path prefix kept), auth headers, JSON via orjson, timeout
+and pool size."""
 
 from __future__ import annotations
 
@@ -70,3 +71,35 @@ async def test_an_old_base_url_with_the_api_path_reaches_the_same_url():
         assert str(mm.build_request("POST", "/addEvent").url) == "https://mm.test/api/v1/addEvent"
         assert str(mj.build_request("POST", "/contactmetadata").url) == \
             "https://mj.test/v3/REST/contactmetadata"
+
+
+@pytest.mark.parametrize("slug,path,endpoint", [
+    ("mailmodo", "/api/v1", "/addToList/batch"), ("segment", "", "/v1/batch"),
+    ("clevertap", "", "/1/upload"), ("mailjet", "/v3/REST", "/contactmetadata")])
+@pytest.mark.parametrize("base", ["https://proxy.test/staging/vendor",
+                                  "https://proxy.test/staging/vendor/"])
+async def test_a_base_url_with_a_path_prefix_keeps_it_before_the_api_path(slug, path, endpoint,
+                                                                        base):
+    """A staging or mock API behind a reverse proxy prefix: requests go below the prefix."""
+    from streamproc.destinations.registry import destination as real_destination
+    from streamproc.settings import load_settings
+
+    seen = []
+    transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200))
+    s = load_settings({f"STREAMPROC_{slug.upper()}_BASE_URL": base}).destination(slug)
+    async with build_client(real_destination(slug), s, transport=transport) as client:
+        await send(client, HttpRequest("POST", endpoint, {}, [], "x"))
+    assert str(seen[0].url) == f"https://proxy.test/staging/vendor{path}{endpoint}"
+
+
+async def test_an_old_base_url_behind_a_prefix_keeps_the_prefix():
+    from streamproc.destinations import mailjet, mailmodo
+    from streamproc.settings import load_settings
+
+    s = load_settings({"STREAMPROC_MAILMODO_BASE_URL": "https://proxy.test/mailmodo/api/v1",
+                       "STREAMPROC_MAILJET_BASE_URL": "https://proxy.test/mailjet/v3"})
+    async with build_client(mailmodo, s.mailmodo) as mm, build_client(mailjet, s.mailjet) as mj:
+        assert str(mm.build_request("POST", "/addEvent").url) == \
+            "https://proxy.test/mailmodo/api/v1/addEvent"
+        assert str(mj.build_request("POST", "/contactmetadata").url) == \
+            "https://proxy.test/mailjet/v3/REST/contactmetadata"
