@@ -111,6 +111,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def reserve_ports(n: int, avoid: tuple[int, ...] = ()) -> list[socket.socket]:
+    """`n` sockets bound to distinct free ports on 127.0.0.1 (none in `avoid`), held open so
+    that nobody else, nor a second call, gets those ports until the caller closes them: close
+    them just before the process that binds the ports starts."""
+    held: list[socket.socket] = []
+    extra: list[socket.socket] = []  # ports in `avoid`, held until the end so they are not redrawn
+    try:
+        while len(held) < n:
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", 0))
+            except BaseException:
+                s.close()
+                raise
+            (extra if s.getsockname()[1] in avoid else held).append(s)
+            if len(extra) > 100:
+                raise LocalKafkaError("no free port on 127.0.0.1")
+        return held
+    except BaseException:
+        for s in held:
+            s.close()
+        raise
+    finally:
+        for s in extra:
+            s.close()
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
@@ -175,6 +202,7 @@ class LocalKafka:
     extra: dict[str, str] = field(default_factory=dict)
     die_with_parent: bool = False
     proc: subprocess.Popen | None = None
+    cluster_id: str | None = None  # the one the storage was formatted with (set by start())
     _tmp: tempfile.TemporaryDirectory | None = None
 
     @property
@@ -223,26 +251,36 @@ class LocalKafka:
             self._tmp = tempfile.TemporaryDirectory(prefix="streamproc-kafka-")
             self.data_dir = Path(self._tmp.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        self.controller_port = self.controller_port or free_port()
-        if port_open(self.port):
+        if self.port and port_open(self.port):
             raise LocalKafkaError(f"port {self.port} on 127.0.0.1 is already in use")
-        conf = self.data_dir / "server.properties"
-        conf.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
-        (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
-        java = ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
-                "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
-                f"-Dkafka.logs.dir={self.data_dir}",
-                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-                "-cp", f"{libs}/*"]
-        if not (self.data_dir / "logs" / "meta.properties").exists():
-            fmt = subprocess.run(
-                java + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf),
-                        "--ignore-formatted"], capture_output=True, text=True)
-            if fmt.returncode != 0:
-                raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
-        log = open(self.data_dir / "stdout.log", "ab")
-        preexec = die_with_parent_preexec() if self.die_with_parent else None
+        # Free ports are chosen with their sockets held open, so the two differ and nobody
+        # takes them while the storage is formatted; closed just before the broker starts.
+        wanted = [name for name in ("port", "controller_port") if not getattr(self, name)]
+        held = reserve_ports(len(wanted), avoid=(self.port, self.controller_port))
+        try:
+            for name, sock in zip(wanted, held):
+                setattr(self, name, sock.getsockname()[1])
+            conf = self.data_dir / "server.properties"
+            conf.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+            (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
+            java = ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                    "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                    f"-Dkafka.logs.dir={self.data_dir}",
+                    f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                    "-cp", f"{libs}/*"]
+            meta = self.data_dir / "logs" / "meta.properties"
+            if not meta.exists():
+                fmt = subprocess.run(
+                    java + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
+                            str(conf), "--ignore-formatted"], capture_output=True, text=True)
+                if fmt.returncode != 0:
+                    raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
+            self.cluster_id = _read_cluster_id(meta)
+            preexec = die_with_parent_preexec() if self.die_with_parent else None
+            log = open(self.data_dir / "stdout.log", "ab")
+        finally:
+            for sock in held:
+                sock.close()
         with log:
             self.proc = subprocess.Popen(java + ["kafka.Kafka", str(conf)], stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -257,12 +295,26 @@ class LocalKafka:
                 raise LocalKafkaError(
                     f"the Kafka broker exited with code {self.proc.returncode}; "
                     f"see {self.data_dir}/server.log and stdout.log:\n{self.log_tail()}")
-            if port_open(self.port) and _metadata_ok(self.bootstrap):
+            answered = _cluster_id_at(self.bootstrap) if port_open(self.port) else None
+            if answered is not None:
+                self._check_ours(answered)
                 return
             time.sleep(0.3)
         self.stop()
         raise LocalKafkaError(f"the Kafka broker did not become ready within {timeout:.0f} s:\n"
                               f"{self.log_tail()}")
+
+    def _check_ours(self, answered: str) -> None:
+        """The broker that answered on our port must be ours: the cluster id we formatted the
+        storage with, and our process still running. Otherwise another process took the port
+        between choosing it and the broker binding it: stop ours and fail."""
+        if answered == self.cluster_id and self.proc is not None and self.proc.poll() is None:
+            return
+        self.stop()
+        raise LocalKafkaError(
+            f"another Kafka broker answered on {self.bootstrap} (cluster id {answered!r}, ours is "
+            f"{self.cluster_id!r}): the port was taken by another process before this broker "
+            f"could bind it. Start again, or pass a free --port.")
 
     def log_tail(self, n: int = 30) -> str:
         lines: list[str] = []
@@ -313,20 +365,33 @@ def _cluster_id() -> str:
             return cid
 
 
-def _metadata_ok(bootstrap: str) -> bool:
-    """A real Kafka protocol round trip (ApiVersions + Metadata) through aiokafka."""
+def _read_cluster_id(meta: Path) -> str:
+    """cluster.id from a formatted KRaft storage's meta.properties."""
+    try:
+        for line in meta.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "cluster.id":
+                return value.strip()
+    except OSError as e:
+        raise LocalKafkaError(f"cannot read the KRaft storage's {meta}: {e}") from None
+    raise LocalKafkaError(f"{meta} has no cluster.id: delete the data folder to format it again")
+
+
+def _cluster_id_at(bootstrap: str) -> str | None:
+    """The cluster id of the broker answering at `bootstrap` ("" if it sends none), through a
+    real Kafka protocol round trip (ApiVersions + Metadata) with aiokafka; None when nothing
+    answers."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
-    async def probe() -> bool:
+    async def probe() -> str | None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
-            await admin.list_topics()
-            return True
+            return (await admin.describe_cluster()).get("cluster_id") or ""
         except Exception:
-            return False
+            return None
         finally:
             with contextlib.suppress(Exception):
                 await admin.close()

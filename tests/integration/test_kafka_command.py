@@ -35,12 +35,24 @@ def start_command(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STREAMPROC_") or k in TOOLING_VARS}
     env["PYTHONUNBUFFERED"] = "1"
+    env["TMPDIR"] = str(temp_dir(tmp_path))  # the broker's temporary data folder goes here
     ready, log = tmp_path / "kafka.json", tmp_path / "kafka.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streamproc", "kafka", "start",
                                  "--ready-file", str(ready)], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     return proc, ready, log
+
+
+def temp_dir(tmp_path: Path) -> Path:
+    """The command's $TMPDIR, where its default data folder (streamproc-kafka-*) is made."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def data_folders(tmp_path: Path) -> list[Path]:
+    return sorted(temp_dir(tmp_path).glob("streamproc-kafka-*"))
 
 
 def wait_ready(proc: subprocess.Popen, ready: Path, log: Path) -> dict:
@@ -108,6 +120,8 @@ def test_kafka_start_ready_file_and_the_broker_dies_with_a_sigkilled_command(tmp
             os.kill(broker, signal.SIGKILL)
         if data and Path(data).name.startswith("streamproc-kafka-"):  # its temporary folder
             shutil.rmtree(data, ignore_errors=True)
+        for folder in data_folders(tmp_path):  # also when the start failed before the ready file
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_kafka_start_stops_the_broker_cleanly_on_sigterm(tmp_path):
@@ -120,8 +134,12 @@ def test_kafka_start_stops_the_broker_cleanly_on_sigterm(tmp_path):
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         assert not alive(broker) and not port_open(port)
         assert not ready.exists()  # the ready file goes with the broker
+        assert data_folders(tmp_path) == []  # and the temporary data folder
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)  # the broker, if any, gets SIGKILL with it (PR_SET_PDEATHSIG)
         if broker is not None and alive(broker):
             os.kill(broker, signal.SIGKILL)
+        for data in data_folders(tmp_path):  # left by a failed start or a kill, ready or not
+            shutil.rmtree(data, ignore_errors=True)

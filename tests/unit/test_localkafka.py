@@ -1,11 +1,14 @@
 """The pure parts of `streamproc kafka start`: the ready file, the die-with-parent spawn, the
-main-thread guard and the command line (the broker itself: tests/integration/test_kafka_command.py)."""
+main-thread guard, the port choice, the check that the broker that answered is ours, and the
+command line (the broker itself: tests/integration/test_kafka_command.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from streamproc.__main__ import build_parser
-from streamproc.localkafka import LocalKafka, LocalKafkaError, write_ready_file
+from streamproc import localkafka
+from streamproc.localkafka import (LocalKafka, LocalKafkaError, reserve_ports,
+                                   write_ready_file)
 
 
 def alive(pid: int) -> bool:
@@ -68,8 +73,11 @@ def test_a_child_spawned_to_die_with_its_parent_dies_with_a_sigkilled_parent():
         "time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE,
                               text=True)
-    child = int(parent.stdout.readline())
+    child = None
     try:
+        readable, _, _ = select.select([parent.stdout], [], [], 30)
+        assert readable, "the parent printed no child pid within 30 s"
+        child = int(parent.stdout.readline())
         assert alive(child)
         parent.kill()
         parent.wait(10)
@@ -78,7 +86,11 @@ def test_a_child_spawned_to_die_with_its_parent_dies_with_a_sigkilled_parent():
             time.sleep(0.05)
         assert not alive(child)
     finally:
-        if alive(child):
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        parent.stdout.close()
+        if child is not None and alive(child):
             os.kill(child, signal.SIGKILL)
 
 
@@ -112,3 +124,111 @@ def test_ready_info_names_the_broker_process():
     kafka.proc = subprocess.Popen(["true"])
     kafka.proc.wait()
     assert kafka.ready_info()["pid"] == kafka.proc.pid
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_reserved_ports_are_distinct_and_held_until_closed():
+    held = reserve_ports(2)
+    try:
+        ports = [s.getsockname()[1] for s in held]
+        assert len(set(ports)) == 2
+        assert not any(bindable(p) for p in ports)  # nobody else gets them meanwhile
+        again = reserve_ports(2)  # nor a second call
+        try:
+            assert not {s.getsockname()[1] for s in again} & set(ports)
+        finally:
+            for s in again:
+                s.close()
+    finally:
+        for s in held:
+            s.close()
+    assert all(bindable(p) for p in ports)
+
+
+def fake_broker_start(tmp_path, monkeypatch, **kw) -> tuple[LocalKafka, dict]:
+    """LocalKafka.start() with the jars, the storage tool and the broker process faked: what
+    the ports looked like while the storage was formatted and when the broker was spawned."""
+    seen: dict = {}
+    real_popen = subprocess.Popen
+
+    def run(cmd, **_):
+        conf = cmd[cmd.index("-c") + 1]
+        seen["format"] = kafka.port, kafka.controller_port, bindable(kafka.port), \
+            bindable(kafka.controller_port)
+        seen["conf"] = Path(conf).read_text()
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        (logs / "meta.properties").write_text(
+            f"node.id=1\ncluster.id={cmd[cmd.index('-t') + 1]}\nversion=1\n")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    def popen(cmd, **_):
+        seen["spawn"] = bindable(kafka.port), bindable(kafka.controller_port)
+        return real_popen(["true"])
+
+    monkeypatch.setattr(localkafka, "ensure_jars", lambda version=None: tmp_path / "libs")
+    monkeypatch.setattr(localkafka.subprocess, "run", run)
+    monkeypatch.setattr(localkafka.subprocess, "Popen", popen)
+    monkeypatch.setattr(LocalKafka, "_wait_ready", lambda self, timeout: None)
+    kafka = LocalKafka(data_dir=tmp_path, **kw)
+    kafka.start()
+    kafka.proc.wait()
+    return kafka, seen
+
+
+def test_start_takes_two_distinct_ports_held_until_the_broker_is_spawned(tmp_path, monkeypatch):
+    kafka, seen = fake_broker_start(tmp_path, monkeypatch)
+    port, controller, port_free, controller_free = seen["format"]
+    assert port != controller and (port, controller) == (kafka.port, kafka.controller_port)
+    assert not port_free and not controller_free  # held while the storage is formatted
+    assert seen["spawn"] == (True, True)  # released for the broker
+    assert f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}" in seen["conf"]
+    assert kafka.cluster_id and kafka.cluster_id in (tmp_path / "logs/meta.properties").read_text()
+
+
+def test_start_with_a_port_takes_a_different_controller_port(tmp_path, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        wanted = s.getsockname()[1]
+    kafka, seen = fake_broker_start(tmp_path, monkeypatch, port=wanted)
+    assert kafka.port == wanted and kafka.controller_port != wanted
+    assert seen["format"][3] is False  # the controller port was held
+
+
+def test_a_broker_that_answers_with_another_cluster_id_is_not_ours(tmp_path, monkeypatch):
+    """Another process took the port after it was chosen: its broker answered the check."""
+    kafka = LocalKafka(port=40123, data_dir=tmp_path, cluster_id="ours-cluster-id")
+    kafka.proc = subprocess.Popen(["sleep", "30"])
+    ours = kafka.proc
+    monkeypatch.setattr(localkafka, "port_open", lambda port, host="127.0.0.1": True)
+    monkeypatch.setattr(localkafka, "_cluster_id_at", lambda bootstrap: "someone-elses")
+    try:
+        with pytest.raises(LocalKafkaError, match=r"another Kafka broker answered on "
+                                                  r"127\.0\.0\.1:40123 \(cluster id "
+                                                  r"'someone-elses', ours is 'ours-cluster-id'\)"):
+            kafka._wait_ready(5)  # noqa: SLF001 - the readiness check under test
+        assert ours.poll() is not None and kafka.proc is None  # ours was stopped
+    finally:
+        if ours.poll() is None:
+            ours.kill()
+        ours.wait()
+
+
+def test_our_own_cluster_id_is_ready(tmp_path, monkeypatch):
+    kafka = LocalKafka(port=40123, data_dir=tmp_path, cluster_id="ours-cluster-id")
+    kafka.proc = subprocess.Popen(["sleep", "30"])
+    monkeypatch.setattr(localkafka, "port_open", lambda port, host="127.0.0.1": True)
+    monkeypatch.setattr(localkafka, "_cluster_id_at", lambda bootstrap: "ours-cluster-id")
+    try:
+        kafka._wait_ready(5)  # noqa: SLF001
+        assert kafka.proc.poll() is None
+    finally:
+        kafka.kill()
