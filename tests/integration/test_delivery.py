@@ -516,8 +516,9 @@ def test_worker_killed_mid_batch_redelivers_without_duplicating_ledgered_records
     mm.latency = 0.1  # 4 in flight -> ~40 addEvent/s: a 100-record batch takes ~2.5 s
     total = 400
     env = {"STREAMPROC_MAILMODO_RATE_LIMIT_RPS": "0", "STREAMPROC_MAILMODO_LINGER_MS": "20",
-           # faust reads these itself: a dead member leaves the group after 10 s, not 60 s
-           "BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
+           # a dead member leaves the group after the 10 s session; heartbeats every second
+           "STREAMPROC_KAFKA_SESSION_TIMEOUT_S": "10",
+           "STREAMPROC_KAFKA_HEARTBEAT_INTERVAL_S": "1"}
     w = stack.worker("k1", **env)
     w.wait_ready()
     now = time.time()

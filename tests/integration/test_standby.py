@@ -6,7 +6,7 @@ ledger entries in the tables) are produced and fully processed; then A is SIGKIL
 that moment one track per user on A's by-user partitions is produced. Measured from the kill:
 
 - rebalanced_s: B noticed (its /ready left 'ready' or its assignment grew). Dominated by the
-  consumer-group session timeout (10 s here via faust's BROKER_SESSION_TIMEOUT; 60 s default).
+  consumer-group session timeout (STREAMPROC_KAFKA_SESSION_TIMEOUT_S, 10 s by default).
 - ready_s: B ready again: all partitions assigned and table recovery finished.
 - routed_s: every probe track routed to Mailmodo and delivered (it needs the known-user state
   A wrote), i.e. the failover as a user sees it.
@@ -63,8 +63,7 @@ def _env(sandbox_urls: dict[str, str], topics_file: Path, standby: int) -> dict[
     return {**sandbox_env(sandbox_urls), "STREAMPROC_TOPICS_FILE": str(topics_file),
             "STREAMPROC_STANDBY_REPLICAS": str(standby),
             "STREAMPROC_MAILMODO_RATE_LIMIT_RPS": "0", "STREAMPROC_MAILMODO_LINGER_MS": "50",
-            "STREAMPROC_MAILMODO_BACKOFF_MAX_S": "1", "STREAMPROC_LOG_LEVEL": "WARNING",
-            "BROKER_SESSION_TIMEOUT": "10"}
+            "STREAMPROC_MAILMODO_BACKOFF_MAX_S": "1", "STREAMPROC_LOG_LEVEL": "WARNING"}
 
 
 def _ready(w: WorkerProcess) -> tuple[bool, str]:
