@@ -405,7 +405,12 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
                                     original=ev.message.value,
                                     source=_source(ev.message))))
     staged = batch.flush_tables()  # changelog records of the changed keys, sent now
-    await rt.output.send_all(out)
+    try:
+        await rt.output.send_all(out)
+    except BaseException:  # no changelog send of a failed batch may land after its retry's
+        if staged:
+            await asyncio.wait([s.sent for s in staged])
+        raise
     await runtime.wait_all(s.sent for s in staged)  # state changes on the broker, then
     for s in staged:  # into the stores: a batch that failed left them as they were
         s.apply()

@@ -333,10 +333,10 @@ def _kafka(env: _Env) -> KafkaSettings:
         heartbeat_interval_s=env.float("KAFKA_HEARTBEAT_INTERVAL_S", 3.0),
         group_instance_id=env.str("KAFKA_GROUP_INSTANCE_ID", None),
     )
-    if not 6.0 <= k.session_timeout_s <= 300.0:
-        raise ConfigError(f"{PREFIX}KAFKA_SESSION_TIMEOUT_S must be between 6 and 300 seconds "
-                          f"(the broker's group.min/max.session.timeout.ms defaults), got "
-                          f"{k.session_timeout_s}")
+    if not 6.0 <= k.session_timeout_s <= 90.0:
+        raise ConfigError(f"{PREFIX}KAFKA_SESSION_TIMEOUT_S must be between 6 and 90 seconds "
+                          f"(the broker's group.min.session.timeout.ms default, and faust's "
+                          f"request timeout, which it may not exceed), got {k.session_timeout_s}")
     if not 0 < k.heartbeat_interval_s <= k.session_timeout_s / 3:
         raise ConfigError(f"{PREFIX}KAFKA_HEARTBEAT_INTERVAL_S must be above 0 and at most a "
                           f"third of KAFKA_SESSION_TIMEOUT_S, got {k.heartbeat_interval_s}")

@@ -103,8 +103,7 @@ class TableWriter:
         self.persist(partition, await self.send(partition, entries))
 
     def persist(self, partition: int, last: int) -> None:
-        """Record changelog offset `last` as the store's persisted offset, as faust does after
-        its writes, unless the partition was revoked meanwhile or a later one is recorded."""
+        """Record `last` as the store's persisted offset (as faust does), never backwards."""
         store, tp = self.table.data, TP(self._topic, partition)
         if partition in store._dbs and last > (store.persisted_offset(tp) or -1):
             store.set_persisted_offset(tp, last)
@@ -149,9 +148,10 @@ class Staged(NamedTuple):
     entries: list[Entry]
     sent: asyncio.Future
 
-    def apply(self) -> None:
-        self.writer.put(self.partition, self.entries)
-        self.writer.persist(self.partition, self.sent.result())
+    def apply(self) -> None:  # not into a partition revoked meanwhile (faust would reopen it)
+        if self.partition in self.writer.table.data._dbs:
+            self.writer.put(self.partition, self.entries)
+            self.writer.persist(self.partition, self.sent.result())
 
 
 async def wait_all(futures: Iterable[asyncio.Future]) -> None:

@@ -141,6 +141,8 @@ def test_static_membership_needs_a_fixed_web_port():
     assert ok.kafka.group_instance_id == "worker-0" and ok.kafka.session_timeout_s == 10.0
     with pytest.raises(ConfigError, match="KAFKA_SESSION_TIMEOUT_S"):
         load_settings({"STREAMPROC_KAFKA_SESSION_TIMEOUT_S": "2"}, strict=False)
+    with pytest.raises(ConfigError, match="KAFKA_SESSION_TIMEOUT_S"):  # above faust's 90 s
+        load_settings({"STREAMPROC_KAFKA_SESSION_TIMEOUT_S": "91"}, strict=False)
     with pytest.raises(ConfigError, match="KAFKA_HEARTBEAT_INTERVAL_S"):
         load_settings({"STREAMPROC_KAFKA_HEARTBEAT_INTERVAL_S": "5"}, strict=False)
 

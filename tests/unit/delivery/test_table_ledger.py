@@ -267,3 +267,32 @@ async def test_table_writer_write_puts_now_and_sends_tombstones_too(store):
     assert producer.log == {2: [(b"new", b"1"), (b"gone", None)]}
     assert store._dbs[2].get(OFFSET_KEY) == b"1"
     assert writer.get_many(2, [b"new", b"gone"]) == [b"1", None]
+
+
+async def test_a_state_batch_whose_outputs_fail_waits_for_its_changelog_sends(store):
+    """A batch retried from its checkpoint must not have an earlier attempt's changelog
+    record land after the retry's (the changelog would go back to the older value)."""
+    from streamproc.agents import _process_state_batch
+
+    table = FakeTable(store)
+    table.producer = FakeProducer()
+    table.producer.release.clear()  # the changelog send is on its way
+    rt = state_runtime(table)
+
+    async def send_all(out):
+        raise RuntimeError("output refused")
+
+    rt.output = SimpleNamespace(send_all=send_all)
+
+    def handle(m, now, batch):
+        batch.set("users", "a", b"v")
+        return [("out", b"a", b"x")]
+
+    task = asyncio.ensure_future(_process_state_batch(rt, "users", [event(0)], handle))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()  # the failed batch waits for its send to end
+    table.producer.release.set()
+    with pytest.raises(RuntimeError, match="output refused"):
+        await task
+    assert stored(store, 0) == {}  # and its state change is not applied
