@@ -36,6 +36,7 @@ EXACT_BUDGET = 100_000  # at most this many keys counted exactly per refresh, ov
 def install(rt: Runtime) -> None:
     """Register the refreshers on rt.metrics (called once from create_app)."""
     rt.metrics.on_refresh(refresh_lag)
+    rt.metrics.on_refresh(refresh_checkpoint)
     rt.metrics.on_refresh(refresh_table_keys)
     rt.metrics.on_refresh(refresh_ready)
     for table in rt.tables.values():
@@ -97,7 +98,8 @@ def consumer_lags(rt: Runtime) -> dict[tuple[str, int], int]:
     return out
 
 
-def refresh_lag(rt: Runtime) -> None:
+def refresh_checkpoint(rt: Runtime) -> None:
+    """batch_retries per partition being read again, and records faust's streams got."""
     consumer = _consumer(rt)
     retries = rt.metrics.batch_retries
     retries.clear()
@@ -105,6 +107,9 @@ def refresh_lag(rt: Runtime) -> None:
         rt.metrics.faust_stream_records.set(consumer.faust_stream_records)
         for tp, failures in consumer.checkpoint.failing().items():
             retries.labels(tp.topic, str(tp.partition)).set(failures)
+
+
+def refresh_lag(rt: Runtime) -> None:
     lags = consumer_lags(rt)
     gauge = rt.metrics.consumer_lag
     gauge.clear()  # partitions revoked by a rebalance must not keep their last value

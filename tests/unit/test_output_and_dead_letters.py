@@ -132,13 +132,21 @@ def _sent(producer) -> dict:
     return out
 
 
+def _started_output(**kw):
+    """An OutputProducer started on a BatchProducer(**kw), no broker."""
+    from streamproc.output import OutputProducer
+
+    out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
+    producer = out.producer = BatchProducer(asyncio.get_running_loop(), **kw)
+    out._ready.set()
+    return out, producer
+
+
 def test_output_producer_sends_a_record_batch_per_partition_in_order():
     from streamproc.output import OutputProducer
 
     async def run():
-        out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
-        producer = out.producer = BatchProducer(asyncio.get_running_loop(), capacity=2)
-        out._ready.set()
+        out, producer = _started_output(capacity=2)
         records = [("a", K[i % 3], b"%d" % i) for i in range(7)]
         records.append(("b", K[1], b"h", [("x", b"1")]))
         records.append(("a", K[0], b"L" * 60))  # too large for a batch: sent alone
@@ -187,9 +195,7 @@ def test_output_producer_resends_only_the_records_of_a_failed_batch():
     from streamproc.output import OutputProducer
 
     async def run():
-        out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
-        producer = out.producer = BatchProducer(asyncio.get_running_loop(), fail=1)
-        out._ready.set()
+        out, producer = _started_output(fail=1)
         records = [("a", K[i % 3], b"%d" % i) for i in range(6)]
         assert await out.send_all(records) == 6
         return producer

@@ -69,12 +69,17 @@ def test_first_interval_counts_from_the_start_and_lists_enabled_destinations():
     }
 
 
-def test_interval_is_the_difference_of_two_snapshots_and_lag_is_current():
+def _two_intervals() -> dict:
+    """The summary of the second interval after _first_interval."""
     m = Metrics()
     _first_interval(m)
     before = m.snapshot()
     _second_interval(m)
-    s = summary.build_summary(before, m.snapshot(), 30.0, ["mailmodo", "segment"])
+    return summary.build_summary(before, m.snapshot(), 30.0, ["mailmodo", "segment"])
+
+
+def test_interval_is_the_difference_of_two_snapshots_and_lag_is_current():
+    s = _two_intervals()
     assert s["interval"] == {
         "in": 5, "routed": {"mailmodo": 4, "segment": 0},
         "delivered": {"mailmodo": 3, "segment": 1},
@@ -109,11 +114,7 @@ def _logged(fmt: str, s: dict) -> str:
 
 
 def test_json_log_line_carries_the_numbers_as_a_structured_field():
-    m = Metrics()
-    _first_interval(m)
-    before = m.snapshot()
-    _second_interval(m)
-    s = summary.build_summary(before, m.snapshot(), 30.0, ["mailmodo", "segment"])
+    s = _two_intervals()
     lines = _logged("json", s).splitlines()
     assert len(lines) == 1
     doc = orjson.loads(lines[0])
