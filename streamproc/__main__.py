@@ -71,6 +71,10 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         ready.unlink(missing_ok=True)  # a file left by an earlier run must not read as ready
     # started from this (the main) thread: the kernel kills the broker when it exits
     kafka = LocalKafka(port=args.port or 0, data_dir=data, die_with_parent=True)
+    if args.secure:
+        from streamproc.localkafka_secure import Secure
+
+        kafka.secure = Secure()
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
@@ -90,7 +94,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         if ready is not None:
             write_ready_file(ready, kafka.ready_info())
-        print(f"Kafka {kafka.version} ready on {kafka.bootstrap} (Ctrl-C stops it)", flush=True)
+        how = " (SASL_SSL, SCRAM-SHA-512: users in --ready-file)" if args.secure else ""
+        print(f"Kafka {kafka.version} ready on {kafka.bootstrap}{how} (Ctrl-C stops it)", flush=True)
         while not stop.wait(1.0):
             if kafka.proc is None or kafka.proc.poll() is not None:
                 print("the broker exited", file=sys.stderr)
@@ -158,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--ready-file", metavar="PATH",
                    help="once the broker accepts connections, write {bootstrap, pid, version} "
                         "as JSON here (atomically); removed again at a clean stop")
+    k.add_argument("--secure", action="store_true",
+                   help="SASL_SSL with SCRAM-SHA-512 users, a throwaway CA and ACLs enforced "
+                        "(--ready-file then also has the CA file and each user's password)")
     k.set_defaults(func=cmd_kafka)
 
     s = sub.add_parser("send", help="produce the bundled sample events (or a JSONL file)")

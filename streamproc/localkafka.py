@@ -4,10 +4,8 @@ provisioned from Maven Central jars with Maven into a cache and started on 127.0
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,26 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-KAFKA_VERSION = "4.3.0"  # pinned; override with STREAMPROC_KAFKA_VERSION
-SCALA_VERSION = "2.13"
-LOG4J_VERSION = "2.24.3"
-SLF4J_VERSION = "2.0.17"
-
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>streamproc.local</groupId><artifactId>kafka-broker</artifactId><version>1</version>
-  <dependencies>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
-      <version>{slf4j}</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId>
-      <version>{kafka}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId>
-      <version>{log4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
-      <version>{log4j}</version></dependency>
-  </dependencies>
-</project>
-"""
+from streamproc.localkafka_jars import (KAFKA_VERSION, LocalKafkaError, cache_dir,  # noqa: F401
+                                        ensure_jars, kafka_version)
 
 _LOG4J2 = """status = warn
 appender.file.type = File
@@ -52,57 +32,6 @@ rootLogger.appenderRef.file.ref = file
 logger.kafka.name = kafka.server.KafkaRaftServer
 logger.kafka.level = INFO
 """
-
-
-class LocalKafkaError(RuntimeError):
-    """The local broker could not be provisioned or started (the message says why)."""
-
-
-def kafka_version() -> str:
-    return os.environ.get("STREAMPROC_KAFKA_VERSION", KAFKA_VERSION)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("STREAMPROC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "streamproc")
-    return Path(base)
-
-
-def ensure_jars(version: str | None = None, *, quiet: bool = True) -> Path:
-    """The folder of broker jars for `version`, fetched with Maven on first use only.
-    Safe to call from concurrent processes (a file lock serialises the download)."""
-    version = version or kafka_version()
-    target = cache_dir() / f"kafka-{version}" / "libs"
-    if (target / ".complete").exists():
-        return target
-    if shutil.which("mvn") is None:
-        raise LocalKafkaError("Maven (mvn) is not on PATH: it is needed once to fetch the Kafka jars")
-    if shutil.which("java") is None:
-        raise LocalKafkaError("java is not on PATH: the local Kafka broker needs Java 17+")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / ".complete").exists():
-            return target
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            pom = Path(tmp) / "pom.xml"
-            pom.write_text(_POM.format(kafka=version, scala=SCALA_VERSION, log4j=LOG4J_VERSION,
-                                       slf4j=SLF4J_VERSION))
-            out = Path(tmp) / "libs"
-            cmd = ["mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                   f"-DoutputDirectory={out}", "-DincludeScope=runtime"]
-            if quiet:
-                cmd.insert(1, "-q")
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise LocalKafkaError(
-                    f"fetching Apache Kafka {version} with Maven failed:\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-            (out / ".complete").write_text(version)
-            if target.exists():
-                shutil.rmtree(target)
-            out.rename(target)
-    return target
 
 
 def free_port() -> int:
@@ -201,6 +130,7 @@ class LocalKafka:
     version: str = field(default_factory=kafka_version)
     extra: dict[str, str] = field(default_factory=dict)
     die_with_parent: bool = False
+    secure: Any = None  # a localkafka_secure.Secure: SASL_SSL, SCRAM users, ACLs enforced
     proc: subprocess.Popen | None = None
     cluster_id: str | None = None  # the one the storage was formatted with (set by start())
     _tmp: tempfile.TemporaryDirectory | None = None
@@ -212,7 +142,12 @@ class LocalKafka:
     def ready_info(self) -> dict[str, Any]:
         """What `streamproc kafka start --ready-file` writes: bootstrap, broker pid, version."""
         return {"bootstrap": self.bootstrap, "pid": self.proc.pid if self.proc else None,
-                "version": self.version}
+                "version": self.version, **(self.secure.ready_info() if self.secure else {})}
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for this broker (secured: as the super user)."""
+        return {"bootstrap_servers": self.bootstrap,
+                **(self.secure.client_kwargs() if self.secure else {})}
 
     def properties(self) -> dict[str, str]:
         assert self.data_dir is not None
@@ -239,6 +174,7 @@ class LocalKafka:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "log.flush.interval.messages": "9223372036854775807",
         }
+        props.update(self.secure.properties(self.port, self.controller_port) if self.secure else {})
         props.update(self.extra)
         return props
 
@@ -260,6 +196,8 @@ class LocalKafka:
         try:
             for name, sock in zip(wanted, held):
                 setattr(self, name, sock.getsockname()[1])
+            if self.secure:
+                self.secure.prepare(self.data_dir)
             conf = self.data_dir / "server.properties"
             conf.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
             (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -271,8 +209,9 @@ class LocalKafka:
             meta = self.data_dir / "logs" / "meta.properties"
             if not meta.exists():
                 fmt = subprocess.run(
-                    java + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
-                            str(conf), "--ignore-formatted"], capture_output=True, text=True)
+                    java + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf),
+                            "--ignore-formatted", *(self.secure.format_args() if self.secure else [])],
+                    capture_output=True, text=True)
                 if fmt.returncode != 0:
                     raise LocalKafkaError(f"formatting KRaft storage failed: {fmt.stderr[-2000:]}")
             self.cluster_id = _read_cluster_id(meta)
@@ -295,7 +234,7 @@ class LocalKafka:
                 raise LocalKafkaError(
                     f"the Kafka broker exited with code {self.proc.returncode}; "
                     f"see {self.data_dir}/server.log and stdout.log:\n{self.log_tail()}")
-            answered = _cluster_id_at(self.bootstrap) if port_open(self.port) else None
+            answered = _cluster_id_at(self.client_kwargs()) if port_open(self.port) else None
             if answered is not None:
                 self._check_ours(answered)
                 return
@@ -377,16 +316,16 @@ def _read_cluster_id(meta: Path) -> str:
     raise LocalKafkaError(f"{meta} has no cluster.id: delete the data folder to format it again")
 
 
-def _cluster_id_at(bootstrap: str) -> str | None:
-    """The cluster id of the broker answering at `bootstrap` ("" if it sends none), through a
-    real Kafka protocol round trip (ApiVersions + Metadata) with aiokafka; None when nothing
+def _cluster_id_at(kwargs: dict[str, Any]) -> str | None:
+    """The cluster id of the broker answering at kwargs' bootstrap ("" if it sends none), through
+    a real Kafka protocol round trip (ApiVersions + Metadata) with aiokafka; None when nothing
     answers."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> str | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**kwargs, request_timeout_ms=3000)
         try:
             await admin.start()
             return (await admin.describe_cluster()).get("cluster_id") or ""
