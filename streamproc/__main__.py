@@ -138,6 +138,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return asyncio.run(run_wait_command(settings, topology, args))
 
 
+def cmd_acls(args: argparse.Namespace) -> int:
+    from streamproc.acls import run_acls_command
+
+    settings, topology = _load(args)
+    return run_acls_command(topology, settings.app_id, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamproc", description=__doc__)
     p.add_argument("--topics-file", help="topics.yaml to use (default: STREAMPROC_TOPICS_FILE)")
@@ -200,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up after this long (default: 300; 0: check once)")
     w.add_argument("--json", action="store_true", help="print the result as one JSON object")
     w.set_defaults(func=cmd_wait)
+    a = sub.add_parser("acls", help="the Kafka ACLs each role needs (worker, topics admin, "
+                                    "operator CLI) for topics.yaml, the app id and topic prefix")
+    a.add_argument("--format", choices=["table", "commands", "json"], default="commands")
+    for role in ("worker", "topics", "operator"):
+        a.add_argument(f"--{role}-principal", metavar="User:NAME",
+                       help=f"the {role} role's principal (default: User:streamproc-{role})")
+    a.set_defaults(func=cmd_acls)
     return p
 
 
