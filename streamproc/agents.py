@@ -15,6 +15,7 @@ import orjson
 from streamproc import runtime
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
+from streamproc.outcomes import ingest_outs, routing_outs
 from streamproc.output import Out
 from streamproc.records import MAX_RECORD_BYTES, dead_letter
 from streamproc.routing.config import RoutingConfig
@@ -122,6 +123,7 @@ def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None 
         out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
             stage="ingest", reason=err.reason, message=err.message, original=m.value,
             source={**_source(m), "input": source, "key": _decode_key(m.key)})))
+    out += ingest_outs(rt, source, m, events, errors)
     if batch is None:
         ctx.flush()
     return out
@@ -277,7 +279,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         if res.user.pending:
             rt.extras.setdefault("pending_users", {})[key] = m.partition
     _count_holds(rt, ctx, res)
-    out = _routed(rt, ctx, res)
+    out = _routed(rt, ctx, res) + routing_outs(rt, "users", msg, res)
     by_contact = rt.topology.internal["by_contact"].name
     by_user = rt.topology.internal["by_user"].name
     out += [(by_contact, u.email_key.encode(), encode(u)) for u in res.contact_updates]
@@ -307,7 +309,7 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
         ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
-    out = _routed(rt, ctx, res)
+    out = _routed(rt, ctx, res) + routing_outs(rt, "contacts", msg, res)
     if batch is None:
         ctx.flush()
     return out

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+import streamproc.outcomes
 from streamproc import runtime
 from streamproc.agents import batches_of
 from streamproc.delivery.ledger import as_unix_seconds
@@ -138,12 +139,14 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
         state: dict[str, Any] = {}
 
         def deliverer(module=module, dest_settings=dest_settings, ledger=ledger,
-                      state=state) -> Any:
+                      state=state, slug=slug) -> Any:
             if "deliverer" not in state:
                 client = build_client(module, dest_settings)
                 state["client"] = client
-                state["deliverer"] = Deliverer(module, dest_settings, client, ledger,
-                                               rt.metrics)
+                outcomes = streamproc.outcomes.of(rt)
+                state["deliverer"] = Deliverer(
+                    module, dest_settings, client, ledger, rt.metrics, on_attempt=None
+                    if outcomes is None else streamproc.outcomes.AttemptRecorder(outcomes, slug))
             return state["deliverer"]
 
         rt.extras.setdefault("deliverers", {})[slug] = state
@@ -197,6 +200,9 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
             if batch:
                 report = await deliverer.deliver(batch, force=force)
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
+                recorder = getattr(deliverer, "on_attempt", None)
+                if isinstance(recorder, streamproc.outcomes.AttemptRecorder):
+                    out += recorder.take(report.dead)  # outcomes, produced with the batch
         if out:
             await rt.output.send_all(out)
         await ledger.flush()  # ledger entries on the broker before the batch is done

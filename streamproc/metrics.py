@@ -15,6 +15,9 @@ request_duration_seconds                        histogram  destination
 batch_size (records per HTTP request)           histogram  destination
 requests (streamproc_requests_total)            counter    destination, kind, status
 auth_paused (1 = destination paused on 401/403) gauge      destination
+destination_paused (1 = paused on an outage)    gauge      destination
+destination_paused_since (unix s; 0 = not)      gauge      destination
+destination_waiting_records (its sink's lag)    gauge      destination
 consumer_lag                                    gauge      topic, partition
 table_keys                                      gauge      table
 batch_retries                                   gauge      topic, partition
@@ -107,6 +110,16 @@ class Metrics:
         self.requests = counter("requests", "HTTP requests sent", ("destination", "kind", "status"))
         self.auth_paused = gauge("auth_paused", "1 while the destination is paused on 401/403",
                                  ("destination",))
+        self.destination_paused = gauge(
+            "destination_paused", "1 while the destination is paused on transient failures "
+            "(an outage): its sink is held and probed, nothing dead-lettered inside the retry "
+            "budget", ("destination",))
+        self.destination_paused_since = gauge(
+            "destination_paused_since_seconds", "Unix time the outage pause began (its first "
+            "transient failure), 0 when not paused", ("destination",))
+        self.destination_waiting_records = gauge(
+            "destination_waiting_records", "Records of the destination's sink partitions on this "
+            "worker not delivered yet (their lag from the committed offset)", ("destination",))
         self.consumer_lag = gauge("consumer_lag", "Messages behind the end of the partition",
                                   ("topic", "partition"))
         self.table_keys = gauge("table_keys", "Keys in a state table", ("table",))

@@ -17,8 +17,12 @@ from mode import Service
 
 log = logging.getLogger(__name__)
 
-# (topic, key, value) or (topic, key, value, headers as [(name, bytes)])
-Out = tuple[str, bytes | None, bytes] | tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]
+# (topic, key, value) or (topic, key, value, headers as [(name, bytes)]), optionally with a
+# fifth element: a hash of the writer's choosing, the partition being hash % partitions (else
+# the key's murmur2, as Kafka's partitioner picks it; see streamproc.outcomes.partition_hash)
+Out = (tuple[str, bytes | None, bytes]
+       | tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]
+       | tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None])
 
 
 class OutputProducer(Service):
@@ -149,7 +153,9 @@ class OutputProducer(Service):
             parts = parts_of.get(topic)
             if parts is None:
                 parts = parts_of[topic] = sorted(await producer.partitions_for(topic))
-            if key is None:  # random among the available ones, as send() does
+            if len(rec) > 4 and rec[4] is not None:  # type: ignore[misc]
+                partition = parts[rec[4] % len(parts)]  # type: ignore[misc]  # writer's hash
+            elif key is None:  # random among the available ones, as send() does
                 partition = random.choice(sorted(
                     producer.client.cluster.available_partitions_for_topic(topic)) or parts)
             else:

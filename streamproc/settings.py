@@ -90,7 +90,10 @@ class DeliverySettings:
     max_attempts: int = 8
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    max_retry_time_s: float = 120.0  # total per batch; stays under faust's 300 s watchdogs
+    max_retry_time_s: float = 120.0  # in-call retries per batch; under faust's 300 s watchdogs
+    # how long a record is held on transient failures (destination paused, probed) before it
+    # is dead-lettered as retries_exhausted; from its or the outage's first failure, in memory
+    retry_budget_s: float = 14400.0
     timeout_s: float = 10.0
     linger_ms: int = 200
     auth_probe_interval_s: float = 30.0
@@ -152,6 +155,15 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+class OutcomesSettings:
+    """The outcomes topic behind `streamproc trace` (streamproc/outcomes.py)."""
+
+    enabled: bool = True  # STREAMPROC_OUTCOMES=on|off, per worker
+    mask_emails: bool = True  # e.g. j***@example.com in outcomes and response bodies
+    body_chars: int = 500  # response bodies kept per delivery attempt
+
+
+@dataclass(frozen=True)
 class Settings:
     app_id: str = "streamproc"
     client_id: str = "streamproc"
@@ -173,6 +185,7 @@ class Settings:
     mailjet: MailjetSettings = field(default_factory=MailjetSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    outcomes: OutcomesSettings = field(default_factory=OutcomesSettings)
     # Accepted settings in an old form, each with what to write instead: logged once at start.
     config_warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -308,6 +321,7 @@ def _delivery(env: _Env, dest: str, default: DeliverySettings) -> DeliverySettin
         backoff_initial_s=env.float(p + "BACKOFF_INITIAL_S", default.backoff_initial_s),
         backoff_max_s=env.float(p + "BACKOFF_MAX_S", default.backoff_max_s),
         max_retry_time_s=env.float(p + "MAX_RETRY_TIME_S", default.max_retry_time_s),
+        retry_budget_s=env.float(p + "RETRY_BUDGET_S", default.retry_budget_s, minimum=1.0),
         timeout_s=env.float(p + "TIMEOUT_S", default.timeout_s, minimum=0.01),
         linger_ms=env.int(p + "LINGER_MS", default.linger_ms),
         auth_probe_interval_s=env.float(p + "AUTH_PROBE_INTERVAL_S", default.auth_probe_interval_s,
@@ -429,6 +443,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
             track_grace_seconds=env.float("TRACK_GRACE_SECONDS", 0.0),
             ledger_retention_hours=env.float("LEDGER_RETENTION_HOURS", 72.0, minimum=0.01),
         ),
+        outcomes=OutcomesSettings(
+            enabled=env.bool("OUTCOMES", True),
+            mask_emails=env.bool("OUTCOMES_MASK_EMAILS", True),
+            body_chars=env.int("OUTCOMES_BODY_CHARS", 500, minimum=0, maximum=2000)),
         config_warnings=tuple(env.warnings),
     )
     if strict:

@@ -15,6 +15,8 @@ from streamproc.records import DESTINATIONS
 
 INPUTS = ("segment", "mailmodo", "mailjet", "clevertap")
 INTERNAL = ("by_user", "by_contact", "dead_letter")
+OPTIONAL_INTERNAL = ("outcomes",)  # added with its defaults when topics.yaml omits it
+DEFAULT_OUTCOMES = {"name": "streamproc.outcomes", "retention_ms": 7 * 24 * 3600 * 1000}
 TOPIC_KEYS = {"name", "partitions", "replication_factor", "retention_ms", "cleanup_policy", "config"}
 DEFAULT_KEYS = TOPIC_KEYS - {"name"}
 DEST_KEYS = {"enabled", "batch_size", "sink", "dead_letter"}
@@ -188,8 +190,14 @@ def load_topology(path: str | Path = "topics.yaml") -> Topology:
     for key, (_, v) in r.mapping(top["inputs"][1], "inputs", set(INPUTS)).items():
         inputs[key] = r.topic(v, f"inputs.{key}", f"input.{key}", defaults)
     internal = {}
-    for key, (_, v) in r.mapping(top["internal"][1], "internal", set(INTERNAL)).items():
+    for key, (_, v) in r.mapping(top["internal"][1], "internal",
+                                 set(INTERNAL + OPTIONAL_INTERNAL)).items():
         internal[key] = r.topic(v, f"internal.{key}", f"internal.{key}", defaults)
+    if "outcomes" not in internal:  # streamproc trace's topic (issue 15), 7 days by default
+        internal["outcomes"] = TopicSpec(
+            "internal.outcomes", DEFAULT_OUTCOMES["name"], defaults.get("partitions", 6),
+            defaults.get("replication_factor", 1), DEFAULT_OUTCOMES["retention_ms"],
+            "delete", dict(defaults.get("config") or {}))
     for needed, have, where in ((INPUTS, inputs, "inputs"), (INTERNAL, internal, "internal")):
         missing = [n for n in needed if n not in have]
         if missing:

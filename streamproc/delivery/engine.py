@@ -1,5 +1,6 @@
 """The one delivery engine shared by all destinations: deliver() sends a batch of sink records
-and returns only when each is delivered or dead; retries, per-key order, rate limits, auth pause."""
+and returns when each is delivered, dead or held (outage pause); retries, per-key order, rate
+limits, the auth pause and the outage pause (delivery/outage.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 from streamproc.delivery.backoff import FULL_JITTER, BackoffPolicy
 from streamproc.delivery.client import send
 from streamproc.delivery.ledger import Ledger
+from streamproc.delivery.outage import Outage
 from streamproc.delivery.ratelimit import SendGate
 from streamproc.delivery.report import (RETRIES_EXHAUSTED, DeadRecord, DeliveryReport,
                                         map_records, reasoned)
@@ -65,8 +67,10 @@ class Deliverer:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Any] = asyncio.sleep,
                  wall: Callable[[], float] = time.time,
-                 rng: Callable[[], float] = random.random, jitter: str = FULL_JITTER) -> None:
+                 rng: Callable[[], float] = random.random, jitter: str = FULL_JITTER,
+                 on_attempt: Callable[..., None] | None = None) -> None:
         self.destination, self.settings, self.client = destination, settings, client
+        self.on_attempt = on_attempt  # (request, status, body, [(record, attempt, error)])
         self.ledger, self.metrics = ledger, metrics
         self.name: str = destination.NAME
         self.delivery = d = settings.delivery
@@ -77,31 +81,48 @@ class Deliverer:
         self.policy = BackoffPolicy(initial_s=d.backoff_initial_s, max_s=d.backoff_max_s,
                                     jitter=jitter, max_retry_after_s=d.max_retry_time_s,
                                     max_elapsed_s=d.max_retry_time_s)
-        self.paused = False
+        self.paused = False  # on 401/403
         self._paused_since = 0.0
         metrics.auth_paused.labels(self.name).set(0)
+        self.outage = Outage(self.name, d, metrics, clock=clock, wall=wall)
 
     async def deliver(self, records: list[SinkRecord], *, force: bool = False) -> DeliveryReport:
-        """Returns when every record is delivered, skipped (ledger) or dead. While the destination
-        is paused on 401/403 it keeps probing and does not return. Cancellable."""
+        """Returns when every record is delivered, skipped (ledger), dead or held. Transient
+        failures are retried within the call (MAX_ATTEMPTS, MAX_RETRY_TIME_S); records still
+        failing then pause the destination (an outage): they and every record of a later call
+        are returned as `report.held` (the caller reads them again later, after
+        outage.wait_s()), except one probe request per call once a probe is due. A record
+        failing past its retry budget is dead-lettered (retries_exhausted); once the outage's
+        budget is spent each record is sent once and dead-lettered if it fails. While paused
+        on 401/403 it keeps probing and does not return. Cancellable."""
         report = DeliveryReport()
         pending = self._unseen(records, force, report)
         progress = {r.id: _Progress(r) for r in pending}
         backoff = self.policy.start(rng=self._rng, clock=self._clock)
+        outage = self.outage
         while pending:
+            draining = outage.active and outage.spent()  # each sent once, then dead-lettered
+            if outage.active and not draining and not outage.probe_due():
+                report.held += [r.id for r in pending]
+                break
             requests = self._build(pending, progress, report)
-            state = _Round(probe_only=self.paused)
+            state = _Round(probe_only=self.paused or (outage.active and not draining))
             await self._send_round(requests, state, progress, report)
             exhausted = {i for i in state.retry
                          if progress[i].counted >= self.delivery.max_attempts}
             retry, delay = state.retry - exhausted, None
-            if retry and not self.paused:
+            if retry and outage.active:  # paused meanwhile: no more retries within the call
+                exhausted, retry = exhausted | retry, set()
+            elif retry and not self.paused:
                 delay = backoff.next_delay(state.retry_after)
-                if delay is None:  # the retry-time budget is spent
+                if delay is None:  # the call's retry time is spent
                     exhausted, retry = exhausted | retry, set()
-            for record_id in exhausted:
-                p = progress[record_id]
-                self._dead(p, p.error, report, reason=RETRIES_EXHAUSTED)
+            hold = self._hold_or_dead(exhausted, progress, report)
+            if hold or (outage.active and not draining and outage.probe_due()):
+                outage.pause(sum(not p.resolved for p in progress.values()))
+            if outage.active and not draining:
+                report.held += [r.id for r in pending if not progress[r.id].resolved]
+                break
             for record_id in retry:
                 klass = status_class(progress[record_id].status)
                 self.metrics.retried.labels(self.name, klass).inc()
@@ -115,6 +136,17 @@ class Deliverer:
                 await self._sleep(delay)
             pending = [r for r in pending if r.id in retry or r.id in state.deferred]
         return report
+
+    def _hold_or_dead(self, exhausted: set[str], progress: dict[str, _Progress],
+                      report: DeliveryReport) -> set[str]:
+        """Records whose retries within the call are spent: dead-lettered when their retry
+        budget is spent too, else returned (to hold)."""
+        dead = {i for i in exhausted if self.outage.spent(i)}
+        for record_id in dead:
+            p = progress[record_id]
+            self._dead(p, p.error, report, reason=RETRIES_EXHAUSTED)
+        self.outage.forget(dead)
+        return exhausted - dead
 
     def _unseen(self, records: list[SinkRecord], force: bool,
                 report: DeliveryReport) -> list[SinkRecord]:
@@ -201,7 +233,7 @@ class Deliverer:
             self._defer(request, state, progress)
             return
         status, body, outcomes = answer
-        if state.probe_only and status is None and all(
+        if self.paused and state.probe_only and status is None and all(
                 isinstance(o.error, Retryable) for o in outcomes):  # no answer: nothing learned
             self._defer(request, state, progress)
             return
@@ -217,12 +249,18 @@ class Deliverer:
                                      else Retryable(f"HTTP {status}: no outcome", status=status))
             if errors[record_id] is not None:
                 self.metrics.failed.labels(self.name, status_class(status)).inc()
+        if self.on_attempt is not None:
+            self.on_attempt(request, status, body, [(progress[i].record, progress[i].attempts,
+                                                     errors[i]) for i in live])
         if any(isinstance(errors[i], AuthError) for i in live):
             self._pause(request, status)
             self._defer(request, state, progress)
             return
         if state.probe_only:
             self._resume()
+        answered = [i for i in live if not isinstance(errors[i], (Retryable, AuthError))]
+        if answered:
+            self.outage.answered(answered)
         self._delivered([i for i in live if errors[i] is None], progress, report, status)
         permanent = [i for i in live if isinstance(errors[i], Permanent)]
         repaired = await self._repaired(request, status, body) if permanent and allow_repair \
@@ -256,7 +294,7 @@ class Deliverer:
                         ) -> tuple[int | None, str, list[Any]] | None:
         """(status, body text, outcomes) of one HTTP call through the gate; None if paused."""
         async with self.gate.slot(exclusive=request.exclusive):
-            if self.paused:
+            if self.paused or (state is not None and state.probe_only):
                 if state is None or not state.probe_only or state.probe_taken:
                     return None
                 state.probe_taken = True
@@ -333,6 +371,7 @@ class Deliverer:
 
     def _retry_later(self, p: _Progress, error: DeliveryError, state: _Round) -> None:
         p.error = error
+        self.outage.failed([p.record.id], error, p.status)
         state.retry.add(p.record.id)
         state.blocked_keys |= p.order_keys
         if isinstance(error, Throttled) and error.retry_after is not None:

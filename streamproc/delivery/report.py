@@ -41,6 +41,7 @@ class DeliveryReport:
     delivered: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # seen by the ledger, or repeated in the batch
     dead: list[DeadRecord] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # destination paused: to be read again later
 
 
 def map_records(destination: Any, settings: Any, records: list[SinkRecord], name: str,

@@ -17,7 +17,19 @@ def test_shipped_topology_loads():
     assert t.internal["dead_letter"].retention_ms == 2592000000
     assert t.inputs["segment"].partitions == 6
     assert sorted(t.enabled) == ["clevertap", "mailjet", "mailmodo", "segment"]
-    assert len(t.all_topics()) == 15
+    assert len(t.all_topics()) == 16
+    assert t.internal["outcomes"].name == "streamproc.outcomes"
+    assert t.internal["outcomes"].retention_ms == 7 * 24 * 3600 * 1000
+
+
+def test_outcomes_topic_defaults_when_topics_yaml_omits_it(tmp_path):
+    text = (ROOT / "topics.yaml").read_text()
+    start = text.index("  outcomes:")
+    end = text.index("destinations:")
+    t = load_topology(_write(tmp_path, text[:start] + "\n" + text[end:]))
+    spec = t.internal["outcomes"]
+    assert (spec.name, spec.partitions, spec.retention_ms) == (
+        "streamproc.outcomes", 6, 7 * 24 * 3600 * 1000)
 
 
 def _write(tmp_path, text):

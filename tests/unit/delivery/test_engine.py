@@ -76,7 +76,8 @@ async def test_per_record_permanent_in_200_is_dead_others_delivered():
 
 
 async def test_max_attempts_exhausted_is_dead_with_attempt_count():
-    r = rig(FakeApi(status(503, text="down for maintenance")), settings(max_attempts=3))
+    r = rig(FakeApi(status(503, text="down for maintenance")), settings(max_attempts=3,
+                                                                      retry_budget_s=0.0))
     report = await r.deliverer.deliver([record(1)])
     assert report.delivered == []
     dead = report.dead[0]
@@ -90,7 +91,8 @@ async def test_max_attempts_exhausted_is_dead_with_attempt_count():
 
 async def test_max_retry_time_bounds_the_total_wait():
     r = rig(FakeApi(status(502)), settings(max_attempts=1000, max_retry_time_s=10.0,
-                                           backoff_initial_s=1.0, backoff_max_s=4.0))
+                                           backoff_initial_s=1.0, backoff_max_s=4.0,
+                                           retry_budget_s=0.0))
     # rng 0.5 with full jitter: waits 0.5, 1, 2, 2, 2, 2 (9.5 s); the next would pass 10 s
     start = r.clock.now
     report = await r.deliverer.deliver([record(1)])
@@ -100,7 +102,8 @@ async def test_max_retry_time_bounds_the_total_wait():
 
 
 async def test_throttle_beyond_the_budget_is_dead_without_waiting():
-    r = rig(FakeApi(status(429, headers={"Retry-After": "3600"})), settings(max_retry_time_s=60))
+    r = rig(FakeApi(status(429, headers={"Retry-After": "3600"})), settings(max_retry_time_s=60,
+                                                                          retry_budget_s=0.0))
     report = await r.deliverer.deliver([record(1)])
     assert report.dead[0].reason == "retries_exhausted" and r.clock.sleeps == []
 

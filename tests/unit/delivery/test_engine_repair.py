@@ -48,7 +48,8 @@ async def test_transient_fix_failure_retries_the_record_later():
 
 async def test_fix_failing_for_good_exhausts_retries_not_a_permanent_dead_letter():
     api = _respond_until_defined([503])
-    r = rig(api, settings(max_attempts=3), dest=destination(repair=lambda req, code, body: [META]))
+    r = rig(api, settings(max_attempts=3, retry_budget_s=0.0),
+            dest=destination(repair=lambda req, code, body: [META]))
     report = await r.deliverer.deliver([record(1)])
     assert report.delivered == []
     assert [(d.reason, d.attempts) for d in report.dead] == [("retries_exhausted", 3)]

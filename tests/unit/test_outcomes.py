@@ -1,0 +1,118 @@
+"""Outcome records (streamproc/outcomes.py): shapes, partitioning by message id, masking of
+emails and scrubbing of secrets, and the delivery-side recorder the engine calls."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import orjson
+
+from streamproc.errors import Permanent, Retryable
+from streamproc.outcomes import (AttemptRecorder, Outcomes, Scrubber, mask_email, message_id,
+                                 partition_hash, person_hash, raw_message_id)
+from streamproc.records import SinkRecord
+from streamproc.routing.drops import Drop
+from streamproc.settings import load_settings
+
+ENV = {"STREAMPROC_MAILMODO_API_KEY": "mm-key-0123456789",
+       "STREAMPROC_SEGMENT_WRITE_KEY": "seg-write-key-abc"}
+
+
+def _outcomes(**env: str) -> Outcomes:
+    return Outcomes(load_settings({**ENV, **env}), "outcomes")
+
+
+def _docs(outs):
+    return [orjson.loads(o[2]) for o in outs]
+
+
+def test_masks_emails_and_scrubs_secrets_and_truncates():
+    s = Scrubber(["mm-key-0123456789"], mask=True, limit=120)
+    body = ('{"error": "bad", "email": "Jane.Doe@Example.com", "api_key": "abc123", '
+            '"echo": "mm-key-0123456789", "h": "Authorization: Bearer eyJ.x.y"}')
+    out = s(body)
+    assert "Jane.Doe" not in out and "J***@Example.com" in out
+    assert "abc123" not in out and "mm-key-0123456789" not in out and "eyJ" not in out
+    assert len(s("x" * 1000)) == 120
+    assert Scrubber(mask=False)("a jane@example.com b") == "a jane@example.com b"
+    assert mask_email("x@y.io") == "x***@y.io"
+
+
+def test_outcomes_are_keyed_and_partitioned_by_message_id():
+    o = _outcomes()
+    topic, key, value, headers, h = o.out({"k": "in", "m": "msg-1"})
+    assert (topic, key, headers, h) == ("outcomes", b"msg-1", None, partition_hash("msg-1"))
+    assert partition_hash("msg-1") == partition_hash("msg-1") != partition_hash("msg-2")
+
+
+def test_ingested_records_person_keys_masked_unless_turned_off():
+    ev = SimpleNamespace(message_id="m1", user_id="u1", email="Jo@Ex.com", email_key="jo@ex.com")
+    m = SimpleNamespace(topic="segment.raw", partition=2, offset=7, value=b"{}")
+    [doc] = _docs(_outcomes().ingested("segment", m, [ev], []))
+    assert doc | {"t": 0} == {"k": "in", "m": "m1", "t": 0, "src": "segment",
+                              "tp": "segment.raw", "p": 2, "o": 7, "u": "u1",
+                              "e": "j***@ex.com", "h": person_hash("JO@ex.com ")}
+    [plain] = _docs(_outcomes(STREAMPROC_OUTCOMES_MASK_EMAILS="off").ingested(
+        "segment", m, [ev], []))
+    assert plain["e"] == "jo@ex.com"
+
+
+def test_unparseable_input_is_ingested_and_dead_under_its_own_id():
+    m = SimpleNamespace(topic="t", partition=0, offset=5, value=b'{"messageId": "x9", "type": 1}')
+    err = SimpleNamespace(reason="bad_type", message="type is not a string")
+    docs = _docs(_outcomes().ingested("segment", m, [], [err]))
+    assert [(d["k"], d["m"]) for d in docs] == [("in", "x9"), ("dead", "x9")]
+    assert docs[1]["stage"] == "ingest" and docs[1]["r"] == "bad_type"
+    assert raw_message_id(SimpleNamespace(topic="t", partition=1, offset=2, value=b"{")) \
+        == "t:1:2"
+
+
+def _sink(mid: str, dest: str = "mailmodo", rid: str = "d1") -> SinkRecord:
+    return SinkRecord(destination=dest, op="add_event", key="jo@ex.com", id=rid, payload={},
+                      source={"message_id": mid})
+
+
+def test_routed_lists_destinations_drops_and_holds_per_input():
+    msg = SimpleNamespace(message_id="m1")
+    res = SimpleNamespace(sink_records=[_sink("m1", "mailmodo", "a"), _sink("m1", "mailjet", "b"),
+                                        _sink("older", "mailmodo", "c")],
+                          drops=[Drop("segment", "clevertap", "disabled")], held=0)
+    docs = {d["m"]: d for d in _docs(_outcomes().routed("users", msg, res))}
+    assert docs["m1"]["to"] == [["mailmodo", "a", "add_event"], ["mailjet", "b", "add_event"]]
+    assert docs["m1"]["drop"] == [["clevertap", "disabled"]]
+    assert docs["older"]["to"] == [["mailmodo", "c", "add_event"]]  # a released hold
+    held = SimpleNamespace(sink_records=[], drops=[], held=1)
+    [doc] = _docs(_outcomes().routed("users", msg, held))
+    assert doc["held"] == 1
+    assert message_id(SimpleNamespace(event_id="e1", message_id="mj")) == "e1"
+
+
+def test_recorder_keeps_each_attempt_and_the_dead_record():
+    o = _outcomes()
+    rec = AttemptRecorder(o, "mailmodo")
+    request = SimpleNamespace(kind="addEvent")
+    r = _sink("m1")
+    rec(request, 429, '{"message": "slow down"}', [(r, 1, Retryable("HTTP 429"))])
+    rec(request, 200, "{}", [(r, 2, None)])
+    r2 = _sink("m2", rid="d2")
+    rec(request, 400, '{"message": "bad", "email": "jo@ex.com", "api_key": "mm-key-0123456789"}',
+        [(r2, 1, Permanent("HTTP 400"))])
+    dead = SimpleNamespace(record=r2, reason="http_400", status=400, attempts=1)
+    docs = _docs(rec.take([dead]))
+    assert [(d["m"], d["k"], d.get("n"), d["s"], d.get("r")) for d in docs] == [
+        ("m1", "try", 1, 429, "retry"), ("m1", "try", 2, 200, "ok"),
+        ("m2", "try", 1, 400, "failed"), ("m2", "dead", 1, 400, "http_400")]
+    assert "mm-key" not in docs[2]["b"] and "j***@ex.com" in docs[2]["b"]
+    assert rec.take() == []
+    assert [f["s"] for f in o.recent_failures("mailmodo")] == [400, 429]
+
+
+def test_outcomes_setting_switches_off_and_validates():
+    assert load_settings({}).outcomes.enabled is True
+    assert load_settings({"STREAMPROC_OUTCOMES": "off"}).outcomes.enabled is False
+    try:
+        load_settings({"STREAMPROC_OUTCOMES_BODY_CHARS": "5000"})
+    except Exception as e:
+        assert "STREAMPROC_OUTCOMES_BODY_CHARS" in str(e)
+    else:
+        raise AssertionError("5000 accepted")
