@@ -42,7 +42,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     settings, topology = _load(args)
     report = asyncio.run(reconcile(topology, client_kwargs(settings.kafka),
-                                   create=args.action == "apply"))
+                                   create=args.action == "apply", kafka=settings.kafka))
     for line in report.lines():
         print(line)
     if not report.healthy:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streamproc.kafka_acl_errors import auth_resource, denied
+from streamproc.settings import KafkaSettings
 from streamproc.topology import TopicSpec, Topology
 
 
@@ -45,7 +47,9 @@ async def describe_partitions(admin: AIOKafkaAdminClient, names: list[str]) -> d
     return out
 
 
-async def reconcile(topology: Topology, client_kwargs: dict, *, create: bool) -> TopicsReport:
+async def reconcile(topology: Topology, client_kwargs: dict, *, create: bool,
+                    kafka: KafkaSettings | None = None) -> TopicsReport:
+    """`kafka`: the settings the client_kwargs came from (error messages name the user)."""
     admin = AIOKafkaAdminClient(**client_kwargs, request_timeout_ms=30000)
     await admin.start()
     try:
@@ -77,6 +81,9 @@ async def reconcile(topology: Topology, client_kwargs: dict, *, create: bool) ->
                     report.created.append(t.name)
                 elif err[0] == 36:  # TOPIC_ALREADY_EXISTS: created meanwhile by someone else
                     _compare(t, now.get(t.name, (0, 0)), report)
+                elif auth_resource(err[0]):
+                    report.mismatched.append(f"{t.name}: could not be created: " + denied(
+                        "TOPIC", t.name, "CREATE", kafka, "topics apply"))
                 else:
                     report.mismatched.append(f"{t.name}: could not be created: {err[1]} ({err[0]})")
         return report

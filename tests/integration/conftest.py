@@ -52,3 +52,18 @@ def stack(kafka_bootstrap, sandbox):
     yield s
     for w in s.workers:
         w.stop_or_kill()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka():
+    """A second local broker, secured (streamproc.localkafka_secure): SASL_SSL with SCRAM-SHA-512
+    users admin (super user), worker, topics, operator and nobody, ACLs enforced. Started only
+    by the tests that use it."""
+    from streamproc.localkafka import LocalKafka
+    from streamproc.localkafka_secure import Secure
+
+    kafka = LocalKafka(secure=Secure()).start()
+    try:
+        yield kafka
+    finally:
+        kafka.cleanup()

@@ -137,11 +137,13 @@ class WorkerProcess:
         return "(no log)"
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | str | None, Any]]) -> None:
-    """Produce (key, value) pairs; dict/list values are JSON-encoded, bytes sent as they are."""
+def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | str | None, Any]],
+            **client: Any) -> None:
+    """Produce (key, value) pairs; dict/list values are JSON-encoded, bytes sent as they are.
+    `client`: more aiokafka arguments (a secured broker's security settings)."""
 
     async def run() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client)
         await p.start()
         try:
             futs = []
@@ -169,13 +171,14 @@ class Consumed:
 
 
 def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout: float = 30.0,
-               settle: float = 1.0) -> list[Consumed]:
+               settle: float = 1.0, **client: Any) -> list[Consumed]:
     """Everything on a topic from the beginning: waits until at least min_count records are
-    there, then `settle` seconds more with nothing new (to catch unexpected extras)."""
+    there, then `settle` seconds more with nothing new (to catch unexpected extras).
+    `client`: more aiokafka arguments (a secured broker's security settings)."""
 
     async def run() -> list[Consumed]:
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", group_id=None)
+                             auto_offset_reset="earliest", group_id=None, **client)
         await c.start()
         try:
             parts = c.partitions_for_topic(topic)
