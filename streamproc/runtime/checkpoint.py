@@ -85,14 +85,14 @@ class Checkpoint:
         idle_to = p.fetched if p.inflight == 0 and p.fetched is not None else 0
         p.next = max(p.next, last_offset + 1, idle_to)
 
-    def rewind(self, tp: Any, epoch: int) -> Optional[float]:
-        """A batch with records of `tp` handed in `epoch` failed: back to the checkpoint in a
-        new epoch, fetched again after the returned backoff (s); None: the epoch was over."""
+    def rewind(self, tp: Any, epoch: int, failed: bool = True) -> Optional[float]:
+        """A batch of `tp` handed in `epoch` failed (or was held: `failed` False): back to the
+        checkpoint in a new epoch, read again after the returned backoff (s); None: epoch over."""
         p = self._parts.get(tp)
         if p is None or p.epoch != epoch:
             return None
         self.reseek(tp)
-        p.failures += 1
+        p.failures += failed
         return min(MAX_BACKOFF_S, 0.5 * 2 ** (p.failures - 1))
 
     def reseek(self, tp: Any) -> None:

@@ -106,8 +106,7 @@ class Consumer(driver.Consumer):
             log.warning("committing the revoked partitions' checkpoint failed (%r): their "
                         "records after the last commit are processed again", exc)
         self.checkpoint.revoke(revoked)
-        for tp in revoked:
-            self._resume_at.pop(tp, None)
+        self._resume_at = {tp: at for tp, at in self._resume_at.items() if tp not in revoked}
         await super().on_partitions_revoked(revoked)  # faust stops the flow
         self.app.tables.changelog_queue.clear()  # see the module docstring
 
@@ -126,12 +125,13 @@ class Consumer(driver.Consumer):
         self._resume_at.clear()
         await self.seek_wait(starts)
 
-    def rewind(self, tp: Any, epoch: int) -> None:
-        """A batch with records of `tp` failed: pause it; the fetch loop seeks it back."""
-        backoff = self.checkpoint.rewind(tp, epoch)
+    def rewind(self, tp: Any, epoch: int, hold_s: Optional[float] = None) -> None:
+        """A batch with records of `tp` failed: pause it; the fetch loop seeks it back and
+        resumes it after a backoff, or after `hold_s` for a held batch (not a failure)."""
+        backoff = self.checkpoint.rewind(tp, epoch, failed=hold_s is None)
         if backoff is not None:
             self.pause_partitions([tp])
-            self._resume_at[tp] = monotonic() + backoff
+            self._resume_at[tp] = monotonic() + (backoff if hold_s is None else hold_s)
 
     async def _apply_rewinds(self) -> bool:
         """Seek the partitions sought back; resume those whose backoff passed. False when a

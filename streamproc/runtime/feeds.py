@@ -129,7 +129,8 @@ class Batch:
     """One agent batch. `with batch as events:` reports it to the checkpoint: done when the
     body returns (its outputs and changelog records were awaited in it); when the body
     raises, its partitions are sought back to their checkpoint and fetched again after a
-    backoff, and the error is logged, not raised (a cancellation is raised)."""
+    backoff, and the error is logged, not raised (a cancellation is). An error with a
+    `hold_s` attribute holds the batch instead: not a failure, read again after hold_s."""
 
     def __init__(self, consumer: Any, chunks: list[Chunk]) -> None:
         self.consumer, self.chunks, self.ended = consumer, chunks, False
@@ -144,12 +145,14 @@ class Batch:
             for c in self.chunks:
                 checkpoint.done(c.tp, c.epoch, c.messages[-1].offset, len(c.messages))
             return False
+        hold_s = getattr(exc, "hold_s", None)
         for tp, epoch in {(c.tp, c.epoch) for c in self.chunks}:
-            self.consumer.rewind(tp, epoch)
-        first = self.chunks[0].messages[0]
-        log.warning("a batch of %d records failed (%r), first %s:%s@%s: its partitions are "
-                    "read again from their checkpoint", len(self.events), exc, first.topic,
-                    first.partition, first.offset)
+            self.consumer.rewind(tp, epoch, hold_s)
+        if hold_s is None:
+            first = self.chunks[0].messages[0]
+            log.warning("a batch of %d records failed (%r), first %s:%s@%s: its partitions "
+                        "are read again from their checkpoint", len(self.events), exc,
+                        first.topic, first.partition, first.offset)
         return issubclass(exc_type, Exception)
 
 
@@ -174,9 +177,7 @@ async def take(app: Any, feed: Feed, max_: int, within: float) -> AsyncIterator[
             checkpoint = app.consumer.checkpoint
             chunks = [c for c in chunks if checkpoint.epoch(c.tp) == c.epoch]
             if chunks:
-                now = monotonic()
-                for c in chunks:
-                    inbound[c.tp] = now
+                inbound.update(dict.fromkeys((c.tp for c in chunks), monotonic()))
                 batch = Batch(app.consumer, chunks)
                 yield batch
                 chunks = [] if batch.ended else chunks

@@ -22,8 +22,7 @@ def check(pins: Mapping[str, str] = PINS,
         try:
             version = version_of(name)
         except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name} not installed")
-            continue
+            version = "not installed"
         if version != pinned:
             found.append(f"{name} {version}")
     if found:

@@ -78,9 +78,9 @@ class FakeConsumer:
     def __init__(self, cp):
         self.checkpoint, self.rewound = cp, []
 
-    def rewind(self, tp, epoch):
-        self.rewound.append((tp, epoch))
-        self.checkpoint.rewind(tp, epoch)
+    def rewind(self, tp, epoch, hold_s=None):
+        self.rewound.append((tp, epoch) if hold_s is None else (tp, epoch, hold_s))
+        self.checkpoint.rewind(tp, epoch, failed=hold_s is None)
 
 
 def test_a_batch_moves_the_checkpoint_only_when_its_body_returns():
@@ -106,6 +106,28 @@ def test_a_batch_moves_the_checkpoint_only_when_its_body_returns():
     with pytest.raises(asyncio.CancelledError):  # shutdown is not swallowed
         with Batch(consumer, [Chunk(B, eb, [msg(B, 0)])]):
             raise asyncio.CancelledError()
+
+
+class Held(Exception):
+    hold_s = 7.5
+
+
+def test_a_held_batch_goes_back_to_its_checkpoint_without_counting_as_a_failure(caplog):
+    """A batch whose destination is paused (issue 14) is read again after its hold, from the
+    checkpoint, and is neither logged nor counted as a failing batch (batch_retries)."""
+    cp = Checkpoint()
+    cp.assign({A: 0})
+    consumer = FakeConsumer(cp)
+    e = cp.epoch(A)
+    cp.handed(A, e, 2)
+    with Batch(consumer, [Chunk(A, e, [msg(A, 0), msg(A, 1)])]):
+        raise Held()
+    assert consumer.rewound == [(A, e, 7.5)]
+    assert cp.next(A) == 0 and cp.rewinds == {A: 0} and cp.epoch(A) != e
+    assert cp.failing() == {} and "failed" not in caplog.text
+    e = cp.epoch(A)
+    cp.rewind(A, e)  # a real failure afterwards starts the backoff at its first step
+    assert cp.failing() == {A: 1}
 
 
 def test_take_leaves_out_records_handed_before_their_partition_was_sought():
