@@ -1,6 +1,7 @@
 """One delivery agent per enabled destination: takes a batch from its sink topic, delivers it
 through the shared engine, dead-letters what failed for good, and only then lets faust
-acknowledge the batch. The delivery ledger is a faust table co-partitioned with the sink, read
+acknowledge the batch. A batch its destination holds (outage pause, delivery/outage.py) is
+read again from the checkpoint when the next probe is due. The delivery ledger is a faust table co-partitioned with the sink, read
 and written per batch and partition (streamproc/delivery/table_ledger.py); the agent purges its
 expired entries between batches (LedgerPurger)."""
 
@@ -14,6 +15,7 @@ import streamproc.outcomes
 from streamproc import runtime
 from streamproc.agents import batches_of
 from streamproc.delivery.ledger import as_unix_seconds
+from streamproc.delivery.outage import Held
 from streamproc.delivery.table_ledger import TableLedger
 from streamproc.force_header import is_forced
 from streamproc.records import SinkRecord, dead_letter
@@ -150,6 +152,7 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
             return state["deliverer"]
 
         rt.extras.setdefault("deliverers", {})[slug] = state
+        rt.metrics.on_refresh(lambda rt, slug=slug, sink=spec.sink.name: _waiting(rt, slug, sink))
         purger = LedgerPurger(ledger.writer, retention)
         rt.extras.setdefault("ledger_purgers", {})[slug] = purger
         _delivery_agent(rt, slug, sink, spec.batch_size, dest_settings.delivery.linger_ms / 1000,
@@ -195,16 +198,30 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
         carried[rec.id] = ev
         (forced if m.headers and is_forced(m.headers) else normal).append(rec)
     ledger.begin(carried)
+    held, dead = False, []
     try:
         for batch, force in ((normal, False), (forced, True)):
             if batch:
                 report = await deliverer.deliver(batch, force=force)
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
+                held, dead = held or bool(report.held), dead + [d.record.id for d in report.dead]
                 recorder = getattr(deliverer, "on_attempt", None)
                 if isinstance(recorder, streamproc.outcomes.AttemptRecorder):
                     out += recorder.take(report.dead)  # outcomes, produced with the batch
         if out:
             await rt.output.send_all(out)
+        if held and dead:  # the batch is read again: its dead letters are not sent twice
+            ledger.mark(dead, time.time())
         await ledger.flush()  # ledger entries on the broker before the batch is done
     finally:
         ledger.end()
+    if held:
+        raise Held(slug, deliverer.outage.wait_s())
+
+
+def _waiting(rt: Runtime, slug: str, sink: str) -> None:
+    """destination_waiting_records: the lag of the destination's sink partitions here."""
+    from streamproc.observe import consumer_lags
+
+    waiting = sum(lag for (topic, _), lag in consumer_lags(rt).items() if topic == sink)
+    rt.metrics.destination_waiting_records.labels(slug).set(waiting)
