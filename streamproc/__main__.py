@@ -145,6 +145,13 @@ def cmd_acls(args: argparse.Namespace) -> int:
     return run_acls_command(topology, settings.app_id, args)
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from streamproc.trace import run_trace_command
+
+    settings, topology = _load(args)
+    return asyncio.run(run_trace_command(settings, topology, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamproc", description=__doc__)
     p.add_argument("--topics-file", help="topics.yaml to use (default: STREAMPROC_TOPICS_FILE)")
@@ -207,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up after this long (default: 300; 0: check once)")
     w.add_argument("--json", action="store_true", help="print the result as one JSON object")
     w.set_defaults(func=cmd_wait)
+    from streamproc.trace import add_parser as add_trace_parser
+    add_trace_parser(sub, cmd_trace)
     a = sub.add_parser("acls", help="the Kafka ACLs each role needs (worker, topics admin, "
                                     "operator CLI) for topics.yaml, the app id and topic prefix")
     a.add_argument("--format", choices=["table", "commands", "json"], default="commands")

@@ -83,8 +83,9 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
     )
     app.streamproc = runtime  # type: ignore[attr-defined]
     app.service(runtime.output)
-    from streamproc import outcomes  # rt.extras["outcomes"] (None: STREAMPROC_OUTCOMES=off)
-    outcomes.install(runtime)
+    from streamproc import outcomes, trace_view  # issue 15: outcomes, /trace.json
+    outcomes.install(runtime)  # rt.extras["outcomes"] (None: STREAMPROC_OUTCOMES=off)
+    trace_view.install(runtime)
     agents.register(runtime)
     from streamproc import observe, status, summary  # operate: refreshers, status, summary
     observe.install(runtime)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streamproc import observe
+from streamproc import observe, trace_view
 
 if TYPE_CHECKING:
     from streamproc.app import Runtime
@@ -114,6 +114,7 @@ def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
             "auth_paused": bool(snap["auth_paused"].get((slug,), 0)),
             "sink_topic": spec.sink.name,
             "lag": {spec.sink.name: lag_by_topic.get(spec.sink.name, 0)},
+            "failures": trace_view.recent_failures(rt, slug),  # latest failed attempts
         }
     ready, detail = is_ready(rt)
     partitions: dict[str, list[int]] = {}
