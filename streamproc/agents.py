@@ -20,6 +20,7 @@ from streamproc.output import Out
 from streamproc.records import MAX_RECORD_BYTES, dead_letter
 from streamproc.routing.config import RoutingConfig
 from streamproc.routing.contacts import route_contact_event
+from streamproc.holds_sweep import count_holds, index, register_sweeper
 from streamproc.routing.messages import SweepPending, decode, encode, key_for
 from streamproc.routing.users import route_user_event, sweep_pending
 from streamproc.runtime import TableWriter, set_current_event
@@ -276,8 +277,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         res = route_user_event(msg, user, cfg, now, _source(m))
     if res.changed and res.user is not None and key:
         ctx.set("users", key, orjson.dumps(res.user.to_dict()))
-        if res.user.pending:
-            rt.extras.setdefault("pending_users", {})[key] = m.partition
+        _note_holds(rt, "users", key, res.user.pending)
     _count_holds(rt, ctx, res)
     out = _routed(rt, ctx, res) + routing_outs(rt, "users", msg, res)
     by_contact = rt.topology.internal["by_contact"].name
@@ -290,14 +290,16 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
 
 
 def _count_holds(rt: Runtime, ctx: BatchContext, res: Any) -> None:
-    """The held tracks of a users-stage result (grace window): held, released, dropped."""
-    metrics = rt.metrics
-    for metric, labels, n in ((metrics.tracks_held, (), res.held),
-                              (metrics.holds_released, (), res.hold_released),
-                              (metrics.holds_dropped, ("expired",), res.hold_expired),
-                              (metrics.holds_dropped, ("overflow",), res.hold_overflow)):
-        if n:
-            ctx.count(metric, *labels, n=n)
+    """The holds of a state-stage result (held, released, expired, overflow)."""
+    if res.holds:
+        count_holds(rt, ctx, res)
+
+
+def _note_holds(rt: Runtime, table: str, key: str, pending: list[Any]) -> None:
+    """Keep the sweeper's index of keys holding inputs (streamproc/holds_sweep.py)."""
+    idx = index(rt)
+    if pending or key in idx.keys[table]:
+        idx.note(table, key, pending)
 
 
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
@@ -309,6 +311,8 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
         ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
+        _note_holds(rt, "contacts", key, res.contact.pending)
+    _count_holds(rt, ctx, res)
     out = _routed(rt, ctx, res) + routing_outs(rt, "contacts", msg, res)
     if batch is None:
         ctx.flush()
@@ -350,8 +354,8 @@ def register(rt: Runtime) -> None:
                  lambda m, now, batch: user_outputs(rt, cfg, m, now, batch))
     _state_agent(rt, "contacts", by_contact,
                  lambda m, now, batch: contact_outputs(rt, cfg, m, now, batch))
-    if cfg.track_grace_seconds > 0:
-        _grace_sweeper(rt, cfg)
+    if cfg.hold_seconds > 0:
+        register_sweeper(rt, cfg)
 
     from streamproc.deliver_agents import register_delivery
 
@@ -417,20 +421,3 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
     for s in staged:  # into the stores: a batch that failed left them as they were
         s.apply()
     batch.flush_counts()
-
-
-def _grace_sweeper(rt: Runtime, cfg: RoutingConfig) -> None:
-    """Held tracks past the grace window must be dropped even when no further event comes
-    for that user: a timer sends a SweepPending message through by-user, so the sweep runs
-    in the users agent on the right partition (tables are only written there)."""
-    app = rt.app
-    by_user = rt.topology.internal["by_user"].name
-
-    @app.timer(max(1.0, min(cfg.track_grace_seconds / 2, 30.0)))
-    async def sweep() -> None:
-        pending: dict[str, int] = rt.extras.setdefault("pending_users", {})
-        if pending:
-            keys = list(pending)
-            pending.clear()
-            await rt.output.send_all(
-                [(by_user, k.encode(), encode(SweepPending(user_id=k))) for k in keys])

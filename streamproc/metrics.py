@@ -24,20 +24,25 @@ batch_retries                                   gauge      topic, partition
 faust_stream_records                            gauge      (none)
 changelog_records_read (..._total)              counter    table, role (recovery, standby)
 ingest_requests (..._total)                     counter    endpoint, status
-tracks_held (streamproc_tracks_held_total)      counter    (none)
-holds_dropped (..._total)                       counter    reason (expired, overflow)
-holds_released (..._total)                      counter    (none)
+tracks_held (streamproc_tracks_held_total)      counter    source, waits_for
+holds_dropped (..._total)                       counter    reason (expired, overflow), source,
+                                                           waits_for
+holds_released (..._total)                      counter    source, waits_for
+held_now (streamproc_held_now)                  gauge      source, waits_for
 ready (1 = /ready says ready, set per scrape)   gauge      (none)
 
 status_class is "2xx", "4xx", "5xx", "network" or "mapping" (rejected before any request);
 requests' status is the HTTP code ("200", "429", ...) or "network".
-Holds (STREAMPROC_TRACK_GRACE_SECONDS > 0): tracks_held counts tracks of a user not identified
-yet that are held; holds_released those routed once the user has an email; holds_dropped those
-dropped, reason "expired" (the grace window passed) or "overflow" (pushed out beyond the
-user's held-track limit). Their drops are also in `dropped` (as unknown_user, or their gate
-reason), like a track of a never-identified user; only the overflow of an alias merging two
-held lists has no drop there. Both holds_dropped reasons are exported from the start (at 0),
-so increase() sees the first one.
+Holds (STREAMPROC_HOLD_SECONDS > 0; streamproc/routing/holds.py): an input waiting for state
+another topic updates, by source and waits_for (the reason it is dropped for without that
+state: segment/unknown_user, mailmodo/not_identified, mailmodo/no_clevertap_id,
+mailjet/not_identified). tracks_held (the name predates other sources) counts inputs held;
+holds_released those decided once the state arrived; holds_dropped those decided without it,
+reason "expired" (the hold time passed) or "overflow" (pushed out beyond the key's limit);
+held_now what this worker's active partitions hold now (refreshed by the sweeper). Expired
+holds are also in `dropped` with their reason (a Mailjet event is sent with the email as
+anonymousId instead, as without holds). Every series is exported from the start (at 0), so
+increase() sees the first one.
 Use the attributes directly: `metrics.dropped.labels("segment", "mailmodo", "missing_email").inc()`.
 snapshot() keys are metric names (without prefix/suffix), then a tuple of label values (in the
 order above, always a tuple, also for one label): counters and gauges map to numbers, histograms
@@ -50,6 +55,8 @@ import logging
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from streamproc.routing.drops import HOLD_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +142,21 @@ class Metrics:
             "keeping standby replicas warm", ("table", "role"))
         self.ingest_requests = counter("ingest_requests", "Ingest HTTP requests",
                                        ("endpoint", "status"))
+        hold_labels = ("source", "waits_for")
         self.tracks_held = counter(
-            "tracks_held", "Tracks of a user not identified yet held for the grace window", ())
+            "tracks_held", "Inputs held for state another topic updates", hold_labels)
         self.holds_dropped = counter(
-            "holds_dropped", "Held tracks dropped: reason=expired (grace window passed), "
-            "overflow (beyond the user's held-track limit)", ("reason",))
-        for reason in HOLD_DROP_REASONS:  # exported at 0 from the start
-            self.holds_dropped.labels(reason)
+            "holds_dropped", "Held inputs decided without the state: reason=expired (hold time "
+            "passed), overflow (beyond the key's held-input limit)", ("reason", *hold_labels))
         self.holds_released = counter(
-            "holds_released", "Held tracks routed once their user had an email", ())
+            "holds_released", "Held inputs decided once their state arrived", hold_labels)
+        self.held_now = gauge("held_now", "Inputs held now on this worker's partitions",
+                              hold_labels)
+        for pair in HOLD_REASONS:  # every series exported at 0 from the start
+            for reason in HOLD_DROP_REASONS:
+                self.holds_dropped.labels(reason, *pair)
+            for metric in (self.tracks_held, self.holds_released, self.held_now):
+                metric.labels(*pair)
         self.ready = gauge("ready", "1 when the worker is ready (as GET /ready), else 0; set "
                            "before each scrape", ())
         self._metrics: dict[str, Counter | Gauge | Histogram] = {

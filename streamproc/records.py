@@ -62,7 +62,8 @@ class SinkRecord:
 
     destination: str
     op: str
-    key: str  # partition key: normalised email or user id, keeps order per user
+    key: str  # partition key: the input's own by-user or by-contact key (never from state),
+    #           so a replay finds the delivery id in the same ledger partition
     id: str  # delivery id (see delivery_id)
     payload: dict[str, Any]
     source: dict[str, Any] = field(default_factory=dict)  # {topic, partition, offset, message_id}

@@ -150,8 +150,17 @@ class IngestSettings:
 @dataclass(frozen=True)
 class RoutingSettings:
     identify_email_from_state: bool = False  # route 2 alternative
-    track_grace_seconds: float = 0.0  # route 5 alternative: hold unknown-user tracks this long
+    hold_seconds: float = 3600.0  # how long an input waits for state another topic updates
     ledger_retention_hours: float = 72.0
+
+
+def _hold_seconds(env: Any) -> float:
+    """HOLD_SECONDS; the old TRACK_GRACE_SECONDS (tracks only) is read when it is not set."""
+    if env.raw("HOLD_SECONDS") is None and env.raw("TRACK_GRACE_SECONDS") is not None:
+        env.warnings.append("STREAMPROC_TRACK_GRACE_SECONDS is replaced by "
+                            "STREAMPROC_HOLD_SECONDS (it holds every input waiting for state)")
+        return env.float("TRACK_GRACE_SECONDS", 3600.0)
+    return env.float("HOLD_SECONDS", 3600.0)
 
 
 @dataclass(frozen=True)
@@ -440,7 +449,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, strict: bool = Tr
         ),
         routing=RoutingSettings(
             identify_email_from_state=env.bool("IDENTIFY_EMAIL_FROM_STATE", False),
-            track_grace_seconds=env.float("TRACK_GRACE_SECONDS", 0.0),
+            hold_seconds=_hold_seconds(env),
             ledger_retention_hours=env.float("LEDGER_RETENTION_HOURS", 72.0, minimum=0.01),
         ),
         outcomes=OutcomesSettings(

@@ -1,5 +1,5 @@
-"""RoutingConfig: the settings routing reads (enabled destinations from topics.yaml, the
-optional behaviours of routes 2, 5 and 11), frozen and built once per app."""
+"""RoutingConfig: the settings routing reads (enabled destinations from topics.yaml, the hold
+time, the optional behaviours of routes 2 and 11), frozen and built once per app."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from streamproc.state.model import MAX_PENDING
 class RoutingConfig:
     enabled: frozenset[str] = field(default_factory=lambda: frozenset(DESTINATIONS))
     identify_email_from_state: bool = False  # route 2: identify without email uses the last known
-    track_grace_seconds: float = 0.0  # route 5: hold unknown-user tracks this long (0 = off)
+    hold_seconds: float = 0.0  # hold inputs waiting for state this long (0 = decide at once)
     send_blocked: bool = False  # route 11: Mailjet `blocked` -> "Email Blocked"
-    max_pending: int = MAX_PENDING  # held tracks per user
+    max_pending: int = MAX_PENDING  # held inputs per user / contact
     source: dict[str, Any] = field(default_factory=dict)  # default sink-record source metadata
 
     def is_enabled(self, destination: str) -> bool:
@@ -28,7 +28,7 @@ class RoutingConfig:
         return cls(
             enabled=frozenset(enabled),
             identify_email_from_state=settings.routing.identify_email_from_state,
-            track_grace_seconds=settings.routing.track_grace_seconds,
+            hold_seconds=settings.routing.hold_seconds,
             send_blocked=settings.segment.send_blocked,
         )
 

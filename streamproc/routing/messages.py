@@ -1,5 +1,5 @@
 """Envelopes on the internal repartition topics (by-user, by-contact): ContactUpdate, MergeUser,
-SweepPending and the parsed input events, as orjson objects with a `kind` field. `key_for`
+SweepPending, SweepContact and the parsed input events, as orjson objects with a `kind` field. `key_for`
 gives the key each one is repartitioned by."""
 
 from __future__ import annotations
@@ -40,9 +40,16 @@ class MergeUser:
 
 @dataclass(slots=True)
 class SweepPending:
-    """timer -> users: drop this user's held tracks that are past the grace window."""
+    """timer -> users: decide this user's held tracks that are past the hold time."""
 
     user_id: str  # the by-user key
+
+
+@dataclass(slots=True)
+class SweepContact:
+    """timer -> contacts: decide this contact's held inputs that are past the hold time."""
+
+    email_key: str  # the by-contact key
 
 
 KINDS: dict[str, type] = {
@@ -53,11 +60,12 @@ KINDS: dict[str, type] = {
     "contact_update": ContactUpdate,
     "merge_user": MergeUser,
     "sweep_pending": SweepPending,
+    "sweep_contact": SweepContact,
 }
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
 Envelope = (SegmentEvent | MailmodoActivity | MailjetEvent | CleverTapTrigger | ContactUpdate
-            | MergeUser | SweepPending)
+            | MergeUser | SweepPending | SweepContact)
 
 
 def _slim_raw(obj: Any) -> dict[str, Any]:

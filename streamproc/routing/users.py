@@ -1,6 +1,6 @@
 """The users stage (by-user topic, known-users table): Segment identify/track/alias/page/screen/
 group and MergeUser -> Mailmodo and Mailjet sink records, ContactUpdates, MergeUser forwards and
-drops (routes 1-7); held tracks of the grace window and their sweep."""
+drops (routes 1-7); tracks held for their user's identify, and their sweep."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from streamproc.events.traits import reserved_traits, snake_case
 from streamproc.records import MAILJET, MAILMODO, OP_ADD_EVENT, OP_CONTACT_UPSERT, SinkRecord
 from streamproc.routing.config import RoutingConfig
 from streamproc.routing.drops import (
-    MISSING_EMAIL, SOURCE_SEGMENT, UNKNOWN_USER, UNSUPPORTED_TYPE, Drop,
+    EXPIRED, HELD, MISSING_EMAIL, OVERFLOW, RELEASED, SOURCE_SEGMENT, UNKNOWN_USER,
+    UNSUPPORTED_TYPE, Drop, Hold,
 )
+from streamproc.routing.holds import HoldCounts, expired
 from streamproc.routing.integrations import gate
 from streamproc.routing.messages import ContactUpdate, MergeUser, SweepPending, key_for, to_fields
 from streamproc.state.model import (
@@ -24,30 +26,27 @@ from streamproc.state.model import (
 AUDIENCE_EVENTS = {"Audience Entered": True, "Audience Exited": False}
 CONTACT_DESTINATIONS = (MAILMODO, MAILJET)  # identify and audience changes go to both
 TRACK_DESTINATIONS = (MAILMODO,)
+_USER_HOLD = {o: Hold(SOURCE_SEGMENT, UNKNOWN_USER, o) for o in (HELD, RELEASED, EXPIRED, OVERFLOW)}
 
 
 @dataclass(slots=True)
-class UserResult:
+class UserResult(HoldCounts):
     user: KnownUser | None  # state for the by-user key after the event (None: no state)
     changed: bool = False  # write `user` back to the known-users table
     sink_records: list[SinkRecord] = field(default_factory=list)
     contact_updates: list[ContactUpdate] = field(default_factory=list)  # -> by-contact
     forwards: list[MergeUser] = field(default_factory=list)  # -> by-user
     drops: list[Drop] = field(default_factory=list)
-    # held tracks (grace window), counted for the metrics; the drops above are unchanged (an
-    # expired or pushed-out hold is still dropped `unknown_user`, or by its gate reason)
-    held: int = 0  # tracks newly held
-    hold_expired: int = 0  # held tracks dropped: the grace window passed
-    hold_overflow: int = 0  # held tracks dropped: pushed out beyond max_pending (or beyond
-    #                         MAX_PENDING by an alias merge, which records no drop for them)
-    hold_released: int = 0  # held tracks routed: the user has an email by now
+    # tracks waiting for their user's identify (routing/holds.py): held, released, expired,
+    # overflow; an expired or pushed-out hold is also in `drops` (unknown_user or its gate)
+    holds: list[Hold] = field(default_factory=list)
 
 
 def route_user_event(event: SegmentEvent | MergeUser | SweepPending, user: KnownUser | None,
                      cfg: RoutingConfig, now: float,
                      source: Mapping[str, Any] | None = None) -> UserResult:
     """Route one by-user message given the stored state of its key (`now`: wall clock,
-    for the grace window; `source`: the input's {topic, partition, offset})."""
+    for holds; `source`: the input's {topic, partition, offset})."""
     out = UserResult(user)
     if isinstance(event, SweepPending):
         return sweep_pending(user, cfg, now) if user is not None else out
@@ -67,12 +66,19 @@ def route_user_event(event: SegmentEvent | MergeUser | SweepPending, user: Known
 
 
 def sweep_pending(user: KnownUser, cfg: RoutingConfig, now: float) -> UserResult:
-    """Held tracks past the grace window are dropped `unknown_user`; call it periodically
-    for every user with pending entries. Tracks of a user who has an email are released."""
+    """Held tracks past the hold time are dropped `unknown_user`; the sweeper calls it for
+    users with held tracks (routing/holds.py). Tracks of a user who has an email are released."""
     out = UserResult(user)
     if user.pending:
         _release(out, cfg, now)
     return out
+
+
+def sink_key(event: SegmentEvent) -> str:
+    """The sink record key of a Segment input's records: its own by-user key, never an email
+    from state. The key picks the sink partition, and so the ledger partition that remembers
+    the delivery id: a replay must find it there whatever email the state names by then."""
+    return key_for(event) or ""
 
 
 # ------------------------------------------------------------------ identify (routes 1-3, 7)
@@ -99,7 +105,7 @@ def _identify(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: flo
             continue
         assert email is not None
         payload = _contact_payload(dest, email, {**user.traits, "email": email})
-        out.sink_records.append(cfg.record(dest, OP_CONTACT_UPSERT, normalise_email(email),
+        out.sink_records.append(cfg.record(dest, OP_CONTACT_UPSERT, sink_key(event),
                                            event.message_id, payload, source=source, now=now))
     if email:
         sent = {**user.traits, "email": email}
@@ -152,13 +158,13 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
     open_dests = [d for d in dests if gated[d] is None]
     user = out.user
     known = user is not None and bool(user.emails)
-    if open_dests and not known and cfg.track_grace_seconds > 0:
+    if open_dests and not known and cfg.hold_seconds > 0:
         user = user or KnownUser(user_id=key_for(event) or "")
         entry = {"held_at": now, "event": to_fields(event), "source": dict(source or {})}
         pushed = hold(user, entry, cfg.max_pending)
         out.user, out.changed = user, True
-        out.held += 1
-        out.hold_overflow += len(pushed)
+        out.holds.append(_USER_HOLD[HELD])
+        out.holds.extend(_USER_HOLD[OVERFLOW] for _ in pushed)
         for old in pushed:
             out.drops.extend(_drops_for(SegmentEvent(**old["event"]), cfg, UNKNOWN_USER))
         return
@@ -178,13 +184,13 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
         merge_traits(user.traits, user.trait_ts, {key: member}, event.timestamp)
         for dest in open_dests:
             out.sink_records.append(cfg.record(
-                dest, OP_CONTACT_UPSERT, normalise_email(email), event.message_id,
+                dest, OP_CONTACT_UPSERT, sink_key(event), event.message_id,
                 {"email": email, "traits": {key: member}}, source=source, now=now))
         out.contact_updates.append(_contact_update(event, email, {key: member}))
         return
     payload = {"email": email, "event_name": event.event, "ts": int(event.timestamp),
                "properties": event.properties}
-    out.sink_records.append(cfg.record(MAILMODO, OP_ADD_EVENT, normalise_email(email),
+    out.sink_records.append(cfg.record(MAILMODO, OP_ADD_EVENT, sink_key(event),
                                        event.message_id, payload, source=source, now=now))
 
 
@@ -196,19 +202,19 @@ def _drops_for(event: SegmentEvent, cfg: RoutingConfig, reason: str) -> list[Dro
 
 
 def _release(out: UserResult, cfg: RoutingConfig, now: float) -> None:
-    """Held tracks: expired ones are dropped `unknown_user`; the rest are routed when the user
-    has an email by now, else kept."""
+    """Held tracks, in the order they came: dropped `unknown_user` once past the hold time,
+    else routed when the user has an email by now, else kept."""
     assert out.user is not None
     user = out.user
     held, user.pending = user.pending, []
     out.changed = True
     for entry in held:
         event = SegmentEvent(**entry["event"])
-        if now - entry.get("held_at", 0.0) > cfg.track_grace_seconds:
-            out.hold_expired += 1
+        if expired(entry, cfg, now):  # past its hold time, whether swept yet or not
+            out.holds.append(_USER_HOLD[EXPIRED])
             out.drops.extend(_drops_for(event, cfg, UNKNOWN_USER))
         elif user.emails:
-            out.hold_released += 1
+            out.holds.append(_USER_HOLD[RELEASED])
             _track(event, out, cfg, now, entry.get("source") or None)
         else:
             user.pending.append(entry)
@@ -236,7 +242,8 @@ def _merge(msg: MergeUser, out: UserResult, cfg: RoutingConfig, now: float) -> N
     user = out.user or KnownUser(user_id=msg.user_id)
     held = len(user.pending) + len(previous.pending)
     merge_users(user, previous)
-    out.hold_overflow += held - len(user.pending)  # merge_users keeps the newest MAX_PENDING
+    # merge_users keeps the newest MAX_PENDING
+    out.holds.extend(_USER_HOLD[OVERFLOW] for _ in range(held - len(user.pending)))
     out.user, out.changed = user, True
     for email in previous.emails:  # their contacts learn the new userId
         out.contact_updates.append(ContactUpdate(

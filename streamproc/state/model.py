@@ -11,7 +11,7 @@ import orjson
 
 from streamproc.events.common import normalise_email
 
-MAX_PENDING = 100  # held tracks per user (grace window); the oldest is dropped beyond this
+MAX_PENDING = 100  # held inputs per user / contact; the oldest is dropped beyond this
 MAX_IDS = 20  # user ids / anonymous ids remembered per contact (most recent last)
 
 
@@ -24,7 +24,8 @@ class KnownUser:
     trait_ts: dict[str, float] = field(default_factory=dict)  # trait key -> event time
     first_seen: float | None = None
     last_seen: float | None = None
-    pending: list[dict[str, Any]] = field(default_factory=list)  # held tracks {held_at, event}
+    pending: list[dict[str, Any]] = field(default_factory=list)  # held tracks {held_at, event,
+    #                                                               source}, oldest first
 
     @property
     def email_keys(self) -> list[str]:
@@ -70,6 +71,8 @@ class Contact:
     clevertap_id: str | None = None
     first_seen: float | None = None
     last_seen: float | None = None
+    # held inputs {held_at, kind, event, source, waits: [reason]}, oldest first (routing/holds.py)
+    pending: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -84,13 +87,16 @@ class Contact:
         return self.anonymous_ids[-1] if self.anonymous_ids else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "email": self.email, "user_ids": list(self.user_ids),
             "anonymous_ids": list(self.anonymous_ids), "traits": dict(self.traits),
             "trait_ts": dict(self.trait_ts), "identified": self.identified,
             "clevertap_id": self.clevertap_id, "first_seen": self.first_seen,
             "last_seen": self.last_seen,
         }
+        if self.pending:  # only when there are held inputs: most contacts never have any
+            d["pending"] = list(self.pending)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Contact:
@@ -99,7 +105,7 @@ class Contact:
             anonymous_ids=list(d.get("anonymous_ids") or []), traits=dict(d.get("traits") or {}),
             trait_ts=dict(d.get("trait_ts") or {}), identified=bool(d.get("identified")),
             clevertap_id=d.get("clevertap_id"), first_seen=d.get("first_seen"),
-            last_seen=d.get("last_seen"),
+            last_seen=d.get("last_seen"), pending=list(d.get("pending") or []),
         )
 
     def dumps(self) -> bytes:
@@ -159,13 +165,14 @@ def email_for(user: KnownUser, candidate: str | None) -> str | None:
     return user.latest_email
 
 
-def hold(user: KnownUser, entry: dict[str, Any], limit: int = MAX_PENDING) -> list[dict[str, Any]]:
-    """Append a held track; returns the entries pushed out (oldest first) beyond `limit`."""
-    user.pending.append(entry)
-    overflow = len(user.pending) - limit
+def hold(obj: KnownUser | Contact, entry: dict[str, Any],
+         limit: int = MAX_PENDING) -> list[dict[str, Any]]:
+    """Append a held input; returns the entries pushed out (oldest first) beyond `limit`."""
+    obj.pending.append(entry)
+    overflow = len(obj.pending) - limit
     if overflow <= 0:
         return []
-    pushed, user.pending = user.pending[:overflow], user.pending[overflow:]
+    pushed, obj.pending = obj.pending[:overflow], obj.pending[overflow:]
     return pushed
 
 

@@ -63,6 +63,8 @@ class WorkerProcess:
             "STREAMPROC_DATA_DIR": self.data_dir,
             "STREAMPROC_WEB_PORT": str(self.web_port),
             "STREAMPROC_LOG_LEVEL": "INFO",
+            # tests decide at once unless they test holds (test_same_calls.py sets its own)
+            "STREAMPROC_HOLD_SECONDS": "0",
             "PYTHONUNBUFFERED": "1",
         })
         env.update(self.env_extra)

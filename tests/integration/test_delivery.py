@@ -355,8 +355,8 @@ def test_permanent_400_goes_to_the_dead_letter_topic(flow):
     doc = dead[0].json()
     sink = [r.json() for r in read_topic(flow.bootstrap, flow.topic("sink.mailmodo"),
                                          settle=0.2)]
-    [record] = [s for s in sink if s["op"] == "add_event" and s["key"] == "dlq@example.com"]
-    assert dead[0].key == b"dlq@example.com"
+    [record] = [s for s in sink if s["op"] == "add_event" and s["key"] == "dlq-u1"]
+    assert dead[0].key == b"dlq-u1"  # the input's by-user key
     assert doc["stage"] == "delivery" and doc["destination"] == "mailmodo"
     assert doc["reason"] == "http_400" and doc["status"] == 400
     assert orjson.loads(doc["response_excerpt"]) == refusal

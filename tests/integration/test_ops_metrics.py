@@ -22,8 +22,8 @@ SUFFIXES = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_sum", "
 FAST = {f"STREAMPROC_{d}_{k}": v for d in ("MAILMODO", "MAILJET", "SEGMENT", "CLEVERTAP")
         for k, v in (("BACKOFF_INITIAL_S", "0.05"), ("BACKOFF_MAX_S", "0.5"), ("LINGER_MS", "20"))}
 # series the rules and panels select, with the labels they group by; batch_retries has none
-# while every batch succeeds (its TYPE line is checked with the rest). holds_dropped has both
-# reasons from the start, at 0 (no grace window here); the unlabelled ones are in UNLABELLED
+# while every batch succeeds (its TYPE line is checked with the rest). The hold series are
+# exported from the start, at 0; the unlabelled ones are in UNLABELLED
 SERIES = {
     "streamproc_events_in_total": {"source"},
     "streamproc_routed_total": {"destination"},
@@ -39,11 +39,13 @@ SERIES = {
     "streamproc_consumer_lag": {"topic", "partition"},
     "streamproc_auth_paused": {"destination"},
     "streamproc_table_keys": {"table"},
-    "streamproc_holds_dropped_total": {"reason"},
+    "streamproc_holds_dropped_total": {"reason", "source", "waits_for"},
+    "streamproc_tracks_held_total": {"source", "waits_for"},
+    "streamproc_holds_released_total": {"source", "waits_for"},
+    "streamproc_held_now": {"source", "waits_for"},
 }
 # unlabelled series, exported from the worker's start: name -> value expected here
-UNLABELLED = {"streamproc_ready": 1.0, "streamproc_tracks_held_total": 0.0,
-              "streamproc_holds_released_total": 0.0}
+UNLABELLED = {"streamproc_ready": 1.0}
 
 
 def used_names() -> set[str]:

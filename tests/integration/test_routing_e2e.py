@@ -82,19 +82,20 @@ def test_mixed_sequence_with_restart(stack):
 
     mailmodo = _sink(stack, "mailmodo", 4)
     got = Counter((r["op"], r["key"]) for r in mailmodo)
-    assert got == Counter({("contact_upsert", "ada@example.com"): 1,
-                           ("add_event", "ada@example.com"): 1,
-                           ("contact_upsert", "ada@work.example.com"): 1,
+    # sink keys are the input's own key (userId for Segment, the email for the rest)
+    assert got == Counter({("contact_upsert", "u1"): 2, ("add_event", "u1"): 1,
                            ("trigger_campaign", "cleo@example.com"): 1})
-    by_op = {r["op"] + r["key"]: r["payload"] for r in mailmodo}
+    by_op = {r["op"] + r["payload"]["email"].lower(): r["payload"] for r in mailmodo}
     assert by_op["add_eventada@example.com"]["event_name"] == "Order Completed"
     assert by_op["add_eventada@example.com"]["email"] == A
     assert by_op["contact_upsertada@example.com"]["traits"]["firstName"] == "Ada"
+    assert by_op["contact_upsertada@work.example.com"]["email"] == B
     trig = by_op["trigger_campaigncleo@example.com"]
     assert trig["campaign_id"] == "cmp-9" and trig["data"]["first_name"] == "Cleo"
 
     mailjet = _sink(stack, "mailjet", 2)
-    assert sorted(r["key"] for r in mailjet) == ["ada@example.com", "ada@work.example.com"]
+    assert sorted(r["payload"]["email"].lower() for r in mailjet) == [
+        "ada@example.com", "ada@work.example.com"]
 
     segment = _sink(stack, "segment", 3)
     msgs = [r["payload"]["message"] for r in segment]

@@ -31,8 +31,8 @@ def _first_interval(m: Metrics) -> None:
     m.dropped.labels("segment", "mailmodo", "missing_email").inc(1)
     m.dead_lettered_ingest.labels("segment", "bad_json").inc(1)
     m.failed.labels("segment", "5xx").inc(4)  # not part of the summary
-    m.tracks_held.inc(2)
-    m.holds_released.inc(1)  # not part of the summary
+    m.tracks_held.labels("segment", "unknown_user").inc(2)
+    m.holds_released.labels("segment", "unknown_user").inc(1)  # not part of the summary
 
 
 def _second_interval(m: Metrics) -> None:
@@ -45,9 +45,9 @@ def _second_interval(m: Metrics) -> None:
     m.dead_lettered.labels("mailmodo", "4xx").inc(1)
     m.consumer_lag.labels("t.input.segment", "0").set(7)
     m.consumer_lag.labels("t.sink.mailmodo", "3").set(5)
-    m.tracks_held.inc(1)
-    m.holds_dropped.labels("expired").inc(1)
-    m.holds_dropped.labels("overflow").inc(2)
+    m.tracks_held.labels("mailmodo", "not_identified").inc(1)
+    m.holds_dropped.labels("expired", "segment", "unknown_user").inc(1)
+    m.holds_dropped.labels("overflow", "mailmodo", "no_clevertap_id").inc(2)
 
 
 def test_first_interval_counts_from_the_start_and_lists_enabled_destinations():

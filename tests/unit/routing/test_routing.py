@@ -18,7 +18,7 @@ from streamproc.routing import (
     route_user_event, sweep_pending,
 )
 from streamproc.routing.drops import SOURCES
-from streamproc.routing.messages import MergeUser, SweepPending
+from streamproc.routing.messages import MergeUser, SweepContact, SweepPending
 from streamproc.state.model import Contact, KnownUser
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "routing"
@@ -65,6 +65,8 @@ class Pipeline:
                 self.by_contact(trig, now, source)
         elif kind == "contact_update":
             self.by_contact(ContactUpdate(**step["event"]), now, source)
+        elif kind == "sweep_contact":
+            self.by_contact(SweepContact(email_key=step["email_key"]), now, source)
         elif kind == "sweep":
             user = KnownUser.loads(self.users[step["user_id"]])
             self.apply_user(step["user_id"], sweep_pending(user, self.cfg, now), now)
@@ -108,7 +110,7 @@ def _config(c: dict[str, Any]) -> RoutingConfig:
     return RoutingConfig(
         enabled=frozenset(c.get("enabled", DESTINATIONS)),
         identify_email_from_state=c.get("identify_email_from_state", False),
-        track_grace_seconds=c.get("track_grace_seconds", 0.0),
+        hold_seconds=c.get("hold_seconds", 0.0),
         send_blocked=c.get("send_blocked", False),
         max_pending=c.get("max_pending", 100),
     )
@@ -315,7 +317,7 @@ def _track(n: int, user_id: str = "u1", event: str = "Viewed", **props: Any) -> 
 
 
 def test_an_expired_audience_hold_counts_once_but_drops_for_both_destinations() -> None:
-    cfg = RoutingConfig(track_grace_seconds=60.0)
+    cfg = RoutingConfig(hold_seconds=60.0)
     held = route_user_event(_track(1, event="Audience Entered", audience_key="vip"), None, cfg,
                             DEFAULT_NOW)
     assert (held.held, held.drops) == (1, [])
@@ -328,7 +330,7 @@ def test_an_expired_audience_hold_counts_once_but_drops_for_both_destinations() 
 def test_a_merge_beyond_the_held_track_limit_counts_the_tracks_it_leaves_out() -> None:
     from streamproc.state.model import MAX_PENDING
 
-    cfg = RoutingConfig(track_grace_seconds=300.0)
+    cfg = RoutingConfig(hold_seconds=300.0)
     anon = target = None
     for n in range(MAX_PENDING):
         anon = route_user_event(_track(n, "anon"), anon, cfg, DEFAULT_NOW).user
@@ -343,7 +345,8 @@ def test_a_merge_beyond_the_held_track_limit_counts_the_tracks_it_leaves_out() -
 
 def test_user_outputs_counts_held_tracks_into_the_metrics() -> None:
     """The users agent's counts: streamproc_tracks_held_total, _holds_released_total and
-    _holds_dropped_total{reason=expired|overflow}, next to the unchanged dropped counter."""
+    _holds_dropped_total{reason=expired|overflow} (source segment, waits_for unknown_user),
+    next to the unchanged dropped counter."""
     from types import SimpleNamespace
 
     from streamproc.agents import BatchContext, user_outputs
@@ -354,7 +357,7 @@ def test_user_outputs_counts_held_tracks_into_the_metrics() -> None:
         metrics=Metrics(), extras={}, tables={"users": {}},
         topology=SimpleNamespace(internal=names, destinations={
             d: SimpleNamespace(sink=SimpleNamespace(name=f"t.sink.{d}")) for d in DESTINATIONS}))
-    cfg = RoutingConfig(track_grace_seconds=60.0, max_pending=2)
+    cfg = RoutingConfig(hold_seconds=60.0, max_pending=2)
     offsets = iter(range(100))
 
     def feed(msg: Any, now: float, batch: BatchContext | None = None) -> list[Any]:
@@ -364,8 +367,9 @@ def test_user_outputs_counts_held_tracks_into_the_metrics() -> None:
 
     def counts() -> dict[str, Any]:
         snap = rt.metrics.snapshot()
-        return {"held": snap["tracks_held"][()], "released": snap["holds_released"][()],
-                "dropped": snap["holds_dropped"],
+        user = ("segment", "unknown_user")
+        return {"held": snap["tracks_held"][user], "released": snap["holds_released"][user],
+                "dropped": {k[:1]: v for k, v in snap["holds_dropped"].items() if k[1:] == user},
                 "unknown_user": snap["dropped"].get(("segment", "mailmodo", "unknown_user"), 0)}
 
     before = counts()

@@ -1,0 +1,41 @@
+"""Holds, shared by the users and contacts stages: an input whose decision depends on state
+that another topic's records update waits in its key's state value (known-users or contacts
+table: same key, partition and changelog as the state it waits for) until that state arrives
+or its hold time passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamproc.routing.drops import EXPIRED, HELD, OVERFLOW, RELEASED
+
+
+def expired(entry: dict[str, Any], cfg: Any, now: float) -> bool:
+    """A held entry past cfg.hold_seconds (held_at is the wall clock when it was held)."""
+    return now - float(entry.get("held_at") or 0.0) > cfg.hold_seconds
+
+
+class HoldCounts:
+    """Counts of a routing result's `holds` by outcome (a mixin for the result dataclasses)."""
+
+    __slots__ = ()
+    holds: list[Any]
+
+    def _n(self, outcome: str) -> int:
+        return sum(1 for h in self.holds if h.outcome == outcome)
+
+    @property
+    def held(self) -> int:
+        return self._n(HELD)
+
+    @property
+    def hold_released(self) -> int:
+        return self._n(RELEASED)
+
+    @property
+    def hold_expired(self) -> int:
+        return self._n(EXPIRED)
+
+    @property
+    def hold_overflow(self) -> int:
+        return self._n(OVERFLOW)
