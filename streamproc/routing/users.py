@@ -10,17 +10,19 @@ from typing import Any, Mapping
 from streamproc.events.common import normalise_email
 from streamproc.events.model import SegmentEvent
 from streamproc.events.traits import reserved_traits, snake_case
-from streamproc.records import MAILJET, MAILMODO, OP_ADD_EVENT, OP_CONTACT_UPSERT, SinkRecord
+from streamproc.records import (
+    INTEGRATION_NAMES, MAILJET, MAILMODO, OP_ADD_EVENT, OP_CONTACT_UPSERT, SinkRecord,
+)
 from streamproc.routing.config import RoutingConfig
 from streamproc.routing.drops import (
     EXPIRED, HELD, MISSING_EMAIL, OVERFLOW, RELEASED, SOURCE_SEGMENT, UNKNOWN_USER,
     UNSUPPORTED_TYPE, Drop, Hold,
 )
 from streamproc.routing.holds import HoldCounts, expired
-from streamproc.routing.integrations import gate
+from streamproc.routing.integrations import enabled_for, gate
 from streamproc.routing.messages import ContactUpdate, MergeUser, SweepPending, key_for, to_fields
 from streamproc.state.model import (
-    KnownUser, add_email, email_for, hold, merge_traits, merge_users, touch,
+    KnownUser, add_email, email_for, hold, merge_user_traits, merge_users, touch, trait_view,
 )
 
 AUDIENCE_EVENTS = {"Audience Entered": True, "Audience Exited": False}
@@ -90,7 +92,7 @@ def _identify(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: flo
     out.user, out.changed = user, True
     touch(user, event.timestamp)
     traits = reserved_traits(event.traits)
-    merge_traits(user.traits, user.trait_ts, traits, event.timestamp)
+    merge_user_traits(user, traits, event.timestamp, _excluded(event))
     email = event.email
     if email:
         add_email(user, email, event.timestamp)
@@ -104,7 +106,7 @@ def _identify(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: flo
             out.drops.append(drop)
             continue
         assert email is not None
-        payload = _contact_payload(dest, email, {**user.traits, "email": email})
+        payload = _contact_payload(dest, email, {**trait_view(user, dest), "email": email})
         out.sink_records.append(cfg.record(dest, OP_CONTACT_UPSERT, sink_key(event),
                                            event.message_id, payload, source=source, now=now))
     if email:
@@ -113,6 +115,13 @@ def _identify(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: flo
             event, email, sent, {**user.trait_ts, "email": event.timestamp}))
     if user.pending and user.emails:
         _release(out, cfg, now)
+
+
+def _excluded(event: SegmentEvent) -> list[str]:
+    """The contact destinations this message's `integrations` object turns off (consent: the
+    traits it sets never reach them, also when merged into later messages' calls)."""
+    return [d for d in CONTACT_DESTINATIONS
+            if not enabled_for(event.integrations, INTEGRATION_NAMES[d])]
 
 
 def _contact_payload(dest: str, email: str, traits: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +190,7 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
     assert email is not None
     if audience:
         key, member = audience
-        merge_traits(user.traits, user.trait_ts, {key: member}, event.timestamp)
+        merge_user_traits(user, {key: member}, event.timestamp, _excluded(event))
         for dest in open_dests:
             out.sink_records.append(cfg.record(
                 dest, OP_CONTACT_UPSERT, sink_key(event), event.message_id,

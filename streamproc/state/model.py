@@ -24,6 +24,9 @@ class KnownUser:
     trait_ts: dict[str, float] = field(default_factory=dict)  # trait key -> event time
     first_seen: float | None = None
     last_seen: float | None = None
+    # trait key -> destinations the message that set its current value excluded through its
+    # `integrations` object: they never get that value (consent), see trait_view()
+    trait_off: dict[str, list[str]] = field(default_factory=dict)
     pending: list[dict[str, Any]] = field(default_factory=list)  # held tracks {held_at, event,
     #                                                               source}, oldest first
 
@@ -41,6 +44,7 @@ class KnownUser:
             "traits": dict(self.traits), "trait_ts": dict(self.trait_ts),
             "first_seen": self.first_seen, "last_seen": self.last_seen,
             "pending": list(self.pending),
+            **({"trait_off": dict(self.trait_off)} if self.trait_off else {}),
         }
 
     @classmethod
@@ -50,6 +54,7 @@ class KnownUser:
             email_ts=dict(d.get("email_ts") or {}), traits=dict(d.get("traits") or {}),
             trait_ts=dict(d.get("trait_ts") or {}), first_seen=d.get("first_seen"),
             last_seen=d.get("last_seen"), pending=list(d.get("pending") or []),
+            trait_off=dict(d.get("trait_off") or {}),
         )
 
     def dumps(self) -> bytes:
@@ -134,6 +139,26 @@ def merge_traits(traits: dict[str, Any], trait_ts: dict[str, float], new: dict[s
     return changed
 
 
+def merge_user_traits(user: KnownUser, new: dict[str, Any], ts: float,
+                      off: list[str]) -> None:
+    """merge_traits into the user, remembering for each key whose value it set the
+    destinations `off` (excluded by the message's `integrations` object)."""
+    for key in merge_traits(user.traits, user.trait_ts, new, ts):
+        if off:
+            user.trait_off[key] = list(off)
+        else:
+            user.trait_off.pop(key, None)
+
+
+def trait_view(user: KnownUser, destination: str) -> dict[str, Any]:
+    """The merged traits `destination` may get: each key whose current value came through a
+    message enabled for it (a value it may not get is left out, not replaced by an older one
+    that it already has)."""
+    if not user.trait_off:
+        return dict(user.traits)
+    return {k: v for k, v in user.traits.items() if destination not in user.trait_off.get(k, ())}
+
+
 def touch(obj: KnownUser | Contact, ts: float) -> None:
     """Widen first/last seen to include event time `ts`."""
     if obj.first_seen is None or ts < obj.first_seen:
@@ -182,7 +207,8 @@ def merge_users(target: KnownUser, previous: KnownUser) -> None:
     for email in previous.emails:
         add_email(target, email, previous.email_ts.get(normalise_email(email), 0.0))
     for key, value in previous.traits.items():
-        merge_traits(target.traits, target.trait_ts, {key: value}, previous.trait_ts.get(key, 0.0))
+        merge_user_traits(target, {key: value}, previous.trait_ts.get(key, 0.0),
+                          previous.trait_off.get(key, []))
     for ts in (previous.first_seen, previous.last_seen):
         if ts is not None:
             touch(target, ts)
