@@ -1,6 +1,7 @@
 """The status page: /status (a self-contained HTML page that polls /status.json every 2 s and
 draws delivered/s per destination) and /status.json (what this worker sees: per-destination
-counters, drops by reason, request rate, auth pause, lag; assigned partitions, readiness).
+counters, drops by reason, request rate, auth pause, outage pause, lag; assigned partitions,
+readiness).
 
 Counters are this worker's own (each worker of the group exports its share, as /metrics
 does). A faust timer samples the counters every SAMPLE_INTERVAL_S into a ring buffer, so
@@ -82,6 +83,19 @@ def _int(v: float) -> int | float:
     return int(v) if float(v).is_integer() else v
 
 
+def holds_view(snap: dict[str, dict[tuple[str, ...], Any]]) -> dict[str, dict[str, Any]]:
+    """Inputs waiting for state, by "source/waits_for": held now (this worker's partitions, as
+    of the sweeper's last pass), held, released, expired and overflow since start."""
+    out: dict[str, dict[str, Any]] = {}
+    for metric, field in (("held_now", "held_now"), ("tracks_held", "held"),
+                          ("holds_released", "released")):
+        for (source, reason), v in snap[metric].items():
+            out.setdefault(f"{source}/{reason}", {})[field] = _int(v)
+    for (why, source, reason), v in snap["holds_dropped"].items():
+        out.setdefault(f"{source}/{reason}", {})[why] = _int(v)
+    return out
+
+
 def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
     from streamproc.web import is_ready
 
@@ -112,6 +126,8 @@ def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
             "delivered_per_s": round(sampler.rate(slug, "delivered", now,
                                                   cur.get("delivered", 0.0)), 3),
             "auth_paused": bool(snap["auth_paused"].get((slug,), 0)),
+            "outage": _outage(rt, slug),  # paused on transient failures (delivery/outage.py)
+            "waiting_records": lag_by_topic.get(spec.sink.name, 0),
             "sink_topic": spec.sink.name,
             "lag": {spec.sink.name: lag_by_topic.get(spec.sink.name, 0)},
             "failures": trace_view.recent_failures(rt, slug),  # latest failed attempts
@@ -137,10 +153,16 @@ def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
                           for (src, typ), v in sorted(snap["events_in"].items())},
             "dead_lettered_ingest": {f"{src}/{reason}": _int(v) for (src, reason), v
                                      in sorted(snap["dead_lettered_ingest"].items())},
+            "holds": holds_view(snap),
         },
         "destinations": destinations,
         "history": sampler.history(list(rt.topology.destinations)),
     }
+
+
+def _outage(rt: Runtime, slug: str) -> dict[str, Any]:
+    deliverer = rt.extras.get("deliverers", {}).get(slug, {}).get("deliverer")
+    return deliverer.outage.describe() if deliverer is not None else {"paused": False}
 
 
 def page_html() -> bytes:
