@@ -77,26 +77,51 @@ async def _read_ledger(settings: Settings, slug: str, wanted: set[str], now: flo
     from streamproc.delivery.ledger import as_unix_seconds
 
     topic = ledger_changelog(settings, slug)
-    parts = (await partition_counts(settings, [topic])).get(topic)
-    if not parts:
+    values = await _last_values(settings, topic, lambda key: key in wanted)
+    if values is None:
         return None, (f"ledger changelog {topic} not found (no worker ran with "
                       f"STREAMPROC_APP_ID={settings.app_id}?)")
     retention = settings.routing.ledger_retention_hours * 3600
-    seen: dict[str, float | None] = {}
-    consumer = new_consumer(settings, "replay-ledger")
+    seen = {k: None if v is None else as_unix_seconds(v) for k, v in values.items()}
+    fresh = {k for k, at in seen.items() if at is not None and now - at < retention}
+    return fresh, topic
+
+
+async def _last_values(settings: Settings, topic: str, keep: Any = None,
+                       ) -> dict[str, bytes | None] | None:
+    """The last value of each key (`keep(key)` true) of a changelog topic; None without it."""
+    parts = (await partition_counts(settings, [topic])).get(topic)
+    if not parts:
+        return None
+    values: dict[str, bytes | None] = {}
+    consumer = new_consumer(settings, "replay-changelog")
     await consumer.start()
     try:
         ranges = await compute_ranges(consumer, topic, parts)
-        progress = Progress(f"ledger {topic}", sum(r.count for r in ranges))
+        progress = Progress(f"changelog {topic}", sum(r.count for r in ranges))
         async for m in scan(consumer, ranges, progress):
             key = m.key.decode("utf-8", "replace") if m.key is not None else None
-            if key in wanted:
-                seen[key] = None if m.value is None else as_unix_seconds(m.value)
+            if key is not None and (keep is None or keep(key)):
+                values[key] = m.value
         progress.finish()
     finally:
         await consumer.stop()
-    fresh = {k for k, at in seen.items() if at is not None and now - at < retention}
-    return fresh, topic
+    return values
+
+
+async def held_in_state(settings: Settings) -> Counter:
+    """Inputs held now (waiting for state another topic updates), by "source/waits_for", from
+    the state tables' changelogs (the last value of each key)."""
+    from streamproc.holds_sweep import waiting
+
+    held: Counter = Counter()
+    for table in ("known-users", "contacts"):
+        values = await _last_values(settings, f"{settings.app_id}-{table}-changelog") or {}
+        for value in values.values():
+            if value is not None and b'"pending":[{' in value:
+                pending = orjson.loads(value).get("pending") or []
+                held.update(f"{source}/{reason}" for source, reason in waiting(pending))
+    return held
 
 
 async def report_dry_run(settings: Settings, stats: RangeStats | None, now: float, out: Any,
@@ -115,6 +140,11 @@ async def report_dry_run(settings: Settings, stats: RangeStats | None, now: floa
                   f"({_counts(stats.dead_letters)})", file=out)
         print("  what each destination gets depends on the routing state; re-routed records "
               "keep their delivery ids, and the ledger skips those already delivered", file=out)
+        held = await held_in_state(settings)
+        print(f"  held now, waiting for state: {sum(held.values())}"
+              + (f" ({_counts(held)})" if held else "") + "; replayed inputs whose state is "
+              f"not there yet are held up to {settings.routing.hold_seconds:g}s "
+              "(STREAMPROC_HOLD_SECONDS), not dropped", file=out)
         print("  dry run: nothing was produced", file=out)
         return
     distinct = len(stats.ids)
