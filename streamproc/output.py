@@ -15,6 +15,8 @@ from aiokafka.errors import (BrokerResponseError, KafkaError, OutOfOrderSequence
 from aiokafka.partitioner import murmur2
 from mode import Service
 
+from streamproc.kafka_access import auth_resource, denied
+
 log = logging.getLogger(__name__)
 
 # (topic, key, value) or (topic, key, value, headers as [(name, bytes)]), optionally with a
@@ -128,6 +130,9 @@ class OutputProducer(Service):
             delay = min(0.2 * 2 ** attempt, 10.0)
             log.warning("producing %d records failed (%r); retrying in %.1fs (attempt %d)",
                         len(failed), err, delay, attempt)
+            if auth_resource(err):  # named, at every retry, until an admin grants it
+                log.error("%s", denied("TOPIC", str(err.args[0]) if err.args else "?", "WRITE",
+                                       self._kwargs, "producing outputs; retrying"))
             await asyncio.sleep(delay)
             if any(_poisons_producer(r) for r in results):
                 await self._reset(generation)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streamproc.kafka_acl_errors import auth_resource, denied
+from streamproc.kafka_access import auth_resource, denied
 from streamproc.settings import KafkaSettings
 from streamproc.topology import TopicSpec, Topology
 

@@ -46,6 +46,10 @@ def run_worker(settings: Settings, topology: Topology) -> int:
     require_credentials(settings, topology.enabled)
     gc_tuning.configure(settings.gc_threshold)
     app = create_app(settings, topology)
+    if settings.kafka.security_protocol != "PLAINTEXT":  # a secured cluster: ACLs likely
+        from streamproc.kafka_access import check_app_access
+
+        check_app_access(app, settings, topology)  # a missing permission fails here, named
     worker = build_worker(app, settings)
     log.info("starting worker %s (group %s) on %s", settings.client_id, settings.app_id,
              settings.kafka.bootstrap_servers)
