@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "operator CLI) for topics.yaml, the app id and topic prefix")
     a.add_argument("--format", choices=["table", "commands", "json"], default="commands")
     for role in ("worker", "topics", "operator"):
-        a.add_argument(f"--{role}-principal", metavar="User:NAME",
+        a.add_argument(f"--principal-{role}", metavar="User:NAME",
                        help=f"the {role} role's principal (default: User:streamproc-{role})")
     a.set_defaults(func=cmd_acls)
     return p

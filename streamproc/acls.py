@@ -124,7 +124,7 @@ def as_json(acls: list[Acl]) -> str:
 
 
 def run_acls_command(topology: Topology, app_id: str, args) -> int:
-    principals = {r: p for r in ROLES if (p := getattr(args, f"{r}_principal", None))}
+    principals = {r: p for r in ROLES if (p := getattr(args, "principal_" + r, None))}
     acls = required_acls(topology, app_id, principals)
     print({"table": table, "commands": commands, "json": as_json}[args.format](acls))
     return 0
