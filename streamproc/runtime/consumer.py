@@ -24,7 +24,7 @@ import logging
 from time import monotonic
 from typing import Any, Optional
 
-from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import CONSUMER_FETCHING, ensure_TPset
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 
@@ -147,10 +147,9 @@ class Consumer(driver.Consumer):
             for tp in offsets:
                 self.checkpoint.reseek(tp)  # nothing when it was revoked
             return False
-        due = [tp for tp, at in self._resume_at.items() if at <= monotonic()]
-        for tp in due:
-            del self._resume_at[tp]
-        self.resume_partitions(due)
+        due = ensure_TPset(tp for tp, at in self._resume_at.items() if at <= monotonic())
+        self._resume_at = {tp: at for tp, at in self._resume_at.items() if tp not in due}
+        self.resume_partitions(due)  # faust TPs: faust adds them to its active set unconverted
         return True
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:

@@ -100,3 +100,30 @@ def test_a_commit_that_failed_is_sent_again():
         assert sent == [{tp: 9}, {tp: 9}] and not await consumer.force_commit()
 
     asyncio.run(run())
+
+
+def test_a_held_batch_resumes_its_partition_after_the_hold_as_a_faust_tp():
+    """Batches carry the fetch loop's partitions (aiokafka TopicPartition); faust's
+    resume_partitions adds what it is given to its active set unconverted, and the next
+    fetch's `assert isinstance(x, TP)` crashed the worker's fetcher (issue 14's outage test)."""
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    async def run():
+        consumer = _app(f"{runtime.SCHEME}://127.0.0.1:1").consumer
+
+        async def seek_wait(offsets):
+            pass
+
+        consumer.seek_wait = seek_wait
+        tp = TopicPartition("sink", 1)
+        consumer.checkpoint.assign({tp: 3})
+        epoch = consumer.checkpoint.epoch(tp)
+        consumer.checkpoint.handed(tp, epoch, 2)
+        consumer.rewind(tp, epoch, hold_s=0.0)  # its destination is paused: held, not failed
+        assert consumer.checkpoint.failing() == {}
+        assert await consumer._apply_rewinds()
+        active = consumer._get_active_partitions()  # faust asserts every member is a TP
+        assert TP("sink", 1) in active and all(type(x) is TP for x in active)
+
+    asyncio.run(run())
