@@ -117,25 +117,38 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(run, args: argparse.Namespace) -> int:
+    """Run an operator command; an authorization error names the permission it lacks."""
+    from aiokafka.errors import KafkaError
+
+    from streamproc.kafka_access import AccessDenied, explain
+
+    settings, topology = _load(args)
+    try:
+        return asyncio.run(run(settings, topology, args))
+    except KafkaError as e:
+        why = explain(e, settings.kafka, topology, settings.app_id, "operator")
+        if why is None:
+            raise
+        raise AccessDenied(why) from None
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from streamproc.dlq import run_dlq_command
 
-    settings, topology = _load(args)
-    return asyncio.run(run_dlq_command(settings, topology, args))
+    return _operator(run_dlq_command, args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from streamproc.replay import run_replay_command
 
-    settings, topology = _load(args)
-    return asyncio.run(run_replay_command(settings, topology, args))
+    return _operator(run_replay_command, args)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     from streamproc.caught_up import run_wait_command
 
-    settings, topology = _load(args)
-    return asyncio.run(run_wait_command(settings, topology, args))
+    return _operator(run_wait_command, args)
 
 
 def cmd_acls(args: argparse.Namespace) -> int:

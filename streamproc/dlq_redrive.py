@@ -149,7 +149,7 @@ async def redrive(settings: Settings, topology: Topology, entries: list[DlqEntry
             continue
         seen.add(p.dedup)
         plans.append(p)
-    counts = await partition_counts(settings, {p.topic for p in plans})
+    counts = await partition_counts(settings, {p.topic for p in plans}, op="WRITE")
     for p in plans:
         if p.topic not in counts:
             raise RuntimeError(f"topic {p.topic} does not exist (run `streamproc topics apply`)")

@@ -24,6 +24,12 @@ def principal(k: KafkaSettings | dict[str, Any] | None) -> str:
     return f"User:{user}" if user else "this client"
 
 
+def secured(k: KafkaSettings | dict[str, Any] | None) -> bool:
+    """A TLS or SASL connection (settings, or aiokafka client kwargs)."""
+    proto = k.get("security_protocol") if isinstance(k, dict) else (k and k.security_protocol)
+    return proto not in (None, "PLAINTEXT")
+
+
 def denied(resource_type: str, name: str, operation: str, k: KafkaSettings | dict | None,
            doing: str = "") -> str:
     """`Kafka denied User:x READ on TOPIC 'a.b' (...)`: the one phrasing every caller uses."""
@@ -37,6 +43,22 @@ def auth_resource(error: Any) -> str | None:
     code), None for any other error."""
     code = error if isinstance(error, int) else getattr(error, "errno", None)
     return AUTH_ERRORS.get(code) if isinstance(code, int) else None
+
+
+def explain(error: Any, k: KafkaSettings, topology: Any, app_id: str, role: str) -> str | None:
+    """For an aiokafka authorization error raised in a command: the message naming what the
+    role needs on that resource (streamproc.acls), None for any other error."""
+    from streamproc.acls import required_acls
+
+    rtype = auth_resource(error)
+    if rtype is None:
+        return None
+    name = app_id if rtype == "GROUP" else str(error.args[0]) if error.args else "?"
+    acls = [a for a in required_acls(topology, app_id) if a.role == role
+            and a.resource_type == rtype and (a.name == name or a.pattern == "PREFIXED"
+                                              and name.startswith(a.name))]
+    ops = ", ".join(acls[0].operations) if acls else "DESCRIBE"
+    return denied(rtype, name, ops, k)
 
 
 class AccessDenied(ConfigError):

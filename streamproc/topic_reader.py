@@ -83,8 +83,10 @@ def new_consumer(settings: Settings, purpose: str) -> AIOKafkaConsumer:
                             client_id=f"{settings.client_id}-{purpose}")
 
 
-async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
-    """{topic: partitions} for the topics that exist."""
+async def partition_counts(settings: Settings, topics: Iterable[str], op: str = "READ",
+                           ) -> dict[str, int]:
+    """{topic: partitions} for the topics that exist; one the client may not see raises
+    AccessDenied naming it and `op`, what the caller is about to do with it."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     from streamproc.topics import describe_partitions
@@ -92,7 +94,8 @@ async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[st
     admin = AIOKafkaAdminClient(**client_kwargs(settings.kafka), request_timeout_ms=30000)
     await admin.start()
     try:
-        found = await describe_partitions(admin, list(dict.fromkeys(topics)))
+        found = await describe_partitions(admin, list(dict.fromkeys(topics)),
+                                          denied_as=(op, settings.kafka))
     finally:
         await admin.close()
     return {name: parts for name, (parts, _rf) in found.items()}

@@ -4,11 +4,12 @@ reports existing ones whose partition count (or replication) differs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streamproc.kafka_access import auth_resource, denied
+from streamproc.kafka_access import AccessDenied, auth_resource, denied, secured
 from streamproc.settings import KafkaSettings
 from streamproc.topology import TopicSpec, Topology
 
@@ -32,9 +33,18 @@ class TopicsReport:
         return out
 
 
-async def describe_partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, tuple[int, int]]:
-    """{topic: (partitions, replication factor)} for the topics that exist."""
+async def describe_partitions(admin: AIOKafkaAdminClient, names: list[str], *,
+                              denied_as: tuple[str, Any] | None = None,
+                              ) -> dict[str, tuple[int, int]]:
+    """{topic: (partitions, replication factor)} for the topics that exist. The topic list
+    leaves out topics the client may not DESCRIBE: with denied_as=(operation, settings or
+    client kwargs), such a topic raises AccessDenied naming it and `operation` (only asked on
+    a secured connection: a metadata request for a missing topic may auto-create it)."""
     existing = set(await admin.list_topics())
+    if denied_as is not None and secured(denied_as[1]):
+        for t in await admin.describe_topics([n for n in names if n not in existing]):
+            if auth_resource(t["error_code"]):
+                raise AccessDenied(denied("TOPIC", t["topic"], denied_as[0], denied_as[1]))
     want = [n for n in names if n in existing]
     if not want:
         return {}
