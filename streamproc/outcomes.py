@@ -131,12 +131,20 @@ class Outcomes:
         for r in res.sink_records:
             mid = r.source.get("message_id") or own
             if mid:
-                doc_for(mid).setdefault("to", []).append([r.destination, r.id, r.op])
+                d = doc_for(mid)
+                d.setdefault("to", []).append([r.destination, r.id, r.op])
+                if "h" not in d:  # the person, for lookups by email
+                    email = r.payload.get("email") or (r.key if "@" in r.key else None)
+                    if isinstance(email, str) and email:
+                        d["h"] = person_hash(email)
         if own:
             if res.drops:
                 doc_for(own)["drop"] = [[d.destination, d.reason] for d in res.drops]
             if getattr(res, "held", 0):
                 doc_for(own)["held"] = res.held
+            user_id = getattr(msg, "user_id", None)
+            if own in docs and user_id and isinstance(user_id, str):
+                docs[own]["u"] = user_id
         return [self.out(d) for d in docs.values()]
 
     # ---------------------------------------------------------------- delivery side

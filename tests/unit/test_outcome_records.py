@@ -81,6 +81,12 @@ def test_routed_lists_destinations_drops_and_holds_per_input():
     assert docs["m1"]["to"] == [["mailmodo", "a", "add_event"], ["mailjet", "b", "add_event"]]
     assert docs["m1"]["drop"] == [["clevertap", "disabled"]]
     assert docs["older"]["to"] == [["mailmodo", "c", "add_event"]]  # a released hold
+    assert docs["m1"]["h"] == person_hash("jo@ex.com")  # found by email too
+    by_user_key = SinkRecord(destination="mailmodo", op="add_event", key="u1", id="e",
+                             payload={"email": "Jo@Ex.com"}, source={"message_id": "m3"})
+    [doc] = _docs(_outcomes().routed("users", SimpleNamespace(message_id="m3", user_id="u1"),
+                                     SimpleNamespace(sink_records=[by_user_key], drops=[])))
+    assert (doc["h"], doc["u"]) == (person_hash("jo@ex.com"), "u1")
     held = SimpleNamespace(sink_records=[], drops=[], held=1)
     [doc] = _docs(_outcomes().routed("users", msg, held))
     assert doc["held"] == 1
