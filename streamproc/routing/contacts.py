@@ -18,7 +18,7 @@ from streamproc.routing.drops import (
     BLOCKED, EXPIRED, HELD, MISSING_TEMPLATE_NAME, NO_CLEVERTAP_ID, NOT_IDENTIFIED, OVERFLOW,
     RELEASED, SOURCE_CLEVERTAP, SOURCE_MAILJET, SOURCE_MAILMODO, UNSUPPORTED_EVENT, Drop, Hold,
 )
-from streamproc.routing.holds import HoldCounts, expired
+from streamproc.routing.holds import HoldCounts, already_held, expired
 from streamproc.routing.integrations import gate
 from streamproc.routing.messages import KINDS, ContactUpdate, SweepContact, to_fields
 from streamproc.state.model import (
@@ -104,7 +104,7 @@ def _hold(out: ContactResult, contact: Contact, msg: MailmodoActivity | MailjetE
           waits: list[str], cfg: RoutingConfig, now: float | None,
           source: Mapping[str, Any] | None) -> None:
     """Park the parts of `msg` that wait for this contact's state (`waits`: their reasons)."""
-    if not waits:
+    if not waits or already_held(contact.pending, "event_id", msg.event_id):
         return
     kind = SOURCE_MAILMODO if isinstance(msg, MailmodoActivity) else SOURCE_MAILJET
     entry = {"held_at": now or 0.0, "kind": kind, "event": to_fields(msg),

@@ -15,6 +15,12 @@ def expired(entry: dict[str, Any], cfg: Any, now: float) -> bool:
     return now - float(entry.get("held_at") or 0.0) > cfg.hold_seconds
 
 
+def already_held(pending: list[dict[str, Any]], id_field: str, input_id: str) -> bool:
+    """True when this input (same source id) is held already: a replayed or redelivered
+    copy is not held twice (deciding it twice would give the same delivery ids)."""
+    return any(e.get("event", {}).get(id_field) == input_id for e in pending)
+
+
 class HoldCounts:
     """Counts of a routing result's `holds` by outcome (a mixin for the result dataclasses)."""
 

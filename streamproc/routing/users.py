@@ -18,7 +18,7 @@ from streamproc.routing.drops import (
     EXPIRED, HELD, MISSING_EMAIL, OVERFLOW, RELEASED, SOURCE_SEGMENT, UNKNOWN_USER,
     UNSUPPORTED_TYPE, Drop, Hold,
 )
-from streamproc.routing.holds import HoldCounts, expired
+from streamproc.routing.holds import HoldCounts, already_held, expired
 from streamproc.routing.integrations import enabled_for, gate
 from streamproc.routing.messages import ContactUpdate, MergeUser, SweepPending, key_for, to_fields
 from streamproc.state.model import (
@@ -168,6 +168,8 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
     user = out.user
     known = user is not None and bool(user.emails)
     if open_dests and not known and cfg.hold_seconds > 0:
+        if user is not None and already_held(user.pending, "message_id", event.message_id):
+            return
         user = user or KnownUser(user_id=key_for(event) or "")
         entry = {"held_at": now, "event": to_fields(event), "source": dict(source or {})}
         pushed = hold(user, entry, cfg.max_pending)

@@ -96,3 +96,23 @@ def test_a_full_hold_list_decides_its_oldest_entry() -> None:
         pipe.feed({**step, "now": 1000.0})
     # the opened activity was pushed out: dropped for both destinations
     assert sorted(d.reason for d in pipe.drops) == ["no_clevertap_id", "not_identified"]
+
+
+def test_a_copy_of_a_held_input_is_not_held_twice() -> None:
+    """A replay or redelivery of an input that is held already adds nothing: once released,
+    the one entry gives the calls (the copy would only repeat its delivery ids)."""
+    cfg = RoutingConfig(hold_seconds=3600.0)
+    pipe = Pipeline(cfg, {})
+    track = STREAMS["segment"][1]
+    for step in STREAMS["mailmodo"] + STREAMS["mailjet"] + [track]:
+        pipe.feed({**step, "now": 1000.0})
+    for step in STREAMS["mailmodo"] + STREAMS["mailjet"] + [track]:  # the replayed copies
+        pipe.feed({**step, "now": 1001.0})
+    assert pipe.holds["held"] == 1  # the users stage's count: the track, once
+    assert len(json.loads(pipe.users["u1"])["pending"]) == 1
+    assert len(json.loads(pipe.contacts["ada@example.com"])["pending"]) == 3
+    for step in STREAMS["segment"][:1] + STREAMS["clevertap"]:
+        pipe.feed({**step, "now": 1002.0})
+    assert calls(CAUGHT_UP, cfg) == Counter(
+        (r.destination, r.op, r.key, r.id, json.dumps(r.payload, sort_keys=True))
+        for r in pipe.records)
