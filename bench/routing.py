@@ -8,11 +8,13 @@ latency.
 
     python -m bench.routing [--events N] [--rate R --seconds S] [--no-steady] [--no-bare]
                             [--bare-modes batch,send] [--faust-modes empty,route] [--profile F]
-                            [--baseline DIR]
+                            [--baseline DIR] [--baseline-env NAME=VALUE ...]
 
 --baseline DIR: first the same burst with the worker of another checkout (for example
 `git worktree add /tmp/base <commit>`), on the same broker and the same generated records, in
 topics of its own: an A/B of the worker itself ("baseline" in the result).
+--baseline-env NAME=VALUE: the baseline worker's environment; alone, an A/B of one setting on
+this checkout (e.g. STREAMPROC_OUTCOMES=off vs the default on).
 
 Throughput = inputs / (first internal record appended -> last sink record appended), from
 broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
@@ -232,7 +234,8 @@ def worker_counts(w: Worker) -> dict[str, Any]:
 
 
 def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: list[str],
-          timeout: float, profile: str | None, src: Any = None) -> dict[str, Any]:
+          timeout: float, profile: str | None, src: Any = None,
+          env: dict[str, str] | None = None) -> dict[str, Any]:
     prefix = new_prefix("r")
     topo = create_topics(bootstrap, prefix)
     log(f"generating {n} mixed events ...")
@@ -241,7 +244,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     log(f"  {summary}")
     rate = produce(bootstrap, topo, raws)
     log(f"pre-produced {n} records to the raw topics ({rate:.0f}/s)")
-    extra = {"BENCH_PROFILE": profile} if profile else {}
+    extra = {**({"BENCH_PROFILE": profile} if profile else {}), **(env or {})}
     w = Worker(bootstrap, prefix, f"{prefix}app", root=wd, extra_env=extra, src=src).start()
     with CpuSampler([w]) as cpu:
         ready_s = w.wait_ready()
@@ -350,17 +353,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", help="write the worker's cProfile stats to this file")
     ap.add_argument("--name", default="routing")
     ap.add_argument("--baseline", help="another checkout whose worker runs the same burst first")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment of the baseline worker (repeatable); without --baseline "
+                         "the baseline is this checkout, e.g. --baseline-env STREAMPROC_OUTCOMES=off")
     args = ap.parse_args(argv)
+    base_env = dict(kv.split("=", 1) for kv in args.baseline_env)
     timeout = max(180.0, args.events / 400)
     doc: dict[str, Any] = {"sizes": {"events": args.events, "steady_rate": args.rate,
                                      "steady_seconds": args.seconds,
                                      "steady_warmup_seconds": args.warmup}}
     t = time.monotonic()
     with Broker() as broker, Workdir("routing") as wd:
-        if args.baseline:
-            log(f"baseline worker from {args.baseline} ...")
+        if args.baseline or base_env:
+            log(f"baseline worker from {args.baseline or 'this checkout'} {base_env} ...")
             doc["baseline"] = burst(broker.bootstrap, wd, args.events, [], [], timeout, None,
-                                    src=Path(args.baseline).resolve())
+                                    src=Path(args.baseline).resolve() if args.baseline else None,
+                                    env=base_env)
+            doc["baseline"]["env"] = base_env
         doc["burst"] = burst(broker.bootstrap, wd, args.events,
                              [] if args.no_bare else args.bare_modes.split(","),
                              [m for m in args.faust_modes.split(",") if m and not args.no_bare],

@@ -18,6 +18,7 @@ from streamproc.records import SinkRecord, original_bytes
 from streamproc.settings import Settings
 from streamproc.timespec import format_time
 from streamproc.topic_reader import fetch_exact, new_consumer, partition_counts
+from streamproc.outcomes_cli import outcomes_topic, redrive_docs, send_docs
 from streamproc.topology import Topology
 
 
@@ -167,6 +168,7 @@ async def redrive(settings: Settings, topology: Topology, entries: list[DlqEntry
                                         timestamp_ms=p.timestamp_ms, headers=p.headers or None)
                     for p in plans]
             await asyncio.gather(*futs)
+            await send_docs(settings, producer, outcomes_topic(topology), redrive_docs(plans))
         finally:
             await producer.stop()
     for p in plans:

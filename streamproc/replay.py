@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from streamproc.command_errors import UsageError, error_text
 from streamproc.force_header import replay_headers
 from streamproc.kafka import client_kwargs
+from streamproc.outcomes_cli import outcomes_topic, replay_doc, send_docs
 from streamproc.replay_counting import RangeStats, report_dry_run, sink_id
 from streamproc.settings import Settings
 from streamproc.timespec import format_time, parse_time
@@ -154,7 +155,8 @@ async def _run_job(settings: Settings, job: ReplayJob, args: argparse.Namespace,
             await report_dry_run(settings, stats, now, out,
                                  kind=job.kind, name=job.name, force=job.force)
             return 0
-        sent, dups = await _reproduce(settings, consumer, job, ranges, total, stats)
+        sent, dups = await _reproduce(settings, consumer, job, ranges, total, stats,
+                                      outcomes=getattr(args, "outcomes_topic", None))
     finally:
         await consumer.stop()
     extra = (f" ({dups} older copies of ids also later in the range left out: each id is "
@@ -174,7 +176,7 @@ async def _run_job(settings: Settings, job: ReplayJob, args: argparse.Namespace,
 
 async def _reproduce(settings: Settings, consumer: AIOKafkaConsumer, job: ReplayJob,
                      ranges: list[PartitionRange], total: int, stats: RangeStats | None,
-                     ) -> tuple[int, int]:
+                     outcomes: str | None = None) -> tuple[int, int]:
     """Produce the range back to its topic: same partition, key, value, timestamp, headers
     (streamproc-force per job). Forced sink replays send each id once (its last copy)."""
     producer = AIOKafkaProducer(**client_kwargs(settings.kafka), acks="all",
@@ -184,6 +186,7 @@ async def _reproduce(settings: Settings, consumer: AIOKafkaConsumer, job: Replay
     sent = dups = 0
     try:
         futs: list[asyncio.Future] = []
+        docs: list[dict | None] = []  # `replay` outcomes (streamproc trace)
         progress = Progress(f"replay {job.label}", total)
         async for m in scan(consumer, ranges, progress):
             if job.kind == "sink" and job.force and stats is not None:
@@ -196,10 +199,15 @@ async def _reproduce(settings: Settings, consumer: AIOKafkaConsumer, job: Replay
                 timestamp_ms=m.timestamp if m.timestamp and m.timestamp > 0 else None,
                 headers=replay_headers(m.headers, job.force and job.kind == "sink")))
             sent += 1
+            if outcomes:
+                docs.append(replay_doc(job.kind, m, job.topic))
             if len(futs) >= SEND_CHUNK:
                 await asyncio.gather(*futs)
                 futs.clear()
+                await send_docs(settings, producer, outcomes, docs)
+                docs.clear()
         await asyncio.gather(*futs)
+        await send_docs(settings, producer, outcomes, docs)
         progress.finish()
     finally:
         await producer.stop()
@@ -226,6 +234,7 @@ async def run_replay_command(settings: Settings, topology: Topology,
         return 2
     for note in plan.notes:
         print(f"note: {note}", file=out)
+    args.outcomes_topic = outcomes_topic(topology)
     from_ms = int(from_s * 1000) if from_s is not None else None
     to_ms = int(to_s * 1000) if to_s is not None else None
     code = 0

@@ -32,14 +32,18 @@ def segment(kind: str, mid: str, **extra) -> dict:
             **extra}
 
 
-def trace(stack, index_dir, *args: str) -> subprocess.CompletedProcess:
+def command(stack, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPROC_")}
     env.update(STREAMPROC_KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
                STREAMPROC_TOPIC_PREFIX=stack.prefix,
-               STREAMPROC_TOPICS_FILE=str(ROOT / "topics.yaml"))
-    return subprocess.run([sys.executable, "-m", "streamproc", "trace", *args,
-                           "--index-dir", str(index_dir)], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=str(ROOT))
+               STREAMPROC_TOPICS_FILE=str(ROOT / "topics.yaml"),
+               STREAMPROC_APP_ID=stack.workers[0].app_id)
+    return subprocess.run([sys.executable, "-m", "streamproc", *args], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+
+
+def trace(stack, index_dir, *args: str) -> subprocess.CompletedProcess:
+    return command(stack, "trace", *args, "--index-dir", str(index_dir))
 
 
 def timelines(stack, index_dir, query: str) -> dict[str, dict]:
@@ -129,6 +133,19 @@ def test_trace_shows_each_inputs_whole_path(stack, traced):
     text = trace(stack, index, "tr-400").stdout
     assert "dead-lettered   mailmodo: http_400 (HTTP 400, 1 attempt(s))" in text
     assert trace(stack, index, "no-such-input").returncode == 1
+
+    # fixed (the scripted 400 is used up), the dead letter is re-driven: the trace goes on
+    redriven = command(stack, "dlq", "redrive", "--destination", "mailmodo")
+    assert redriven.returncode == 0, redriven.stderr
+
+    def redelivered():
+        tl = timelines(stack, index, "tr-400").get("tr-400")
+        return tl if tl and tl["destinations"]["mailmodo"]["state"] == "delivered" else None
+
+    again = wait_for(redelivered, timeout=90, interval=1.0, what="tr-400 redriven, delivered")
+    assert [e["k"] for e in again["events"] if e["k"] in ("dead", "redrive", "try")] == [
+        "try", "dead", "redrive", "try"]
+    assert tries(again, "mailmodo") == [(1, 400, "failed"), (1, 200, "ok")]
 
     outcomes = read_topic(stack.bootstrap, stack.topic("outcomes"), settle=0)
     blob = b"\n".join(r.value for r in outcomes)

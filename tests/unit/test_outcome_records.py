@@ -122,3 +122,21 @@ def test_outcomes_setting_switches_off_and_validates():
         assert "STREAMPROC_OUTCOMES_BODY_CHARS" in str(e)
     else:
         raise AssertionError("5000 accepted")
+
+
+def test_redrive_and_replay_outcomes_name_the_input():
+    from streamproc.outcomes_cli import redrive_docs, replay_doc
+
+    sink = _sink("m7", rid="d7")
+    entry = SimpleNamespace(doc={"destination": "mailmodo", "reason": "http_400",
+                                 "record": sink.to_dict()}, topic="dlq", partition=0, offset=3)
+    [doc] = redrive_docs([SimpleNamespace(entry=entry, value=b"", topic="sink.mailmodo")])
+    assert (doc["k"], doc["m"], doc["d"], doc["id"], doc["r"]) == (
+        "redrive", "m7", "mailmodo", "d7", "http_400")
+    ingest = SimpleNamespace(doc={"reason": "not_json"}, topic="dlq.ingest", partition=1, offset=9)
+    [doc] = redrive_docs([SimpleNamespace(entry=ingest, value=b'{"messageId": "raw-1"}',
+                                          topic="segment.raw")])
+    assert doc["m"] == "raw-1"
+    assert replay_doc("sink", SimpleNamespace(value=sink.dumps()), "sink.mailmodo")["m"] == "m7"
+    raw = SimpleNamespace(value=b'{"messageId": "r2"}', topic="t", partition=0, offset=1)
+    assert replay_doc("input", raw, "t")["m"] == "r2"
