@@ -86,7 +86,7 @@ async def check_worker_access(k: KafkaSettings, group: str, consumed: Iterable[s
     await admin.start()
     try:
         try:
-            groups = await admin.describe_consumer_groups([group], include_authorized_operations=True)
+            groups = await _describe_group(admin, group)
         except GroupAuthorizationFailedError:
             raise AccessDenied(denied("GROUP", group, "READ", k, "the worker's consumer group")
                                ) from None
@@ -121,6 +121,21 @@ async def check_worker_access(k: KafkaSettings, group: str, consumed: Iterable[s
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+
+
+async def _describe_group(admin: Any, group: str, within: float = 60.0) -> Any:
+    """describe_consumer_groups with the group's authorized operations, retrying while the
+    coordinator is not available yet (a new cluster creates its offsets topic first)."""
+    from aiokafka.errors import CoordinatorNotAvailableError, CoordinatorLoadInProgressError
+
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await admin.describe_consumer_groups([group], include_authorized_operations=True)
+        except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def check_app_access(app: Any, settings: Any, topology: Any) -> None:
