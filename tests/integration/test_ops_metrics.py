@@ -38,6 +38,7 @@ SERIES = {
     "streamproc_request_duration_seconds_bucket": {"destination", "le"},
     "streamproc_consumer_lag": {"topic", "partition"},
     "streamproc_auth_paused": {"destination"},
+    "streamproc_destination_paused": {"destination"},
     "streamproc_table_keys": {"table"},
     "streamproc_holds_dropped_total": {"reason", "source", "waits_for"},
     "streamproc_tracks_held_total": {"source", "waits_for"},

@@ -28,7 +28,8 @@ METRIC_NAME = re.compile(r"\bstreamproc_[a-z_]+")
 SUFFIXES = {"counter": ("_total", "_created"),
             "histogram": ("_bucket", "_sum", "_count", "_created")}
 ALERTS = {"StreamprocConsumerLagGrowing", "StreamprocDeadLettered", "StreamprocIngestDeadLettered",
-          "StreamprocDestinationAuthPaused", "StreamprocDestinationErrorRate",
+          "StreamprocDestinationAuthPaused", "StreamprocDestinationPaused",
+          "StreamprocDestinationPausedLong", "StreamprocDestinationErrorRate",
           "StreamprocWorkerDown", "StreamprocNoWorkers", "StreamprocPartitionBatchesFailing",
           "StreamprocWorkerNotReady", "StreamprocHoldsExpiring"}
 
