@@ -156,7 +156,8 @@ class RoutingSettings:
 
 def _hold_seconds(env: Any) -> float:
     """HOLD_SECONDS; the old TRACK_GRACE_SECONDS (tracks only) is read when it is not set."""
-    if env.raw("HOLD_SECONDS") is None and env.raw("TRACK_GRACE_SECONDS") is not None:
+    new, old = env.raw("HOLD_SECONDS"), env.raw("TRACK_GRACE_SECONDS")  # both known names
+    if new is None and old is not None:
         env.warnings.append("STREAMPROC_TRACK_GRACE_SECONDS is replaced by "
                             "STREAMPROC_HOLD_SECONDS (it holds every input waiting for state)")
         return env.float("TRACK_GRACE_SECONDS", 3600.0)

@@ -37,6 +37,8 @@ def test_regions_choose_base_urls():
     ({"STREAMPROC_SEGMENT_CONCURRENCY": "0"}, "STREAMPROC_SEGMENT_CONCURRENCY"),
     ({"STREAMPROC_LOG_LEVEL": "LOUD"}, "STREAMPROC_LOG_LEVEL"),
     ({"STREAMPROC_TRACK_GRACE_SECONDS": "soon"}, "STREAMPROC_TRACK_GRACE_SECONDS"),
+    ({"STREAMPROC_HOLD_SECONDS": "soon"}, "STREAMPROC_HOLD_SECONDS"),
+    ({"STREAMPROC_HOLD_SECONDS": "-1"}, "STREAMPROC_HOLD_SECONDS"),
     ({"STREAMPROC_IDENTIFY_EMAIL_FROM_STATE": "maybe"}, "STREAMPROC_IDENTIFY_EMAIL_FROM_STATE"),
     ({"STREAMPROC_MAILJET_ACTION": "add"}, "STREAMPROC_MAILJET_ACTION"),
     ({"STREAMPROC_BOOTSTRAP_SERVERS": "x:9092"}, "STREAMPROC_BOOTSTRAP_SERVERS"),  # typo
@@ -253,3 +255,12 @@ def test_a_base_url_that_is_not_http_names_the_variable(value):
     with pytest.raises(ConfigError,
                        match=r"STREAMPROC_MAILMODO_BASE_URL.*scheme://host\[:port\]\[/prefix\]"):
         load_settings({"STREAMPROC_MAILMODO_BASE_URL": value})
+
+
+def test_hold_seconds_default_and_the_old_grace_setting():
+    assert load_settings({}).routing.hold_seconds == 3600.0
+    old = load_settings({"STREAMPROC_TRACK_GRACE_SECONDS": "90"})
+    assert old.routing.hold_seconds == 90.0
+    assert any("STREAMPROC_HOLD_SECONDS" in w for w in old.config_warnings)
+    both = load_settings({"STREAMPROC_TRACK_GRACE_SECONDS": "90", "STREAMPROC_HOLD_SECONDS": "0"})
+    assert both.routing.hold_seconds == 0.0 and both.config_warnings == ()
