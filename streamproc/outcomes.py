@@ -40,8 +40,24 @@ def partition_hash(message_id: str) -> int:
 
 
 def person_hash(email: str) -> str:
-    """The lookup key of an email (trimmed, lowercased), kept even when emails are masked."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+    """The lookup key of an email (trimmed, lowercased), kept even when emails are masked.
+    Cached: a person's events recur (bounded, cleared when full)."""
+    h = _HASHES.get(email)
+    if h is None:
+        if len(_HASHES) >= 100_000:
+            _HASHES.clear()
+        h = _HASHES[email] = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+    return h
+
+
+_HASHES: dict[str, str] = {}
+_dumps, _crc32 = orjson.dumps, zlib.crc32
+
+
+def _mask_key(email: str) -> str:
+    """mask_email for one address (no regex: the ingest hot path)."""
+    at = email.find("@")
+    return email[:1] + "***" + email[at:] if at > 0 else mask_email(email)
 
 
 def mask_email(text: str) -> str:
@@ -93,18 +109,24 @@ class Outcomes:
         self.failures: dict[str, deque[dict[str, Any]]] = {}
 
     def out(self, doc: dict[str, Any]) -> Out:
-        mid = doc["m"]
-        return (self.topic, mid.encode(), orjson.dumps(doc), None, partition_hash(mid))
+        key = doc["m"].encode()
+        return (self.topic, key, _dumps(doc), None, _crc32(key))
 
     # ---------------------------------------------------------------- routing side
 
     def ingested(self, source: str, m: Any, events: list[Any], errors: list[Any]) -> list[Out]:
-        now = round(time.time(), 3)
+        now = int(time.time() * 1000) / 1000
         out = []
-        for ev in events:
+        for ev in events:  # the hot path: one per input, kept to plain attribute reads
             doc = {"k": "in", "m": message_id(ev), "t": now, "src": source, "tp": m.topic,
                    "p": m.partition, "o": m.offset}
-            _person(doc, ev, self.scrub)
+            user_id = getattr(ev, "user_id", None)
+            if user_id:
+                doc["u"] = user_id
+            email = ev.email_key
+            if email:
+                doc["e"] = _mask_key(email) if self.scrub.mask else email
+                doc["h"] = person_hash(email)
             out.append(self.out(doc))
         if errors:
             mid = raw_message_id(m)
@@ -118,33 +140,34 @@ class Outcomes:
     def routed(self, stage: str, msg: Any, res: Any) -> list[Out]:
         """One `route` outcome per input the result concerns: its sink records (destination,
         delivery id, op), drops with reasons, and whether it was held."""
-        now = round(time.time(), 3)
+        if not res.sink_records and not res.drops and not getattr(res, "held", 0):
+            return []
+        now = int(time.time() * 1000) / 1000
         docs: dict[str, dict[str, Any]] = {}
         own = message_id(msg)
-
-        def doc_for(mid: str) -> dict[str, Any]:
-            d = docs.get(mid)
-            if d is None:
-                d = docs[mid] = {"k": "route", "m": mid, "t": now, "st": stage}
-            return d
-
         for r in res.sink_records:
             mid = r.source.get("message_id") or own
-            if mid:
-                d = doc_for(mid)
-                d.setdefault("to", []).append([r.destination, r.id, r.op])
-                if "h" not in d:  # the person, for lookups by email
-                    email = r.payload.get("email") or (r.key if "@" in r.key else None)
-                    if isinstance(email, str) and email:
-                        d["h"] = person_hash(email)
-        if own:
+            if not mid:
+                continue
+            d = docs.get(mid)
+            if d is None:
+                d = docs[mid] = {"k": "route", "m": mid, "t": now, "st": stage, "to": []}
+            d["to"].append((r.destination, r.id, r.op))
+            if "h" not in d:  # the person, for lookups by email
+                email = r.payload.get("email") or (r.key if "@" in r.key else None)
+                if isinstance(email, str) and email:
+                    d["h"] = person_hash(email)
+        if own and (own in docs or res.drops or getattr(res, "held", 0)):
+            d = docs.get(own)
+            if d is None:
+                d = docs[own] = {"k": "route", "m": own, "t": now, "st": stage}
             if res.drops:
-                doc_for(own)["drop"] = [[d.destination, d.reason] for d in res.drops]
+                d["drop"] = [(x.destination, x.reason) for x in res.drops]
             if getattr(res, "held", 0):
-                doc_for(own)["held"] = res.held
+                d["held"] = res.held
             user_id = getattr(msg, "user_id", None)
-            if own in docs and user_id and isinstance(user_id, str):
-                docs[own]["u"] = user_id
+            if user_id and isinstance(user_id, str):
+                d["u"] = user_id
         return [self.out(d) for d in docs.values()]
 
     # ---------------------------------------------------------------- delivery side
@@ -208,9 +231,14 @@ class AttemptRecorder:
 def message_id(ev: Any) -> str | None:
     """The id an input is traced by: Segment's messageId, else the event's stable id
     (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
-    if hasattr(ev, "event_id"):
-        return ev.event_id
-    return getattr(ev, "message_id", None) or getattr(ev, "source_id", None) or None
+    attr = _ID_ATTR.get(type(ev))
+    if attr is None:
+        attr = _ID_ATTR[type(ev)] = next(
+            (a for a in ("event_id", "message_id", "source_id") if hasattr(ev, a)), "")
+    return (getattr(ev, attr) or None) if attr else None
+
+
+_ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
 
 
 def raw_message_id(m: Any) -> str:
@@ -224,16 +252,6 @@ def raw_message_id(m: Any) -> str:
     except orjson.JSONDecodeError:
         pass
     return f"{m.topic}:{m.partition}:{m.offset}"
-
-
-def _person(doc: dict[str, Any], ev: Any, scrub: Scrubber) -> None:
-    user_id = getattr(ev, "user_id", None)
-    if user_id:
-        doc["u"] = user_id
-    email = getattr(ev, "email_key", None) or getattr(ev, "email", None)
-    if email:
-        doc["e"] = scrub.email(email)
-        doc["h"] = person_hash(email)
 
 
 def install(rt: Runtime) -> Outcomes | None:
