@@ -232,3 +232,55 @@ def test_replay_into_the_same_app_sends_nothing_the_ledger_saw(stack):
     cli(stack.bootstrap, stack.prefix, w.app_id, "wait", "--caught-up", "--timeout", "150")
     assert events() == Counter({"t1": 1, "t2": 1})
     assert (upserts(first), upserts(newer)) == (1, 1)
+
+
+# ------------------------------------------------------------------ holds across a restart
+
+
+def segment_messages(sandbox: SandboxServer) -> list[dict]:
+    return [m for r in sandbox["segment"].requests(status=200)
+            for m in (r.body.get("batch", [r.body]) if isinstance(r.body, dict) else [])]
+
+
+def test_holds_survive_a_restart_and_expire_without_further_input(stack):
+    """Held inputs live in the state tables: after a restart on the same data dir, one is
+    released by the identify that comes then, and the other expires with no input for its key
+    (the new worker's sweeper finds it by scanning its stores) and is decided as without holds:
+    a Mailjet event of a contact never identified goes out with the email as anonymousId."""
+    hold = {"STREAMPROC_HOLD_SECONDS": "30"}
+    w = stack.worker(**hold)
+    w.wait_ready()
+    produce(stack.bootstrap, stack.topic("mailjet"), [("late@example.com", [
+        {"event": "open", "time": 1763633640, "email": "late@example.com", "MessageID": 42}])])
+    produce(stack.bootstrap, stack.topic("mailmodo"), [("soon@example.com", {
+        "event": "opened", "email": "soon@example.com", "timestamp": 1763633400})])
+
+    def held_by(worker, source: str) -> float:
+        return counter_value(worker.metrics(), "streamproc_tracks_held_total", source=source)
+
+    wait_for(lambda: held_by(w, "mailjet") == 1 and held_by(w, "mailmodo") == 2, timeout=90,
+             what="both inputs held (the open for Segment and for CleverTap)")
+    assert w.stop() == 0
+    assert segment_messages(stack.sandbox) == []
+    w2 = stack.worker(name="w2", data_dir=w.data_dir, **hold)
+    w2.wait_ready(timeout=120)
+    produce(stack.bootstrap, stack.topic("segment"), [("u-soon", {
+        "type": "identify", "userId": "u-soon", "messageId": "i-soon",
+        "timestamp": "2026-11-20T10:00:00Z", "traits": {"email": "soon@example.com"}})])
+    wait_for(lambda: len(segment_messages(stack.sandbox)) == 2, timeout=120,
+             what="the released open and the expired Mailjet event at Segment")
+    by_event = {(m["event"], m.get("userId"), m.get("anonymousId"))
+                for m in segment_messages(stack.sandbox)}
+    assert by_event == {("Email Opened", "u-soon", None),
+                        ("Email Opened", None, "late@example.com")}
+    text = w2.metrics()
+    assert counter_value(text, "streamproc_holds_released_total", source="mailmodo",
+                         waits_for="not_identified") == 1
+    assert counter_value(text, "streamproc_holds_dropped_total", reason="expired",
+                         source="mailjet", waits_for="not_identified") == 1
+    # the open's CleverTap part waited for an ID that never came: expired as well
+    wait_for(lambda: counter_value(w2.metrics(), "streamproc_holds_dropped_total",
+                                   reason="expired", source="mailmodo",
+                                   waits_for="no_clevertap_id") == 1, timeout=90,
+             what="the CleverTap part expired")
+    assert stack.sandbox["clevertap"].requests(status=200) == []
