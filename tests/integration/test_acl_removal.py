@@ -6,6 +6,7 @@ all cases, one short-lived process per case, nothing in parallel, finite deadlin
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -47,9 +48,12 @@ class Case:
 
     def assert_named(self, text: str, ops: tuple[str, ...] | None = None) -> None:
         m = self.missing
-        what = "the CLUSTER" if m.resource_type == "CLUSTER" else f"{m.resource_type} {m.name!r}"
+        # a prefixed ACL: the message names the topic under the prefix that was refused
+        what = "the CLUSTER" if m.resource_type == "CLUSTER" else (
+            f"{m.resource_type} '{m.name}" + ("'" if m.pattern == "LITERAL" else ""))
         assert "Kafka denied User:" in text and what in text, (m, text[-3000:])
-        named = [op for op in (ops or m.operations) if f" {op} on {what}" in text]
+        named = [op for op in (ops or m.operations) if f" {op} on {what}" in text
+                 or re.search(rf"\b{op}\b[^\n]* on {re.escape(what)}", text)]
         assert named, (m, text[-3000:])
 
 
