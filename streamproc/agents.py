@@ -15,7 +15,7 @@ import orjson
 from streamproc import runtime
 from streamproc.errors import EventError
 from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
-from streamproc.outcomes import ingest_outs, routing_outs
+from streamproc.outcomes import ingest_outs, routing_outs, take_outcomes
 from streamproc.output import Out
 from streamproc.records import MAX_RECORD_BYTES, dead_letter
 from streamproc.routing.config import RoutingConfig
@@ -124,7 +124,7 @@ def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None 
         out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
             stage="ingest", reason=err.reason, message=err.message, original=m.value,
             source={**_source(m), "input": source, "key": _decode_key(m.key)})))
-    out += ingest_outs(rt, source, m, events, errors)
+    out += ingest_outs(rt, source, m, events, errors, batch is not None)
     if batch is None:
         ctx.flush()
     return out
@@ -279,7 +279,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         ctx.set("users", key, orjson.dumps(res.user.to_dict()))
         _note_holds(rt, "users", key, res.user.pending)
     _count_holds(rt, ctx, res)
-    out = _routed(rt, ctx, res) + routing_outs(rt, "users", msg, res)
+    out = _routed(rt, ctx, res) + routing_outs(rt, "users", msg, res, batch is not None)
     by_contact = rt.topology.internal["by_contact"].name
     by_user = rt.topology.internal["by_user"].name
     out += [(by_contact, u.email_key.encode(), encode(u)) for u in res.contact_updates]
@@ -313,7 +313,7 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
         _note_holds(rt, "contacts", key, res.contact.pending)
     _count_holds(rt, ctx, res)
-    out = _routed(rt, ctx, res) + routing_outs(rt, "contacts", msg, res)
+    out = _routed(rt, ctx, res) + routing_outs(rt, "contacts", msg, res, batch is not None)
     if batch is None:
         ctx.flush()
     return out
@@ -372,7 +372,7 @@ def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
                 out: list[Out] = []
                 for ev in events:
                     out += ingest_outputs(rt, source, ev.message, batch)
-                await rt.output.send_all(out)
+                await rt.output.send_all(out + take_outcomes(rt))
                 batch.flush_counts()
 
     rt.app.agent(topic, name=f"streamproc.ingest.{source}")(ingest)
@@ -410,6 +410,7 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
                                     message=f"{type(e).__name__}: {e}",
                                     original=ev.message.value,
                                     source=_source(ev.message))))
+    out += take_outcomes(rt)  # the batch's outcome records (streamproc trace)
     staged = batch.flush_tables()  # changelog records of the changed keys, sent now
     try:
         await rt.output.send_all(out)

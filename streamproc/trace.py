@@ -49,13 +49,8 @@ class TraceIndex:
         outcomes: dict[str, list[Any]] = {}
         people: dict[str, list[Any]] = {}
         offsets: dict[int, int] = {}
-        for rec in records:
-            offsets[rec.partition] = rec.offset + 1
-            try:
-                doc = orjson.loads(rec.value)
-                mid = doc["m"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
+        for doc in _documents(records, offsets):
+            mid = doc["m"]
             key = f"m:{mid}"
             if key not in outcomes:
                 outcomes[key] = self._get(key) or []
@@ -88,6 +83,22 @@ class TraceIndex:
         seen = (self._get(f"h:{person_hash(q)}") or []) if "@" in q else []
         seen += self._get(f"u:{q}") or []
         return [mid for _, mid in sorted(seen, key=lambda x: x[0], reverse=True)]
+
+
+def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, Any]]:
+    """The outcome documents of consumed records (each a JSON array of them, or one object),
+    noting each partition's next offset in `offsets`."""
+    docs = []
+    for rec in records:
+        offsets[rec.partition] = rec.offset + 1
+        try:
+            value = orjson.loads(rec.value)
+        except (orjson.JSONDecodeError, TypeError):
+            continue
+        for doc in value if isinstance(value, list) else [value]:
+            if isinstance(doc, dict) and isinstance(doc.get("m"), str):
+                docs.append(doc)
+    return docs
 
 
 async def catch_up(settings: Settings, topic: str, index: TraceIndex,

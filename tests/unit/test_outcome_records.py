@@ -23,7 +23,10 @@ def _outcomes(**env: str) -> Outcomes:
 
 
 def _docs(outs):
-    return [orjson.loads(o[2]) for o in outs]
+    """Outcome documents: a list of them from the methods, else packed records."""
+    if outs and isinstance(outs[0], dict):
+        return orjson.loads(orjson.dumps(outs))
+    return [doc for o in outs for doc in orjson.loads(o[2])]
 
 
 def test_masks_emails_and_scrubs_secrets_and_truncates():
@@ -38,11 +41,35 @@ def test_masks_emails_and_scrubs_secrets_and_truncates():
     assert mask_email("x@y.io") == "x***@y.io"
 
 
-def test_outcomes_are_keyed_and_partitioned_by_message_id():
+def test_outcomes_of_one_input_share_a_partition_packed_per_partition():
     o = _outcomes()
-    topic, key, value, headers, h = o.out({"k": "in", "m": "msg-1"})
-    assert (topic, key, headers, h) == ("outcomes", b"msg-1", None, partition_hash("msg-1"))
+    docs = [{"k": "in", "m": f"msg-{i % 50}", "n": i} for i in range(1200)]
+    outs = o.pack(docs)
+    seen: dict[str, set[int]] = {}
+    for topic, key, value, headers, group in outs:
+        assert (topic, key, headers) == ("outcomes", None, None) and 0 <= group < 6
+        packed = orjson.loads(value)
+        assert 0 < len(packed) <= 500
+        for doc in packed:
+            assert group == partition_hash(doc["m"]) % 6
+            seen.setdefault(doc["m"], set()).add(group)
+    assert all(len(groups) == 1 for groups in seen.values()) and len(seen) == 50
+    assert sum(len(orjson.loads(v)) for _, _, v, _, _ in outs) == 1200
     assert partition_hash("msg-1") == partition_hash("msg-1") != partition_hash("msg-2")
+
+
+def test_agent_batches_stash_outcomes_until_taken():
+    from streamproc.outcomes import ingest_outs, take_outcomes
+
+    o = _outcomes()
+    rt = SimpleNamespace(extras={"outcomes": o})
+    ev = SimpleNamespace(message_id="m1", user_id=None, email_key=None)
+    m = SimpleNamespace(topic="t", partition=0, offset=1, value=b"{}")
+    assert ingest_outs(rt, "segment", m, [ev], [], True) == []
+    assert [d["m"] for d in _docs(take_outcomes(rt))] == ["m1"]
+    assert take_outcomes(rt) == []
+    assert [d["m"] for d in _docs(ingest_outs(rt, "segment", m, [ev], [], False))] == ["m1"]
+    assert ingest_outs(SimpleNamespace(extras={"outcomes": None}), "s", m, [ev], [], True) == []
 
 
 def test_ingested_records_person_keys_masked_unless_turned_off():
