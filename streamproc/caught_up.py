@@ -199,7 +199,8 @@ class GroupOffsets:
             self.admin = AIOKafkaAdminClient(**client_kwargs(s.kafka), request_timeout_ms=30000,
                                              client_id=f"{s.client_id}-caught-up")
             await self.admin.start()
-            found = await describe_partitions(self.admin, self.topics)
+            found = await describe_partitions(self.admin, self.topics,
+                                              denied_as=("DESCRIBE", s.kafka))
             missing = [t for t in self.topics if t not in found]
             if missing:
                 raise ConfigError(f"topics missing on the broker: {', '.join(missing)} "
@@ -226,8 +227,16 @@ class GroupOffsets:
                 await admin.close()
 
     async def committed(self) -> dict[Key, Optional[int]]:
-        got = await self.admin.list_consumer_group_offsets(self.group,
-                                                           partitions=self.partitions)
+        from aiokafka.errors import GroupAuthorizationFailedError
+
+        from streamproc.kafka_access import AccessDenied, denied
+
+        try:
+            got = await self.admin.list_consumer_group_offsets(self.group,
+                                                               partitions=self.partitions)
+        except GroupAuthorizationFailedError:  # not retried: no round can succeed
+            raise AccessDenied(denied("GROUP", self.group, "DESCRIBE", self.settings.kafka,
+                                      "the group's committed offsets")) from None
         out: dict[Key, Optional[int]] = {(tp.topic, tp.partition): None
                                          for tp in self.partitions}
         for tp, meta in got.items():

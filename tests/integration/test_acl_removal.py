@@ -52,7 +52,8 @@ class Case:
         what = "the CLUSTER" if m.resource_type == "CLUSTER" else (
             f"{m.resource_type} '{m.name}" + ("'" if m.pattern == "LITERAL" else ""))
         assert "Kafka denied User:" in text and what in text, (m, text[-3000:])
-        named = [op for op in (ops or m.operations) if f" {op} on {what}" in text
+        ops = (ops or m.operations) + (("DESCRIBE",) if m.resource_type == "TOPIC" else ())
+        named = [op for op in ops if f" {op} on {what}" in text
                  or re.search(rf"\b{op}\b[^\n]* on {re.escape(what)}", text)]
         assert named, (m, text[-3000:])
 
@@ -105,11 +106,16 @@ def test_topics_apply_without_one_acl_fails_naming_it(secure_kafka, index):
     case.assert_named(res.stdout + res.stderr, ("CREATE",))
 
 
-def _operator_verb(case: Case) -> tuple[str, ...]:
-    """The operator command that uses the missing ACL's resource."""
+def _operator_verb(case: Case) -> tuple[str, ...] | None:
+    """The operator command that uses the missing ACL's resource (None: read only by
+    `streamproc trace`, issue 15's command, not wired into the CLI yet)."""
     t, m = case.topology, case.missing
-    if m.resource_type == "GROUP" or m.pattern == "PREFIXED":
+    if m.resource_type == "GROUP":
         return ("wait", "--caught-up", "--timeout", "10")
+    if m.pattern == "PREFIXED":  # the ledger changelog, read by a sink replay's dry run
+        return ("replay", "sink.mailmodo", "--from-offset", "0", "--dry-run")
+    if m.name == t.internal.get("outcomes", m).name:
+        return None
     for source, spec in t.inputs.items():
         if spec.name == m.name:
             return ("replay", source, "--from-offset", "0")
@@ -118,12 +124,15 @@ def _operator_verb(case: Case) -> tuple[str, ...]:
             return ("replay", f"sink.{slug}", "--from-offset", "0")
     if m.operations == ("READ",):  # a dead-letter topic
         return ("dlq", "list")
-    return ("wait", "--caught-up", "--timeout", "10")  # an internal topic
+    return ("wait", "--caught-up", "--timeout", "10")  # a repartition topic
 
 
 @pytest.mark.parametrize("index", range(len(case_ids("operator"))), ids=case_ids("operator"))
 def test_operator_command_without_one_acl_fails_naming_it(secure_kafka, index):
     case = Case(secure_kafka, "operator", index)
+    verb = _operator_verb(case)
+    if verb is None:
+        pytest.skip("read only by `streamproc trace` (issue 15), not in the CLI yet")
     admin = secure_kafka.secure.client_kwargs()
     # what a worker would have left: a record on each input, the group, a ledger changelog
     for spec in case.topology.inputs.values():
@@ -138,6 +147,6 @@ def test_operator_command_without_one_acl_fails_naming_it(secure_kafka, index):
             await a.close()
 
     asyncio.run(changelog())
-    res = cli(secure_kafka, case.prefix, "operator", *_operator_verb(case), timeout=120)
+    res = cli(secure_kafka, case.prefix, "operator", *verb, timeout=120)
     assert res.returncode != 0, (case.missing, res.stdout, res.stderr)
     case.assert_named(res.stdout + res.stderr)
