@@ -18,9 +18,9 @@ from streamproc.routing.drops import (
     BLOCKED, EXPIRED, HELD, MISSING_TEMPLATE_NAME, NO_CLEVERTAP_ID, NOT_IDENTIFIED, OVERFLOW,
     RELEASED, SOURCE_CLEVERTAP, SOURCE_MAILJET, SOURCE_MAILMODO, UNSUPPORTED_EVENT, Drop, Hold,
 )
-from streamproc.routing.holds import HoldCounts, already_held, expired
+from streamproc.routing.holds import HoldCounts, already_held, expired, held_entry, held_event
 from streamproc.routing.integrations import gate
-from streamproc.routing.messages import KINDS, ContactUpdate, SweepContact, to_fields
+from streamproc.routing.messages import ContactUpdate, SweepContact
 from streamproc.state.model import (
     Contact, add_user_id, hold, mark_identified, merge_traits, set_clevertap_id, touch,
 )
@@ -70,6 +70,7 @@ def route_contact_event(msg: ContactInput, contact: Contact | None, cfg: Routing
         return out
     contact = contact or Contact(email=msg.email)
     out = ContactResult(contact, changed=True)
+    before = (contact.identified, contact.clevertap_id)
     if isinstance(msg, ContactUpdate):
         _apply_update(msg, contact)
     elif isinstance(msg, MailmodoActivity):
@@ -83,8 +84,9 @@ def route_contact_event(msg: ContactInput, contact: Contact | None, cfg: Routing
         set_clevertap_id(contact, msg.clevertap_id)
     else:
         raise TypeError(f"not a by-contact message: {type(msg).__name__}")
-    if contact.pending:  # the inputs held before this one are decided first, in order
-        _release(out, contact, cfg, now or 0.0)
+    if contact.pending and ((contact.identified, contact.clevertap_id) != before
+                            or expired(contact.pending[0], cfg, now or 0.0)):
+        _release(out, contact, cfg, now or 0.0)  # held before this input: decided first
     if isinstance(msg, MailmodoActivity):
         waits = [_activity_to_segment(msg, contact, out, cfg, now, source),
                  _activity_to_clevertap(msg, contact, out, cfg, now, source)]
@@ -104,11 +106,10 @@ def _hold(out: ContactResult, contact: Contact, msg: MailmodoActivity | MailjetE
           waits: list[str], cfg: RoutingConfig, now: float | None,
           source: Mapping[str, Any] | None) -> None:
     """Park the parts of `msg` that wait for this contact's state (`waits`: their reasons)."""
-    if not waits or already_held(contact.pending, "event_id", msg.event_id):
+    if not waits or already_held(contact.pending, msg.event_id):
         return
     kind = SOURCE_MAILMODO if isinstance(msg, MailmodoActivity) else SOURCE_MAILJET
-    entry = {"held_at": now or 0.0, "kind": kind, "event": to_fields(msg),
-             "source": dict(source or {}), "waits": waits}
+    entry = {**held_entry(now or 0.0, kind, msg, msg.event_id, source), "waits": waits}
     out.holds.extend(Hold(kind, reason, HELD) for reason in waits)
     for old in hold(contact, entry, cfg.max_pending):
         _decide(out, old, OVERFLOW, Contact(email=contact.email), cfg, now)
@@ -139,7 +140,7 @@ def _decide(out: ContactResult, entry: dict[str, Any], outcome: str, contact: Co
             cfg: RoutingConfig, now: float | None) -> None:
     """Decide a held entry's waiting parts against `contact` (a blank one: as without the
     state), holding nothing again."""
-    msg = KINDS[entry["kind"]](**entry["event"])
+    msg = held_event(entry)
     source = entry.get("source") or None
     for reason in entry["waits"]:
         out.holds.append(Hold(entry["kind"], reason, outcome))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamproc.routing.drops import EXPIRED, HELD, OVERFLOW, RELEASED
+from streamproc.routing.messages import KINDS, Envelope, decode, encode
 
 
 def expired(entry: dict[str, Any], cfg: Any, now: float) -> bool:
@@ -15,10 +16,26 @@ def expired(entry: dict[str, Any], cfg: Any, now: float) -> bool:
     return now - float(entry.get("held_at") or 0.0) > cfg.hold_seconds
 
 
-def already_held(pending: list[dict[str, Any]], id_field: str, input_id: str) -> bool:
+def held_entry(now: float, kind: str, msg: Envelope, input_id: str,
+               source: Any) -> dict[str, Any]:
+    """A pending entry: the input as its envelope's JSON text (a string inside the state
+    value: reading and writing the state does not parse or rebuild it), its id and origin."""
+    return {"held_at": now, "kind": kind, "id": input_id, "event": encode(msg).decode(),
+            "source": dict(source or {})}
+
+
+def held_event(entry: dict[str, Any]) -> Any:
+    """The input of a pending entry (also the older form: a Segment event's fields)."""
+    event = entry["event"]
+    if isinstance(event, str):
+        return decode(event.encode())
+    return KINDS[entry.get("kind") or "segment"](**event)
+
+
+def already_held(pending: list[dict[str, Any]], input_id: str) -> bool:
     """True when this input (same source id) is held already: a replayed or redelivered
     copy is not held twice (deciding it twice would give the same delivery ids)."""
-    return any(e.get("event", {}).get(id_field) == input_id for e in pending)
+    return any(e.get("id") == input_id for e in pending)
 
 
 class HoldCounts:

@@ -1,6 +1,6 @@
 """Envelopes on the internal repartition topics (by-user, by-contact): ContactUpdate, MergeUser,
-SweepPending, SweepContact and the parsed input events, as orjson objects with a `kind` field. `key_for`
-gives the key each one is repartitioned by."""
+SweepPending, SweepContact and the parsed input events, as orjson objects with a `kind` field.
+`key_for` gives the key each one is repartitioned by."""
 
 from __future__ import annotations
 

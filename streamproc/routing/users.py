@@ -18,9 +18,9 @@ from streamproc.routing.drops import (
     EXPIRED, HELD, MISSING_EMAIL, OVERFLOW, RELEASED, SOURCE_SEGMENT, UNKNOWN_USER,
     UNSUPPORTED_TYPE, Drop, Hold,
 )
-from streamproc.routing.holds import HoldCounts, already_held, expired
+from streamproc.routing.holds import HoldCounts, already_held, expired, held_entry, held_event
 from streamproc.routing.integrations import enabled_for, gate
-from streamproc.routing.messages import ContactUpdate, MergeUser, SweepPending, key_for, to_fields
+from streamproc.routing.messages import ContactUpdate, MergeUser, SweepPending, key_for
 from streamproc.state.model import (
     KnownUser, add_email, email_for, hold, merge_user_traits, merge_users, touch, trait_view,
 )
@@ -168,16 +168,16 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
     user = out.user
     known = user is not None and bool(user.emails)
     if open_dests and not known and cfg.hold_seconds > 0:
-        if user is not None and already_held(user.pending, "message_id", event.message_id):
+        if user is not None and already_held(user.pending, event.message_id):
             return
         user = user or KnownUser(user_id=key_for(event) or "")
-        entry = {"held_at": now, "event": to_fields(event), "source": dict(source or {})}
+        entry = held_entry(now, SOURCE_SEGMENT, event, event.message_id, source)
         pushed = hold(user, entry, cfg.max_pending)
         out.user, out.changed = user, True
         out.holds.append(_USER_HOLD[HELD])
         out.holds.extend(_USER_HOLD[OVERFLOW] for _ in pushed)
         for old in pushed:
-            out.drops.extend(_drops_for(SegmentEvent(**old["event"]), cfg, UNKNOWN_USER))
+            out.drops.extend(_drops_for(held_event(old), cfg, UNKNOWN_USER))
         return
     out.drops.extend(drop for drop in gated.values() if drop is not None)
     if not open_dests:
@@ -220,7 +220,7 @@ def _release(out: UserResult, cfg: RoutingConfig, now: float) -> None:
     held, user.pending = user.pending, []
     out.changed = True
     for entry in held:
-        event = SegmentEvent(**entry["event"])
+        event = held_event(entry)
         if expired(entry, cfg, now):  # past its hold time, whether swept yet or not
             out.holds.append(_USER_HOLD[EXPIRED])
             out.drops.extend(_drops_for(event, cfg, UNKNOWN_USER))

@@ -43,7 +43,6 @@ SERIES = {
     "streamproc_holds_dropped_total": {"reason", "source", "waits_for"},
     "streamproc_tracks_held_total": {"source", "waits_for"},
     "streamproc_holds_released_total": {"source", "waits_for"},
-    "streamproc_held_now": {"source", "waits_for"},
 }
 # unlabelled series, exported from the worker's start: name -> value expected here
 UNLABELLED = {"streamproc_ready": 1.0}
