@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SWEEPS = 1000  # sweep messages per tick; the rest wait for the next tick
+RESWEEP_S = 300.0  # a sweep sent but not processed (a rebalance) is sent again after this
 SCAN_CHUNK = 20_000  # stored values read per tick while (re)building the index
 TABLES = {"users": "by_user", "contacts": "by_contact"}  # table -> its repartition topic
 _PENDING = b'"pending":[{'  # in a stored value that holds inputs (orjson: no spaces)
@@ -52,19 +53,19 @@ def waiting(pending: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
 
 
 class HoldIndex:
-    """Keys holding inputs on this worker: table -> key -> (oldest held_at, parts held). Kept
-    by the state agents (note) and rebuilt by a bounded scan of the active stores whenever
-    they change (a restart, a rebalance)."""
+    """Keys holding inputs on this worker: table -> key -> (not due before, its pending list;
+    the list is the decoded state value's own, never changed after the write). Kept by the
+    state agents (note: no work beyond a dict write) and rebuilt by a bounded scan of the active
+    stores whenever they change (a restart, a rebalance)."""
 
     def __init__(self) -> None:
-        self.keys: dict[str, dict[str, tuple[float, Counter]]] = {t: {} for t in TABLES}
+        self.keys: dict[str, dict[str, tuple[float, list]]] = {t: {} for t in TABLES}
         self.stores: dict[str, set[int]] = {t: set() for t in TABLES}
         self.scans: dict[str, list[tuple[Any, bytes | None]]] = {t: [] for t in TABLES}
 
     def note(self, table: str, key: str, pending: list[dict[str, Any]]) -> None:
         if pending:
-            oldest = min(float(e.get("held_at") or 0.0) for e in pending)
-            self.keys[table][key] = (oldest, Counter(waiting(pending)))
+            self.keys[table][key] = (0.0, pending)
         else:
             self.keys[table].pop(key, None)
 
@@ -97,20 +98,28 @@ class HoldIndex:
             budget -= n
 
     def due(self, table: str, now: float, hold_s: float, limit: int = MAX_SWEEPS) -> list[str]:
-        """Keys whose oldest hold passed hold_s; each is due again only after another hold_s
-        (its agent's note() sets it anew once the sweep ran)."""
-        keys = self.keys[table]
-        out = [k for k, (oldest, _) in keys.items() if now - oldest > hold_s][:limit]
-        for k in out:
-            keys[k] = (now, keys[k][1])
+        """Keys whose oldest hold passed hold_s (at most `limit`). A key sent is not due again
+        before RESWEEP_S, unless its agent notes it anew once the sweep ran."""
+        keys, out = self.keys[table], []
+        for k, (not_before, pending) in keys.items():
+            if now >= not_before and now - _oldest(pending) > hold_s:
+                out.append(k)
+                if len(out) >= limit:
+                    break
+        for k in out:  # sent again only if its agent has not noted it by then
+            keys[k] = (now + min(hold_s, RESWEEP_S), keys[k][1])
         return out
 
     def held_now(self) -> Counter:
         total: Counter = Counter()
         for keys in self.keys.values():
-            for _, parts in keys.values():
-                total.update(parts)
+            for _, pending in keys.values():
+                total.update(waiting(pending))
         return total
+
+
+def _oldest(pending: list[dict[str, Any]]) -> float:
+    return min(float(e.get("held_at") or 0.0) for e in pending)
 
 
 def index(rt: Runtime) -> HoldIndex:

@@ -45,7 +45,8 @@ class HoldCounts:
     holds: list[Any]
 
     def _n(self, outcome: str) -> int:
-        return sum(1 for h in self.holds if h.outcome == outcome)
+        holds = self.holds
+        return sum(1 for h in holds if h.outcome == outcome) if holds else 0
 
     @property
     def held(self) -> int:
