@@ -26,7 +26,8 @@ WRITE_KEY = "wk-bad-input"
 TOKEN = "hook-" + uuid.uuid4().hex
 MAX_BODY = 64 * 1024
 SOURCES = ("segment", "mailmodo", "mailjet", "clevertap")
-VALID = {s: [i for i in load_samples() if i["input"] == s] for s in SOURCES}
+VALID = {s: [i for i in load_samples() if i["input"] == s and isinstance(i.get("value"), dict)]
+         for s in SOURCES}  # the bundled samples that are one JSON object each
 # kinds that can never be an event: each must be dead-lettered with a reason
 MUST_DEAD = {"not_json", "truncated", "non_utf8", "deep", "oversized", "not_object"}
 KINDS = Counter()  # kind -> how many generated (the README figures)
