@@ -8,7 +8,6 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import httpx
@@ -17,6 +16,9 @@ from streamproc.delivery.backoff import FULL_JITTER, BackoffPolicy
 from streamproc.delivery.client import send
 from streamproc.delivery.ledger import Ledger
 from streamproc.delivery.outage import Outage
+from streamproc.delivery.progress import Progress as _Progress
+from streamproc.delivery.progress import Round as _Round
+from streamproc.delivery.progress import unseen
 from streamproc.delivery.ratelimit import SendGate
 from streamproc.delivery.report import (RETRIES_EXHAUSTED, DeadRecord, DeliveryReport,
                                         map_records, reasoned)
@@ -28,34 +30,6 @@ from streamproc.records import SinkRecord
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 2000
 __all__ = ["Deliverer", "DeadRecord", "DeliveryReport", "RETRIES_EXHAUSTED"]
-
-
-@dataclass(slots=True)
-class _Progress:
-    """One record during one deliver() call."""
-
-    record: SinkRecord
-    attempts: int = 0  # every send
-    counted: int = 0  # sends that count toward max_attempts (auth failures do not)
-    first_at: float | None = None
-    last_at: float | None = None
-    error: DeliveryError | None = None
-    status: int | None = None
-    body: str = ""
-    resolved: bool = False  # delivered or dead
-    order_keys: set[str] = field(default_factory=set)  # record key + its identity in the body
-
-
-@dataclass(slots=True)
-class _Round:
-    """What one pass over the pending records left to do."""
-
-    probe_only: bool  # paused: send one request, defer the rest
-    probe_taken: bool = False
-    retry: set[str] = field(default_factory=set)
-    deferred: set[str] = field(default_factory=set)
-    blocked_keys: set[str] = field(default_factory=set)
-    retry_after: float | None = None
 
 
 class Deliverer:
@@ -96,7 +70,7 @@ class Deliverer:
         budget is spent each record is sent once and dead-lettered if it fails. While paused
         on 401/403 it keeps probing and does not return. Cancellable."""
         report = DeliveryReport()
-        pending = self._unseen(records, force, report)
+        pending = unseen(records, None if force else self.ledger, report, self.name)
         progress = {r.id: _Progress(r) for r in pending}
         backoff = self.policy.start(rng=self._rng, clock=self._clock)
         outage = self.outage
@@ -147,31 +121,6 @@ class Deliverer:
             self._dead(p, p.error, report, reason=RETRIES_EXHAUSTED)
         self.outage.forget(dead)
         return exhausted - dead
-
-    def _unseen(self, records: list[SinkRecord], force: bool,
-                report: DeliveryReport) -> list[SinkRecord]:
-        pending, ids = [], set()
-        seen = set() if force else self._seen([r.id for r in records])
-        for record in records:
-            if record.id in ids or record.id in seen:
-                report.skipped.append(record.id)
-            else:
-                ids.add(record.id)
-                pending.append(record)
-        return pending
-
-    def _seen(self, record_ids: list[str]) -> set[str]:
-        """The ids the ledger holds (one batch lookup when the ledger offers seen_many)."""
-        if self.ledger is None or not record_ids:
-            return set()
-        try:
-            many = getattr(self.ledger, "seen_many", None)
-            if many is not None:
-                return set(many(record_ids))
-            return {i for i in record_ids if self.ledger.seen(i)}
-        except Exception:
-            log.exception("%s: ledger lookup failed; sending anyway", self.name)
-            return set()
 
     def _build(self, records: list[SinkRecord], progress: dict[str, _Progress],
                report: DeliveryReport) -> list[HttpRequest]:
