@@ -21,16 +21,6 @@ class Held(Exception):
     def __init__(self, destination: str, hold_s: float) -> None:
         super().__init__(f"destination {destination} paused; next probe in {hold_s:.1f}s")
         self.hold_s = max(MIN_HOLD_S, hold_s)
-MIN_HOLD_S = 0.05
-
-
-class Held(Exception):
-    """Raised by a delivery agent's batch whose destination is paused: the runtime holds the
-    batch (runtime.feeds.Batch) and reads it again from the checkpoint after hold_s."""
-
-    def __init__(self, destination: str, hold_s: float) -> None:
-        super().__init__(f"destination {destination} paused; next probe in {hold_s:.1f}s")
-        self.hold_s = max(MIN_HOLD_S, hold_s)
 
 
 class Outage:
