@@ -22,7 +22,9 @@ streamproc_dead_lettered_total (delivery); held = streamproc_tracks_held_total (
 not identified yet, held for STREAMPROC_TRACK_GRACE_SECONDS); holds_dropped =
 streamproc_holds_dropped_total over both reasons, expired and overflow (their drops are in
 dropped too, as unknown_user); lag = streamproc_consumer_lag summed over the partitions this
-worker holds, refreshed (streamproc.observe) just before. The interval numbers are differences
+worker holds, refreshed (streamproc.observe) just before; paused=mailjet:400 (JSON "paused":
+{destination: records waiting}) lists the destinations paused on an outage now, only while
+there is one (streamproc_destination_paused, _waiting_records). The interval numbers are differences
 of two Metrics.snapshot()s; counters start at 0 with the process, so the first interval counts
 from the start."""
 
@@ -90,8 +92,14 @@ def build_summary(previous: Snapshot | None, current: Snapshot, interval_s: floa
     for name in SCALARS:
         interval[name], total[name] = interval[name][""], total[name][""]
     lag = sum(float(v) for v in current.get("consumer_lag", {}).values())
-    return {"interval_s": _num(round(interval_s, 1)), "lag": _num(lag),
-            "interval": interval, "total": total}
+    out = {"interval_s": _num(round(interval_s, 1)), "lag": _num(lag),
+           "interval": interval, "total": total}
+    waiting = current.get("destination_waiting_records", {})
+    paused = {d: _num(waiting.get((d,), 0.0))
+              for (d,), on in current.get("destination_paused", {}).items() if on}
+    if paused:
+        out["paused"] = paused
+    return out
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -108,6 +116,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name in ("held", "holds_dropped"):
         parts.append(f"{name}={pair(last[name], total[name])}")
     parts.append(f"lag={summary['lag']}")
+    if summary.get("paused"):
+        parts.append("paused=" + ",".join(f"{d}:{n}" for d, n in summary["paused"].items()))
     return f"summary last {summary['interval_s']}s/since start: " + " ".join(parts)
 
 

@@ -106,6 +106,18 @@ def test_an_idle_worker_says_so_in_one_line():
         "dead_lettered=ingest:0/0,delivery:0/0 held=0/0 holds_dropped=0/0 lag=0")
 
 
+def test_a_paused_destination_is_listed_with_its_waiting_records_while_paused():
+    m = Metrics()
+    m.destination_paused.labels("mailjet").set(1)
+    m.destination_paused.labels("segment").set(0)
+    m.destination_waiting_records.labels("mailjet").set(400)
+    s = summary.build_summary(None, m.snapshot(), 60.0)
+    assert s["paused"] == {"mailjet": 400}
+    assert summary.format_summary(s).endswith(" lag=0 paused=mailjet:400")
+    m.destination_paused.labels("mailjet").set(0)
+    assert "paused" not in summary.build_summary(None, m.snapshot(), 60.0)
+
+
 def _logged(fmt: str, s: dict) -> str:
     out = io.StringIO()
     setup_logging("INFO", fmt, ["mm-key-7f3a9c"], stream=out)
