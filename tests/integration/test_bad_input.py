@@ -26,8 +26,12 @@ WRITE_KEY = "wk-bad-input"
 TOKEN = "hook-" + uuid.uuid4().hex
 MAX_BODY = 64 * 1024
 SOURCES = ("segment", "mailmodo", "mailjet", "clevertap")
-VALID = {s: [i for i in load_samples() if i["input"] == s and isinstance(i.get("value"), dict)]
-         for s in SOURCES}  # the bundled samples that are one JSON object each
+# the bundled samples as one-event records: a Mailjet webhook batch (a JSON array) is split
+# into one-element arrays, so each record is one event (or one dead letter) for the books
+VALID = {s: [{"value": v} for i in load_samples() if i["input"] == s and "value" in i
+             for v in (i["value"] if isinstance(i["value"], list) else [i["value"]])
+             if isinstance(v, dict)] for s in SOURCES}
+WRAP = {"mailjet": lambda v: [v]}
 # kinds that can never be an event: each must be dead-lettered with a reason
 MUST_DEAD = {"not_json", "truncated", "non_utf8", "deep", "oversized", "not_object"}
 KINDS = Counter()  # kind -> how many generated (the README figures)
@@ -45,20 +49,21 @@ json_values = st.recursive(
     max_leaves=12)
 
 
-def _wrong_types(source: str) -> st.SearchStrategy[dict]:
+def _wrong_types(source: str) -> st.SearchStrategy[dict | list]:
     """A valid sample of `source` with one of its fields replaced by a value of another type."""
     def mutate(args):
         sample, field_ix, value = args
         body = dict(sample["value"])
         key = sorted(body)[field_ix % len(body)]
         body[key] = value
-        return body
+        return WRAP.get(source, lambda v: v)(body)
     return st.tuples(st.sampled_from(VALID[source]), st.integers(0, 50), json_values).map(mutate)
 
 
 def raw_record(source: str) -> st.SearchStrategy[tuple[str, bytes]]:
     """(kind, value bytes) of one record for `source`'s raw topic."""
-    valid_bytes = st.sampled_from([orjson.dumps(i["value"]) for i in VALID[source]])
+    wrap = WRAP.get(source, lambda v: v)
+    valid_bytes = st.sampled_from([orjson.dumps(wrap(i["value"])) for i in VALID[source]])
     return st.one_of(
         valid_bytes.map(lambda b: ("valid", b)),
         st.binary(min_size=1, max_size=200).filter(lambda b: not _is_json(b)).map(
