@@ -160,32 +160,32 @@ class Outcomes:
 
     def routed(self, stage: str, msg: Any, res: Any) -> list[dict[str, Any]]:
         """One `route` outcome per input the result concerns: its sink records (destination,
-        delivery id, op), drops with reasons, and whether it was held."""
-        if not res.sink_records and not res.drops and not getattr(res, "held", 0):
+        delivery id, op), drops with reasons, and whether it was held. Called for every
+        users/contacts message: the common case (one input, its own records) stays short."""
+        sinks, drops, held = res.sink_records, res.drops, getattr(res, "held", 0)
+        if not sinks and not drops and not held:
             return []
         now = int(time.time() * 1000) / 1000
-        docs: dict[str, dict[str, Any]] = {}
         own = message_id(msg)
-        for r in res.sink_records:
+        docs: dict[str, dict[str, Any]] = {}
+        for r in sinks:
             mid = r.source.get("message_id") or own
-            if not mid:
-                continue
-            d = docs.get(mid)
+            d = docs.get(mid) if mid else None
             if d is None:
+                if not mid:
+                    continue
                 d = docs[mid] = {"k": "route", "m": mid, "t": now, "st": stage, "to": []}
-            d["to"].append((r.destination, r.id, r.op))
-            if "h" not in d:  # the person, for lookups by email
                 email = r.payload.get("email") or (r.key if "@" in r.key else None)
-                if isinstance(email, str) and email:
+                if email and isinstance(email, str):  # the person, for lookups by email
                     d["h"] = person_hash(email)
-        if own and (own in docs or res.drops or getattr(res, "held", 0)):
-            d = docs.get(own)
-            if d is None:
-                d = docs[own] = {"k": "route", "m": own, "t": now, "st": stage}
-            if res.drops:
-                d["drop"] = [(x.destination, x.reason) for x in res.drops]
-            if getattr(res, "held", 0):
-                d["held"] = res.held
+            d["to"].append((r.destination, r.id, r.op))
+        if own and (drops or held or own in docs):
+            d = docs.get(own) or docs.setdefault(own, {"k": "route", "m": own, "t": now,
+                                                       "st": stage})
+            if drops:
+                d["drop"] = [(x.destination, x.reason) for x in drops]
+            if held:
+                d["held"] = held
             user_id = getattr(msg, "user_id", None)
             if user_id and isinstance(user_id, str):
                 d["u"] = user_id
