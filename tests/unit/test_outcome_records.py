@@ -171,3 +171,19 @@ def test_redrive_and_replay_outcomes_name_the_input():
     assert replay_doc("sink", SimpleNamespace(value=sink.dumps()), "sink.mailmodo")["m"] == "m7"
     raw = SimpleNamespace(value=b'{"messageId": "r2"}', topic="t", partition=0, offset=1)
     assert replay_doc("input", raw, "t")["m"] == "r2"
+
+
+def test_install_switches_the_worker_off():
+    from streamproc.outcomes import install, routing_outs
+    from streamproc.topology import load_topology
+
+    topo = load_topology("topics.yaml")
+    off = SimpleNamespace(settings=load_settings({"STREAMPROC_OUTCOMES": "off"}),
+                          topology=topo, extras={})
+    assert install(off) is None and off.extras["outcomes"] is None
+    res = SimpleNamespace(sink_records=[_sink("m1")], drops=[], held=0)
+    assert routing_outs(off, "users", SimpleNamespace(message_id="m1"), res, False) == []
+    on = SimpleNamespace(settings=load_settings({}), topology=topo, extras={})
+    o = install(on)
+    assert (o.topic, o.partitions) == ("streamproc.outcomes", 6)
+    assert _docs(routing_outs(on, "users", SimpleNamespace(message_id="m1"), res, False))
