@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 # Field names (compact: a few outcomes per input): k kind, m input message id, t unix time,
 # d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
-# r result / reason. Kinds: in, route, held, dead (ingest or delivery), try, redrive, replay.
+# r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
+# delivery), redrive, replay. The route outcome also carries u userId, h email hash.
 FAILURES_KEPT = 20  # per destination, for the status page
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 
