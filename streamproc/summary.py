@@ -18,10 +18,10 @@ Everything comes from the worker's Metrics (its own share of the group, like /me
 in = streamproc_events_in_total; routed = streamproc_routed_total by destination; delivered =
 streamproc_delivered_total by destination; dropped = streamproc_dropped_total by reason;
 dead_lettered = streamproc_dead_lettered_ingest_total (ingest) and
-streamproc_dead_lettered_total (delivery); held = streamproc_tracks_held_total (tracks of users
-not identified yet, held for STREAMPROC_TRACK_GRACE_SECONDS); holds_dropped =
-streamproc_holds_dropped_total over both reasons, expired and overflow (their drops are in
-dropped too, as unknown_user); lag = streamproc_consumer_lag summed over the partitions this
+streamproc_dead_lettered_total (delivery); held = streamproc_tracks_held_total (inputs
+held for state another topic updates, STREAMPROC_HOLD_SECONDS, all sources); holds_dropped =
+streamproc_holds_dropped_total over both reasons, expired and overflow (expired ones are in
+dropped too, with their reason); lag = streamproc_consumer_lag summed over the partitions this
 worker holds, refreshed (streamproc.observe) just before; paused=mailjet:400 (JSON "paused":
 {destination: records waiting}) lists the destinations paused on an outage now, only while
 there is one (streamproc_destination_paused, _waiting_records). The interval numbers are differences
