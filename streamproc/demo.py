@@ -45,17 +45,33 @@ def summary(metrics: dict[str, dict[tuple, float]]) -> dict[str, dict[str, Any]]
     return rows
 
 
+def held_now(metrics: dict[str, dict[tuple, float]]) -> dict[str, int]:
+    """Inputs held for state now, by "source/waits_for": held - released - expired - overflow
+    (streamproc/routing/holds.py)."""
+    out: dict[str, int] = defaultdict(int)
+    for name, sign in (("streamproc_tracks_held_total", 1), ("streamproc_holds_released_total", -1),
+                       ("streamproc_holds_dropped_total", -1)):
+        for labels, v in metrics.get(name, {}).items():
+            lab = dict(labels)
+            out[f"{lab.get('source')}/{lab.get('waits_for')}"] += sign * int(v)
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
 def settled(rows: dict[str, dict[str, Any]]) -> bool:
     return all(r["delivered"] + r["dead_lettered"] >= r["routed"] for r in rows.values())
 
 
-def format_summary(rows: dict[str, dict[str, Any]], ingest_dlq: int) -> str:
+def format_summary(rows: dict[str, dict[str, Any]], ingest_dlq: int,
+                   held: dict[str, int] | None = None) -> str:
     lines = [f"{'destination':<12} {'routed':>7} {'delivered':>10} {'dead-lettered':>14}  dropped (reason: count)",
              "-" * 86]
     for dest, r in rows.items():
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(r["dropped"].items())) or "-"
         lines.append(f"{dest:<12} {r['routed']:>7} {r['delivered']:>10} {r['dead_lettered']:>14}  {dropped}")
     lines.append(f"inputs dead-lettered at ingest (streamproc.dlq.ingest): {ingest_dlq}")
+    if held is not None:
+        lines.append("held for state (decided when it arrives, or after STREAMPROC_HOLD_SECONDS): "
+                     + (", ".join(f"{k}: {v}" for k, v in held.items()) or "-"))
     return "\n".join(lines)
 
 
@@ -70,7 +86,7 @@ def run_demo(settings: Settings, topology: Topology, url: str, sandbox: Any = No
     ingest_dlq = int(sum(metrics.get("streamproc_dead_lettered_ingest_total", {}).values()))
     where = "sandbox APIs" if sandbox is not None else "the configured APIs"
     print(f"\nstreamproc demo: sample events delivered to {where}\n"
-          + format_summary(rows, ingest_dlq)
+          + format_summary(rows, ingest_dlq, held_now(metrics))
           + f"\n\nstatus page: {url}/status   metrics: {url}/metrics\n", flush=True)
     return rows
 

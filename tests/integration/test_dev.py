@@ -38,8 +38,14 @@ def test_dev_runs_demo_and_stops_cleanly(tmp_path):
                                  text, re.M)}
     # Counts derived by hand from streamproc/data/samples.jsonl and the routing rules.
     assert rows["mailmodo"][:3] == (5, 5, 0)  # 3 contact upserts, 1 add_event, 1 trigger
-    assert "missing_email: 1" in rows["mailmodo"][3] and "unknown_user: 1" in rows["mailmodo"][3]
-    assert rows["segment"][:3] == (3, 3, 0)  # Email Opened (Mailmodo), 2 from Mailjet
+    assert "missing_email: 1" in rows["mailmodo"][3] and "unknown_user" not in rows["mailmodo"][3]
+    assert rows["segment"][:3] == (2, 2, 0)  # Email Opened (Mailmodo), 1 from Mailjet
+    # waiting for state that never comes in the samples (STREAMPROC_HOLD_SECONDS, 1 h): the
+    # never-identified user's track, Mailmodo activity of contacts never identified or without
+    # a CleverTap ID, and the Mailjet open of a never-identified contact
+    assert ("held for state (decided when it arrives, or after STREAMPROC_HOLD_SECONDS): "
+            "mailjet/not_identified: 1, mailmodo/no_clevertap_id: 2, "
+            "mailmodo/not_identified: 2, segment/unknown_user: 1") in text
     assert rows["clevertap"][:3] == (2, 2, 0)  # MM Email Form Submitted + MM NPS Survey Form Submitted
     assert rows["mailjet"][:3] == (3, 3, 0)
     assert "inputs dead-lettered at ingest (streamproc.dlq.ingest): 2" in text

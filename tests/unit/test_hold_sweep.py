@@ -71,3 +71,23 @@ def test_the_status_holds_view_by_source_and_reason() -> None:
     assert view["segment/unknown_user"]["held_now"] == 4
     assert set(view) == {"segment/unknown_user", "mailmodo/not_identified",
                          "mailmodo/no_clevertap_id", "mailjet/not_identified"}
+
+
+def test_the_demo_summary_lists_what_is_held_now() -> None:
+    from streamproc.demo import format_summary, held_now, summary
+
+    m = Metrics()
+    m.tracks_held.labels("segment", "unknown_user").inc(2)
+    m.holds_released.labels("segment", "unknown_user").inc(1)
+    m.tracks_held.labels("mailjet", "not_identified").inc(1)
+    m.holds_dropped.labels("expired", "mailjet", "not_identified").inc(1)
+    metrics: dict = {}
+    for name, samples in m.snapshot().items():  # as scraped: full names, sorted label pairs
+        labels = {"tracks_held": ("source", "waits_for"), "holds_released": ("source", "waits_for"),
+                  "holds_dropped": ("reason", "source", "waits_for")}.get(name)
+        if labels:
+            metrics[f"streamproc_{name}_total"] = {
+                tuple(sorted(zip(labels, k))): v for k, v in samples.items()}
+    assert held_now(metrics) == {"segment/unknown_user": 1}
+    text = format_summary(summary(metrics), 0, held_now(metrics))
+    assert text.endswith("STREAMPROC_HOLD_SECONDS): segment/unknown_user: 1")
