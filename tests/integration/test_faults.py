@@ -197,13 +197,13 @@ def sink_identity(rec: dict[str, Any]) -> tuple[str, str]:
     """The same (kind, identity) as received() for one sink record."""
     dest, op, p = rec["destination"], rec["op"], rec["payload"]
     if dest == "mailmodo" and op == "contact_upsert":
-        return ("mailmodo.upsert", rec["key"])
+        return ("mailmodo.upsert", p["email"].lower())
     if dest == "mailmodo" and op == "add_event":
         return ("mailmodo.event", str(p["properties"].get("order_id")))
     if dest == "mailmodo":
-        return ("mailmodo.trigger", rec["key"])
+        return ("mailmodo.trigger", p["email"].lower())
     if dest == "mailjet":
-        return ("mailjet.contact", rec["key"])
+        return ("mailjet.contact", p["email"].lower())
     if dest == "segment":
         m = p["message"]
         return ("segment.track", m.get("userId") or m.get("anonymousId"))

@@ -220,7 +220,7 @@ def test_analytics_python_end_to_end(ingest):
     def routed():
         got = [r.json() for r in read_topic(ingest.bootstrap, ingest.topic("sink.mailmodo"),
                                             settle=0.3, timeout=10)]
-        mine = [r for r in got if r["key"] == email.lower()]
+        mine = [r for r in got if r["key"] == user]  # the input's own key (its userId)
         return mine if len(mine) >= 2 else None
 
     mine = wait_for(routed, timeout=60, what="identify and track on sink.mailmodo")

@@ -27,7 +27,7 @@ def test_state_survives_restart_and_store_loss(stack):
     w.wait_ready()
     produce(stack.bootstrap, stack.topic("segment"), [("user-1", _identify("user-1", "Ada@Example.com", "m-1"))])
     recs = _mailmodo(stack, 1)
-    assert [(r["op"], r["key"]) for r in recs] == [("contact_upsert", "ada@example.com")]
+    assert [(r["op"], r["key"]) for r in recs] == [("contact_upsert", "user-1")]  # input's key
     assert recs[0]["payload"]["email"] == "Ada@Example.com"
 
     assert w.stop() == 0  # SIGTERM: a clean shutdown
