@@ -90,8 +90,10 @@ def parse_input(source: str, m: Any) -> tuple[list[Any], list[EventError]]:
             return [parse_segment(raw, record_ts=record_ts)], []
         if source == "mailmodo":
             return [parse_mailmodo(raw, record_ts=record_ts)], []
-        if source == "mailjet":
-            return parse_mailjet(raw)
+        if source == "mailjet":  # an empty array is no event: dead-lettered, not lost
+            events, errors = parse_mailjet(raw)
+            return events, errors or ([] if events else [EventError(
+                "empty", "the record holds no event (an empty array)")])
         if source == "clevertap":
             return parse_clevertap(raw, campaign_id=_header(m, "campaign_id"))
     except EventError as e:
