@@ -264,3 +264,13 @@ def test_hold_seconds_default_and_the_old_grace_setting():
     assert any("STREAMPROC_HOLD_SECONDS" in w for w in old.config_warnings)
     both = load_settings({"STREAMPROC_TRACK_GRACE_SECONDS": "90", "STREAMPROC_HOLD_SECONDS": "0"})
     assert both.routing.hold_seconds == 0.0 and both.config_warnings == ()
+
+
+def test_retry_budget_defaults_to_four_hours_and_refuses_zero():
+    s = load_settings({}, strict=False)
+    assert s.mailjet.delivery.retry_budget_s == 14400.0
+    assert load_settings({"STREAMPROC_MAILJET_RETRY_BUDGET_S": "60"},
+                         strict=False).mailjet.delivery.retry_budget_s == 60.0
+    for bad in ("0", "-5", "four hours"):
+        with pytest.raises(ConfigError, match="STREAMPROC_MAILJET_RETRY_BUDGET_S"):
+            load_settings({"STREAMPROC_MAILJET_RETRY_BUDGET_S": bad}, strict=False)
