@@ -56,6 +56,23 @@ _HASHES: dict[str, str] = {}
 _dumps, _crc32 = orjson.dumps, zlib.crc32
 
 
+def encode_docs(docs: list[dict[str, Any]]) -> bytes:
+    """A record value: the JSON array of the documents, zlib-compressed (level 1, ~0.3 us per
+    document): outcomes are, after the sink records, the most streamproc writes, and the
+    output producer does not compress (it serves every topic)."""
+    return zlib.compress(_dumps(docs), 1)
+
+
+def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
+    """The documents of an outcomes record (compressed array, or plain JSON array/object)."""
+    if not value:
+        return []
+    if value[:1] == b"\x78":  # zlib's header; JSON starts with [ or {
+        value = zlib.decompress(value)
+    doc = orjson.loads(value)
+    return [d for d in (doc if isinstance(doc, list) else [doc]) if isinstance(d, dict)]
+
+
 def _mask_key(email: str) -> str:
     """mask_email for one address (no regex: the ingest hot path)."""
     at = email.find("@")
@@ -125,7 +142,7 @@ class Outcomes:
                 groups[g] = [doc]
             else:
                 group.append(doc)
-        return [(self.topic, None, _dumps(group[i:i + PACKED]), None, g)
+        return [(self.topic, None, encode_docs(group[i:i + PACKED]), None, g)
                 for g, group in groups.items() for i in range(0, len(group), PACKED)]
 
     def take(self) -> list[Out]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from streamproc.outcomes import person_hash
+from streamproc.outcomes import decode_docs, person_hash
 from streamproc.settings import Settings
 from streamproc.topology import Topology
 
@@ -86,18 +87,16 @@ class TraceIndex:
 
 
 def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, Any]]:
-    """The outcome documents of consumed records (each a JSON array of them, or one object),
+    """The outcome documents of consumed records (outcomes.decode_docs),
     noting each partition's next offset in `offsets`."""
     docs = []
     for rec in records:
         offsets[rec.partition] = rec.offset + 1
         try:
-            value = orjson.loads(rec.value)
-        except (orjson.JSONDecodeError, TypeError):
+            found = decode_docs(rec.value)
+        except (orjson.JSONDecodeError, zlib.error, TypeError):
             continue
-        for doc in value if isinstance(value, list) else [value]:
-            if isinstance(doc, dict) and isinstance(doc.get("m"), str):
-                docs.append(doc)
+        docs += [doc for doc in found if isinstance(doc.get("m"), str)]
     return docs
 
 

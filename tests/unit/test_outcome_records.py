@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import orjson
 
 from streamproc.errors import Permanent, Retryable
-from streamproc.outcomes import (AttemptRecorder, Outcomes, Scrubber, mask_email, message_id,
-                                 partition_hash, person_hash, raw_message_id)
+from streamproc.outcomes import (AttemptRecorder, Outcomes, Scrubber, decode_docs, mask_email,
+                                 message_id, partition_hash, person_hash, raw_message_id)
 from streamproc.records import SinkRecord
 from streamproc.routing.drops import Drop
 from streamproc.settings import load_settings
@@ -26,7 +26,7 @@ def _docs(outs):
     """Outcome documents: a list of them from the methods, else packed records."""
     if outs and isinstance(outs[0], dict):
         return orjson.loads(orjson.dumps(outs))
-    return [doc for o in outs for doc in orjson.loads(o[2])]
+    return [doc for o in outs for doc in decode_docs(o[2])]
 
 
 def test_masks_emails_and_scrubs_secrets_and_truncates():
@@ -48,13 +48,14 @@ def test_outcomes_of_one_input_share_a_partition_packed_per_partition():
     seen: dict[str, set[int]] = {}
     for topic, key, value, headers, group in outs:
         assert (topic, key, headers) == ("outcomes", None, None) and 0 <= group < 6
-        packed = orjson.loads(value)
+        packed = decode_docs(value)
         assert 0 < len(packed) <= 500
         for doc in packed:
             assert group == partition_hash(doc["m"]) % 6
             seen.setdefault(doc["m"], set()).add(group)
     assert all(len(groups) == 1 for groups in seen.values()) and len(seen) == 50
-    assert sum(len(orjson.loads(v)) for _, _, v, _, _ in outs) == 1200
+    assert sum(len(decode_docs(v)) for _, _, v, _, _ in outs) == 1200
+    assert decode_docs(b'{"m": "x"}') == [{"m": "x"}] and decode_docs(None) == []
     assert partition_hash("msg-1") == partition_hash("msg-1") != partition_hash("msg-2")
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import orjson
 
-from streamproc.outcomes import person_hash
+from streamproc.outcomes import encode_docs, person_hash
 from streamproc.trace import TraceIndex, lookup, timeline
 from streamproc.trace_view import render_text
 
@@ -15,8 +15,10 @@ OFFSETS = iter(range(10_000))
 
 
 def _recs(*docs, partition=0):
-    return [SimpleNamespace(partition=partition, offset=next(OFFSETS), value=orjson.dumps(d))
-            for d in docs]
+    """One record per document, alternating the three value forms the topic may hold."""
+    forms = (orjson.dumps, lambda d: orjson.dumps([d]), lambda d: encode_docs([d]))
+    return [SimpleNamespace(partition=partition, offset=next(OFFSETS), value=forms[i % 3](d))
+            for i, d in enumerate(docs)]
 
 
 def _path(tmp_path):
