@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from streamproc.samples import load_samples
@@ -124,8 +124,10 @@ def books(w: WorkerProcess, source: str) -> tuple[float, float]:
             counter_value(text, "streamproc_dead_lettered_ingest_total", source=source))
 
 
+# no shrinking: each example runs against the live worker (a failure shows its whole batch)
 RAW = settings(max_examples=4, deadline=None, database=None, derandomize=True,
-               suppress_health_check=list(HealthCheck))
+               suppress_health_check=list(HealthCheck),
+               phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 def _raw_test(source: str):
@@ -191,7 +193,8 @@ EXPECTED = {"wrong_auth": {401}, "oversized": {413}, "not_json": {400}, "non_utf
 
 @seed(19)
 @settings(max_examples=120, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+          suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(endpoint=st.sampled_from(ENDPOINTS), body=bodies)
 def test_ingest_endpoints_answer_bad_requests_with_the_right_4xx(running, endpoint, body):
     w, _ = running
