@@ -216,7 +216,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
     finally:
         ledger.end()
     if held:
-        raise Held(slug, deliverer.outage.wait_s())
+        raise Held(slug, deliverer.hold_s())
 
 
 def _waiting(rt: Runtime, slug: str, sink: str) -> None:

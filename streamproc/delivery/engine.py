@@ -55,10 +55,15 @@ class Deliverer:
         self.policy = BackoffPolicy(initial_s=d.backoff_initial_s, max_s=d.backoff_max_s,
                                     jitter=jitter, max_retry_after_s=d.max_retry_time_s,
                                     max_elapsed_s=d.max_retry_time_s)
-        self.paused = False  # on 401/403
-        self._paused_since = 0.0
+        self.paused, self._paused_since = False, 0.0  # on 401/403
         metrics.auth_paused.labels(self.name).set(0)
         self.outage = Outage(self.name, d, metrics, clock=clock, wall=wall)
+        self._auth_probe_at = 0.0
+
+    def hold_s(self) -> float:
+        """Seconds until the next probe of a paused destination (outage and/or 401/403)."""
+        auth = max(0.0, self._auth_probe_at - self._clock()) if self.paused else 0.0
+        return max(self.outage.wait_s() if self.outage.active else 0.0, auth)
 
     async def deliver(self, records: list[SinkRecord], *, force: bool = False) -> DeliveryReport:
         """Returns when every record is delivered, skipped (ledger), dead or held. Transient
@@ -67,8 +72,9 @@ class Deliverer:
         are returned as `report.held` (the caller reads them again later, after
         outage.wait_s()), except one probe request per call once a probe is due. A record
         failing past its retry budget is dead-lettered (retries_exhausted); once the outage's
-        budget is spent each record is sent once and dead-lettered if it fails. While paused
-        on 401/403 it keeps probing and does not return. Cancellable."""
+        budget is spent each record is sent once and dead-lettered if it fails. Paused on
+        401/403, records are held the same way, with one probe per AUTH_PROBE_INTERVAL_S
+        (hold_s() says when). Cancellable."""
         report = DeliveryReport()
         pending = unseen(records, None if force else self.ledger, report, self.name)
         progress = {r.id: _Progress(r) for r in pending}
@@ -76,7 +82,8 @@ class Deliverer:
         outage = self.outage
         while pending:
             draining = outage.active and outage.spent()  # each sent once, then dead-lettered
-            if outage.active and not draining and not outage.probe_due():
+            if (outage.active and not draining and not outage.probe_due()) or \
+                    (self.paused and self._clock() < self._auth_probe_at):
                 report.held += [r.id for r in pending]
                 break
             requests = self._build(pending, progress, report)
@@ -94,16 +101,15 @@ class Deliverer:
             hold = self._hold_or_dead(exhausted, progress, report)
             if hold or (outage.active and not draining and outage.probe_due()):
                 outage.pause(sum(not p.resolved for p in progress.values()))
-            if outage.active and not draining:
+            if (outage.active and not draining) or self.paused:
+                if self.paused:  # still refused: the next probe after the interval
+                    self._auth_probe_at = self._clock() + self.delivery.auth_probe_interval_s
                 report.held += [r.id for r in pending if not progress[r.id].resolved]
                 break
             for record_id in retry:
                 klass = status_class(progress[record_id].status)
                 self.metrics.retried.labels(self.name, klass).inc()
-            if self.paused:
-                await self._sleep(self.delivery.auth_probe_interval_s)
-                backoff = self.policy.start(rng=self._rng, clock=self._clock)
-            elif delay is not None:
+            if delay is not None:
                 log.warning("%s: %d record(s) failed (%s), retry %d in %.2fs",
                             self.name, len(retry), status_class(progress[next(iter(retry))].status),
                             backoff.retries, delay, extra={"destination": self.name})
@@ -113,8 +119,7 @@ class Deliverer:
 
     def _hold_or_dead(self, exhausted: set[str], progress: dict[str, _Progress],
                       report: DeliveryReport) -> set[str]:
-        """Records whose retries within the call are spent: dead-lettered when their retry
-        budget is spent too, else returned (to hold)."""
+        """Call retries spent: dead-lettered past their retry budget, else returned (held)."""
         dead = {i for i in exhausted if self.outage.spent(i)}
         for record_id in dead:
             p = progress[record_id]

@@ -128,47 +128,34 @@ async def test_mapping_failure_is_dead_immediately():
 
 
 async def test_auth_failure_pauses_keeps_records_and_resumes(caplog):
+    """401/403 pauses the destination: the call returns its records held (no long await in
+    the agent), one probe per interval in later calls, delivery resumes once it works."""
     api = FakeApi()
     api.respond = lambda doc: status(401, json={"error": "Invalid Credentials"})
     r = rig(api, settings(concurrency=2, auth_probe_interval_s=30.0))
-    gauge_during_pause = []
-
-    def on_sleep(_seconds: float) -> None:
-        gauge_during_pause.append(r.snap("auth_paused")[("fake",)])
-        if len(r.clock.sleeps) == 3:  # credentials fixed after the third probe interval
-            api.respond = lambda doc: OK
-
-    r.clock.on_sleep = on_sleep
+    records = [record(i) for i in range(6)]
     with caplog.at_level(logging.ERROR, logger="streamproc.delivery.engine"):
-        report = await r.deliverer.deliver([record(i) for i in range(6)])
-    assert sorted(report.delivered) == [f"r{i}" for i in range(6)] and report.dead == []
-    assert r.clock.sleeps == [30.0, 30.0, 30.0]
-    assert gauge_during_pause == [1.0, 1.0, 1.0]
+        report = await r.deliverer.deliver(records)
+    assert sorted(report.held) == [f"r{i}" for i in range(6)] and report.dead == []
+    assert r.deliverer.paused and r.snap("auth_paused") == {("fake",): 1.0}
+    assert r.clock.sleeps == [] and r.deliverer.hold_s() == 30.0
+    first = len(api.calls)
+    assert first <= 2  # 2 in flight at the first 401
+    r.clock.now += 10.0  # not due: held without a request
+    assert sorted((await r.deliverer.deliver(records)).held) == [f"r{i}" for i in range(6)]
+    assert len(api.calls) == first
+    r.clock.now += 20.0  # due: one probe, still refused
+    assert len((await r.deliverer.deliver(records)).held) == 6
+    assert len(api.calls) == first + 1 and r.deliverer.hold_s() == 30.0
+    api.respond = lambda doc: OK  # credentials fixed
+    r.clock.now += 30.0
+    report = await r.deliverer.deliver(records)
+    assert sorted(report.delivered) == [f"r{i}" for i in range(6)] and report.held == []
     assert r.snap("auth_paused") == {("fake",): 0.0} and not r.deliverer.paused
     paused_logs = [rec for rec in caplog.records if "PAUSED" in rec.getMessage()]
     assert len(paused_logs) == 1 and paused_logs[0].levelno == logging.ERROR
     assert "fake-key" not in caplog.text
     assert r.snap("dead_lettered") == {}
-    # while paused only one probe per interval was sent (2 in flight at the first 401)
-    failed_calls = len(api.calls) - 6
-    assert failed_calls <= 2 + 2
-
-
-async def test_deliver_is_cancellable_while_paused():
-    api = FakeApi(status(403))
-    r = rig(api)
-    async def blocking_sleep(seconds: float) -> None:
-        r.clock.sleeps.append(seconds)
-        await asyncio.sleep(3600)
-
-    r.deliverer._sleep = blocking_sleep
-    task = asyncio.create_task(r.deliverer.deliver([record(1)]))
-    while not r.clock.sleeps:
-        await asyncio.sleep(0.001)
-    assert r.deliverer.paused
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 async def test_ledger_skips_seen_ids_unless_forced():
@@ -301,10 +288,12 @@ async def test_auth_failure_on_a_repair_fix_keeps_the_records():
     dest = destination(repair=lambda req, code, body: [
         HttpRequest("POST", "/meta", {}, [], "contactmetadata")])
     r = rig(api, dest=dest)
-    r.clock.on_sleep = lambda seconds: state.update(fixed=True)
     report = await r.deliverer.deliver([record(1)])
-    assert report.delivered == ["r1"] and report.dead == []
-    assert r.clock.sleeps == [30.0] and not r.deliverer.paused
+    assert report.held == ["r1"] and report.dead == [] and r.deliverer.paused
+    state.update(fixed=True)
+    r.clock.now += 30.0
+    report = await r.deliverer.deliver([record(1)])
+    assert report.delivered == ["r1"] and report.dead == [] and not r.deliverer.paused
 
 
 async def test_requests_for_one_body_identity_never_overlap():
