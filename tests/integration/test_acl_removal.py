@@ -135,7 +135,7 @@ def test_operator_command_without_one_acl_fails_naming_it(secure_kafka, index):
         pytest.skip("read only by `streamproc trace` (issue 15), not in the CLI yet")
     admin = secure_kafka.secure.client_kwargs()
     # what a worker would have left: a record on each input, the group, a ledger changelog
-    for spec in case.topology.inputs.values():
+    for spec in [*case.topology.inputs.values(), case.topology.destinations["mailmodo"].sink]:
         produce(secure_kafka.bootstrap, spec.name, [("k", {"x": 1})], **admin)
 
     async def changelog() -> None:
