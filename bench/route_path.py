@@ -65,8 +65,14 @@ def runtime(store: str) -> Any:
         tables = {"users": RocksTable(tmp + "/users"), "contacts": RocksTable(tmp + "/contacts")}
     else:
         tables = {"users": {}, "contacts": {}}
-    return SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, extras={},
-                           settings=Settings())
+    rt = SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, extras={},
+                         settings=Settings())
+    try:
+        from streamproc.outcomes import install
+    except ImportError:  # before outcomes (issue 15)
+        return rt
+    install(rt)  # outcome records as the worker writes them (STREAMPROC_OUTCOMES=off: none)
+    return rt
 
 
 def run(n: int, store: str, profile: bool) -> dict[str, Any]:
@@ -99,6 +105,7 @@ def run(n: int, store: str, profile: bool) -> dict[str, Any]:
                          else agents.ingest_outputs(rt, r.input, m))
         if ctx:
             ctx.flush()
+        _outcomes(agents, rt)
         t_ingest += time.perf_counter() - t
         # users stage, then contacts stage (their contact updates included)
         users_in = [Ev(Msg(o[0], o[1], o[2], k)) for k, o in enumerate(internal) if o[0] == by_user]
@@ -144,7 +151,13 @@ def _batched_state(rt: Any, cfg: Any, name: str, events: list[Ev], now: float) -
     for ev in events:
         out += handle(rt, cfg, ev.message, now, ctx)
     ctx.flush()
-    return out
+    return out + _outcomes(agents, rt)
+
+
+def _outcomes(agents: Any, rt: Any) -> list:
+    """The batch's outcome records, as the agents send them (STREAMPROC_OUTCOMES=off: none)."""
+    take = getattr(agents, "take_outcomes", None)
+    return take(rt) if take else []
 
 
 def _state(rt: Any, cfg: Any, name: str, events: list[Ev], now: float, batch_api: Any) -> list:

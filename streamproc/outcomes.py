@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 # Field names (compact: a few outcomes per input): k kind, m input message id, t unix time,
 # d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
 # r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
-# delivery), redrive, replay. The route outcome also carries u userId, h email hash.
+# delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
+# h email hash. On the topic, the `in` outcomes of a batch travel as one `ins` document per
+# outcomes partition, rows [message id, source, topic, partition, offset] (no dict per
+# input on the ingest path); decode_docs gives them back as `in` documents.
 FAILURES_KEPT = 20  # per destination, for the status page
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 
@@ -57,20 +60,31 @@ _dumps, _crc32 = orjson.dumps, zlib.crc32
 
 
 def encode_docs(docs: list[dict[str, Any]]) -> bytes:
-    """A record value: the JSON array of the documents, zlib-compressed (level 1, ~0.3 us per
-    document): outcomes are, after the sink records, the most streamproc writes, and the
-    output producer does not compress (it serves every topic)."""
-    return zlib.compress(_dumps(docs), 1)
+    """A record value: the JSON array of the documents. Not compressed: zlib (level 1) cost
+    ~2 us per input on the routing path (bench/route_path.py), a quarter of the outcomes'
+    budget; decode_docs still reads the compressed values earlier versions wrote."""
+    return _dumps(docs)
 
 
 def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
-    """The documents of an outcomes record (compressed array, or plain JSON array/object)."""
+    """The documents of an outcomes record (compressed array, or plain JSON array/object),
+    `ins` row documents expanded into one `in` document per input."""
     if not value:
         return []
     if value[:1] == b"\x78":  # zlib's header; JSON starts with [ or {
         value = zlib.decompress(value)
     doc = orjson.loads(value)
-    return [d for d in (doc if isinstance(doc, list) else [doc]) if isinstance(d, dict)]
+    out = []
+    for d in doc if isinstance(doc, list) else [doc]:
+        if not isinstance(d, dict):
+            continue
+        if d.get("k") != "ins":
+            out.append(d)
+            continue
+        t = d.get("t", 0)
+        out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3], "o": r[4]}
+                for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
+    return out
 
 
 def _mask_key(email: str) -> str:
@@ -124,16 +138,17 @@ class Outcomes:
         cfg = settings.outcomes
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
+        self.rows: list[tuple[Any, ...]] = []  # its `in` rows (ingest_outs)
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
 
-    def pack(self, docs: list[dict[str, Any]]) -> list[Out]:
-        """Outcome documents as Kafka records: those of one partition (crc32 of the message
-        id, see partition_hash) together in JSON arrays of at most PACKED documents, so an
-        input's outcomes share a partition without a Kafka record each (fewer, larger
-        records; bench/routing.py did not show a measurable gain from it on its own)."""
-        groups: dict[int, list[dict[str, Any]]] = {}
+    def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = ()) -> list[Out]:
+        """Outcome documents (and `in` rows, see the field notes) as Kafka records: those of
+        one partition (crc32 of the message id, see partition_hash) together in JSON arrays
+        of at most PACKED documents, so an input's outcomes share a partition without a
+        Kafka record each (fewer, larger records)."""
+        groups: dict[int, list[Any]] = {}
         n = self.partitions
         for doc in docs:
             g = _crc32(doc["m"].encode()) % n
@@ -142,64 +157,60 @@ class Outcomes:
                 groups[g] = [doc]
             else:
                 group.append(doc)
+        if rows:
+            by_part: dict[int, list[Any]] = {}
+            for row in rows:
+                g = _crc32(row[0].encode()) % n
+                part = by_part.get(g)
+                if part is None:
+                    by_part[g] = [row]
+                else:
+                    part.append(row)
+            now = int(time.time() * 1000) / 1000
+            for g, part in by_part.items():
+                groups.setdefault(g, []).extend(
+                    {"k": "ins", "t": now, "r": part[i:i + PACKED]}
+                    for i in range(0, len(part), PACKED))
         return [(self.topic, None, encode_docs(group[i:i + PACKED]), None, g)
                 for g, group in groups.items() for i in range(0, len(group), PACKED)]
 
     def take(self) -> list[Out]:
         """The records of the documents stashed by the current agent batch (see take_outcomes)."""
-        docs, self.pending = self.pending, []
-        return self.pack(docs) if docs else []
+        docs, rows, self.pending, self.rows = self.pending, self.rows, [], []
+        return self.pack(docs, rows) if docs or rows else []
 
     # ---------------------------------------------------------------- routing side
 
-    def ingested(self, source: str, m: Any, events: list[Any],
-                 errors: list[Any]) -> list[dict[str, Any]]:
+    def ingest_dead(self, source: str, m: Any, errors: list[Any]) -> list[dict[str, Any]]:
+        """An input that could not be (fully) parsed: its `in` and ingest `dead` outcomes,
+        under its own id (raw_message_id)."""
         now = int(time.time() * 1000) / 1000
-        out = []
-        for ev in events:  # the hot path: one per input, kept to plain attribute reads
-            doc = {"k": "in", "m": message_id(ev), "t": now, "src": source, "tp": m.topic,
-                   "p": m.partition, "o": m.offset}
-            user_id = getattr(ev, "user_id", None)
-            if user_id:
-                doc["u"] = user_id
-            email = ev.email_key
-            if email:
-                doc["e"] = _mask_key(email) if self.scrub.mask else email
-                doc["h"] = person_hash(email)
-            out.append(doc)
-        if errors:
-            mid = raw_message_id(m)
-            out.append({"k": "in", "m": mid, "t": now, "src": source, "tp": m.topic,
-                        "p": m.partition, "o": m.offset})
-            for err in errors:
-                out.append({"k": "dead", "m": mid, "t": now, "stage": "ingest",
-                            "r": err.reason, "msg": self.scrub(err.message)})
+        mid = raw_message_id(m)
+        out = [{"k": "in", "m": mid, "t": now, "src": source, "tp": m.topic,
+                "p": m.partition, "o": m.offset}]
+        out += [{"k": "dead", "m": mid, "t": now, "stage": "ingest", "r": err.reason,
+                 "msg": self.scrub(err.message)} for err in errors]
         return out
 
     def routed(self, stage: str, msg: Any, res: Any) -> list[dict[str, Any]]:
         """One `route` outcome per input the result concerns: its sink records (destination,
-        delivery id, op), drops with reasons, and whether it was held. Called for every
-        users/contacts message: the common case (one input, its own records) stays short."""
+        delivery id, op), drops with reasons, and whether it was held. An input (not a
+        derived envelope) always gets one, with its person (u userId, e masked email, h email
+        hash): it is also what says the input reached routing."""
         sinks, drops, held = res.sink_records, res.drops, getattr(res, "held", 0)
-        if not sinks and not drops and not held:
+        attr = _ID_ATTR.get(type(msg))
+        if attr is None:
+            message_id(msg)
+            attr = _ID_ATTR[type(msg)]
+        own = (getattr(msg, attr) or None) if attr else None
+        if not own and not sinks:
             return []
+        if not sinks and not drops and not held and attr == "source_id":
+            return []  # a derived envelope that changed nothing visible
         now = int(time.time() * 1000) / 1000
-        own = message_id(msg)
         docs: dict[str, dict[str, Any]] = {}
-        for r in sinks:
-            mid = r.source.get("message_id") or own
-            d = docs.get(mid) if mid else None
-            if d is None:
-                if not mid:
-                    continue
-                d = docs[mid] = {"k": "route", "m": mid, "t": now, "st": stage, "to": []}
-                email = r.payload.get("email") or (r.key if "@" in r.key else None)
-                if email and isinstance(email, str):  # the person, for lookups by email
-                    d["h"] = person_hash(email)
-            d["to"].append((r.destination, r.id, r.op))
-        if own and (drops or held or own in docs):
-            d = docs.get(own) or docs.setdefault(own, {"k": "route", "m": own, "t": now,
-                                                       "st": stage})
+        if own:
+            d = docs[own] = {"k": "route", "m": own, "t": now, "st": stage, "to": []}
             if drops:
                 d["drop"] = [(x.destination, x.reason) for x in drops]
             if held:
@@ -207,6 +218,22 @@ class Outcomes:
             user_id = getattr(msg, "user_id", None)
             if user_id and isinstance(user_id, str):
                 d["u"] = user_id
+            email = getattr(msg, "email_key", None)
+            if email and isinstance(email, str):
+                d["e"] = _mask_key(email) if self.scrub.mask else email
+                d["h"] = person_hash(email)
+        for r in sinks:
+            mid = r.source.get("message_id") or own
+            if not mid:
+                continue
+            d = docs.get(mid)
+            if d is None:
+                d = docs[mid] = {"k": "route", "m": mid, "t": now, "st": stage, "to": []}
+            if "h" not in d:  # the person, for lookups by email
+                email = r.payload.get("email") or (r.key if "@" in r.key else None)
+                if email and isinstance(email, str):
+                    d["h"] = person_hash(email)
+            d["to"].append((r.destination, r.id, r.op))
         return list(docs.values())
 
     # ---------------------------------------------------------------- delivery side
@@ -323,15 +350,20 @@ def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> 
 
 def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],
                 batched: bool) -> list[Out]:
-    """The `in` (and ingest `dead`) outcomes of one raw record, as routing_outs."""
+    """The `in` outcomes (rows, see the field notes) and ingest `dead` ones of one raw
+    record, as routing_outs."""
     o = rt.extras.get("outcomes")
     if o is None:
         return []
-    docs = o.ingested(source, m, events, errors)
+    tp, p, off = m.topic, m.partition, m.offset
+    rows = [(mid, source, tp, p, off) for mid in map(message_id, events) if mid]
+    docs = o.ingest_dead(source, m, errors) if errors else []
     if batched:
-        o.pending += docs
+        o.rows += rows
+        if docs:
+            o.pending += docs
         return []
-    return o.pack(docs)
+    return o.pack(docs, rows)
 
 
 def take_outcomes(rt: Runtime) -> list[Out]:

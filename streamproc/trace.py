@@ -146,6 +146,7 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     events = sorted(docs, key=lambda d: (d.get("t", 0), _ORDER.get(d.get("k"), 9)))
     dests: dict[str, dict[str, Any]] = {}
     first = next((d for d in events if d.get("k") == "in"), {})
+    person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
     for d in events:
         kind = d.get("k")
         if kind == "route":
@@ -170,8 +171,9 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
             dests["*"] = {"state": "dead_lettered", "reason": d.get("r"), "stage": "ingest"}
         elif kind in ("redrive", "replay"):
             dests.setdefault(d.get("d") or "*", {})["state"] = _AGAIN[kind]
-    return {"message_id": message_id, "source": first.get("src"), "user_id": first.get("u"),
-            "email": first.get("e"), "destinations": dests, "events": events}
+    return {"message_id": message_id, "source": first.get("src"),
+            "user_id": first.get("u") or person.get("u"),
+            "email": first.get("e") or person.get("e"), "destinations": dests, "events": events}
 
 
 _AGAIN = {"redrive": "redriven", "replay": "replayed"}

@@ -73,22 +73,32 @@ def test_agent_batches_stash_outcomes_until_taken():
     assert ingest_outs(SimpleNamespace(extras={"outcomes": None}), "s", m, [ev], [], True) == []
 
 
-def test_ingested_records_person_keys_masked_unless_turned_off():
+def test_ingested_rows_and_the_route_outcome_carries_the_person_masked_unless_turned_off():
+    from streamproc.outcomes import ingest_outs
+
     ev = SimpleNamespace(message_id="m1", user_id="u1", email="Jo@Ex.com", email_key="jo@ex.com")
     m = SimpleNamespace(topic="segment.raw", partition=2, offset=7, value=b"{}")
-    [doc] = _docs(_outcomes().ingested("segment", m, [ev], []))
+    rt = SimpleNamespace(extras={"outcomes": _outcomes()})
+    [doc] = _docs(ingest_outs(rt, "segment", m, [ev], [], False))
     assert doc | {"t": 0} == {"k": "in", "m": "m1", "t": 0, "src": "segment",
-                              "tp": "segment.raw", "p": 2, "o": 7, "u": "u1",
-                              "e": "j***@ex.com", "h": person_hash("JO@ex.com ")}
-    [plain] = _docs(_outcomes(STREAMPROC_OUTCOMES_MASK_EMAILS="off").ingested(
-        "segment", m, [ev], []))
+                              "tp": "segment.raw", "p": 2, "o": 7}
+    nothing = SimpleNamespace(sink_records=[], drops=[], held=0)
+    [route] = _docs(_outcomes().routed("users", ev, nothing))  # an input always gets one
+    assert (route["k"], route["m"], route["to"]) == ("route", "m1", [])
+    assert (route["u"], route["e"], route["h"]) == ("u1", "j***@ex.com", person_hash("JO@ex.com "))
+    [plain] = _docs(_outcomes(STREAMPROC_OUTCOMES_MASK_EMAILS="off").routed("users", ev, nothing))
     assert plain["e"] == "jo@ex.com"
+    assert _outcomes().routed("contacts", _Derived(), nothing) == []
+
+
+class _Derived:  # an envelope derived from an input (alias merge, contact update)
+    source_id, email_key, user_id = "m1", "jo@ex.com", None
 
 
 def test_unparseable_input_is_ingested_and_dead_under_its_own_id():
     m = SimpleNamespace(topic="t", partition=0, offset=5, value=b'{"messageId": "x9", "type": 1}')
     err = SimpleNamespace(reason="bad_type", message="type is not a string")
-    docs = _docs(_outcomes().ingested("segment", m, [], [err]))
+    docs = _docs(_outcomes().ingest_dead("segment", m, [err]))
     assert [(d["k"], d["m"]) for d in docs] == [("in", "x9"), ("dead", "x9")]
     assert docs[1]["stage"] == "ingest" and docs[1]["r"] == "bad_type"
     assert raw_message_id(SimpleNamespace(topic="t", partition=1, offset=2, value=b"{")) \

@@ -3,6 +3,7 @@ userId over outcome records, and where each destination ended, as text."""
 
 from __future__ import annotations
 
+import zlib
 from types import SimpleNamespace
 
 import orjson
@@ -15,9 +16,11 @@ OFFSETS = iter(range(10_000))
 
 
 def _recs(*docs, partition=0):
-    """One record per document, alternating the three value forms the topic may hold."""
-    forms = (orjson.dumps, lambda d: orjson.dumps([d]), lambda d: encode_docs([d]))
-    return [SimpleNamespace(partition=partition, offset=next(OFFSETS), value=forms[i % 3](d))
+    """One record per document, alternating the value forms the topic may hold (zlib: as
+    earlier versions wrote them)."""
+    forms = (orjson.dumps, lambda d: orjson.dumps([d]), lambda d: encode_docs([d]),
+             lambda d: zlib.compress(orjson.dumps([d]), 1))
+    return [SimpleNamespace(partition=partition, offset=next(OFFSETS), value=forms[i % 4](d))
             for i, d in enumerate(docs)]
 
 
@@ -73,3 +76,27 @@ def test_timeline_says_where_each_destination_ended():
     assert "dead-lettered   mailjet: http_400 (HTTP 400, 1 attempt(s))" in text
     assert "clevertap dropped (disabled)" in text and "mailmodo delivered (HTTP 200" in text
     assert "no outcomes for 'x'" in render_text("x", [])
+
+
+def test_ingest_rows_read_as_in_outcomes_and_the_person_comes_from_the_route_outcome(tmp_path):
+    from streamproc.outcomes import Outcomes, decode_docs, partition_hash
+    from streamproc.settings import load_settings
+
+    o = Outcomes(load_settings({}), "outcomes")
+    rows = [(f"m{i}", "segment", "segment.raw", 1, 100 + i) for i in range(30)]
+    route = {"k": "route", "m": "m3", "t": 9e9, "st": "users", "to": [], "u": "u1",
+             "e": "j***@ex.com", "h": person_hash("jo@ex.com")}
+    outs = o.pack([route], rows)
+    for _, _, value, _, group in outs:  # an input's rows and documents share a partition
+        assert {partition_hash(d["m"]) % 6 for d in decode_docs(value)} == {group}
+    idx = TraceIndex(tmp_path / "index")
+    idx.add([SimpleNamespace(partition=g, offset=i, value=v)
+             for i, (_, _, v, _, g) in enumerate(outs)])
+    [tl] = lookup(idx, "Jo@Ex.com")
+    assert [d["k"] for d in tl["events"]] == ["in", "route"]
+    assert tl["events"][0] | {"t": 0} == {"k": "in", "m": "m3", "t": 0, "src": "segment",
+                                          "tp": "segment.raw", "p": 1, "o": 103}
+    assert (tl["source"], tl["user_id"], tl["email"]) == ("segment", "u1", "j***@ex.com")
+    assert all(idx.outcomes(f"m{i}") for i in range(30))
+    idx.close()
+
