@@ -59,9 +59,9 @@ def track(user, mid):
             "event": "Order Completed", "properties": {"order_id": mid}}
 
 
-def test_plaintext_and_anonymous_clients_are_refused(secure_kafka):
-    """The broker really is locked down: a user without ACLs sees no topic and cannot create
-    one, and `streamproc topics apply` as that user fails naming the permission."""
+def test_a_user_without_acls_is_refused_and_told_why(secure_kafka):
+    """The broker really is locked down: `streamproc topics apply` as a user without ACLs
+    fails, naming the permission (CREATE on TOPIC ...) it lacks."""
     prefix = unique_prefix()
     res = cli(secure_kafka, prefix, "nobody", "topics", "apply", timeout=90)
     assert res.returncode != 0
