@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from streamproc.topology import Topology
 
 ROLES = ("worker", "topics", "operator")
-REPARTITION = ("by_user", "by_contact")  # internal topics dlq redrive writes back to
 DEFAULT_PRINCIPALS = {"worker": "User:streamproc-worker", "topics": "User:streamproc-topics",
                       "operator": "User:streamproc-operator"}
 ROLE_TITLES = {"worker": "worker (`streamproc worker`, ingest endpoints included)",
@@ -91,11 +90,10 @@ def required_acls(topology: Topology, app_id: str,
     # and write back to inputs, internal topics and sinks; wait --caught-up compares the
     # group's committed offsets with every topic's end offsets.
     add("operator", "GROUP", app_id, ("DESCRIBE",), "wait --caught-up: the group's offsets")
-    repartition = [s for k, s in t.internal.items() if k in REPARTITION]
-    for s in [*t.inputs.values(), *repartition, *(d.sink for d in dests)]:
+    for s in [*t.inputs.values(), *(d.sink for d in dests)]:
         add("operator", "TOPIC", s.name, ("READ", "WRITE"), f"{s.role}: replay / redrive")
-    for s in [s for s in internal if s not in repartition]:
-        add("operator", "TOPIC", s.name, ("READ",), f"{s.role}: read by the operator commands")
+    for s in internal:  # redrive writes routing dead letters back, and its outcomes
+        add("operator", "TOPIC", s.name, ("READ", "WRITE"), f"{s.role}: dlq redrive / trace")
     for s in [t.internal["dead_letter"], *(d.dead_letter for d in dests)]:
         add("operator", "TOPIC", s.name, ("READ",), f"{s.role}: dlq list / redrive read it")
     add("operator", "TOPIC", f"{app_id}-", ("DESCRIBE", "READ"),

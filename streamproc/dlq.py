@@ -91,7 +91,10 @@ async def run_dlq_command(settings: Settings, topology: Topology, args: argparse
     try:
         return await _dlq_command(settings, topology, args)
     except (KafkaError, RuntimeError, OSError) as e:
-        print(f"streamproc dlq: {error_text(e)}", file=sys.stderr)
+        from streamproc.kafka_access import explain
+
+        why = explain(e, settings.kafka, topology, settings.app_id, "operator")
+        print(f"streamproc dlq: {why or error_text(e)}", file=sys.stderr)
         return 1
 
 

@@ -106,16 +106,15 @@ def test_topics_apply_without_one_acl_fails_naming_it(secure_kafka, index):
     case.assert_named(res.stdout + res.stderr, ("CREATE",))
 
 
-def _operator_verb(case: Case) -> tuple[str, ...] | None:
-    """The operator command that uses the missing ACL's resource (None: read only by
-    `streamproc trace`, issue 15's command, not wired into the CLI yet)."""
+def _operator_verb(case: Case) -> tuple[str, ...]:
+    """The operator command that uses the missing ACL's resource."""
     t, m = case.topology, case.missing
     if m.resource_type == "GROUP":
         return ("wait", "--caught-up", "--timeout", "10")
     if m.pattern == "PREFIXED":  # the ledger changelog, read by a sink replay's dry run
         return ("replay", "sink.mailmodo", "--from-offset", "0", "--dry-run")
-    if m.name == t.internal.get("outcomes", m).name:
-        return None
+    if m.name == t.internal.get("outcomes", m).name:  # redrive records an outcome per record
+        return ("dlq", "redrive", "--destination", "ingest")
     for source, spec in t.inputs.items():
         if spec.name == m.name:
             return ("replay", source, "--from-offset", "0")
@@ -131,10 +130,13 @@ def _operator_verb(case: Case) -> tuple[str, ...] | None:
 def test_operator_command_without_one_acl_fails_naming_it(secure_kafka, index):
     case = Case(secure_kafka, "operator", index)
     verb = _operator_verb(case)
-    if verb is None:
-        pytest.skip("read only by `streamproc trace` (issue 15), not in the CLI yet")
     admin = secure_kafka.secure.client_kwargs()
-    # what a worker would have left: a record on each input, the group, a ledger changelog
+    # what a worker would have left: a record on each input and sink, a dead letter, a ledger
+    # changelog
+    produce(secure_kafka.bootstrap, case.topology.internal["dead_letter"].name, [("k", {
+        "stage": "ingest", "reason": "not_json", "original": "x", "source": {
+            "topic": case.topology.inputs["segment"].name, "partition": 0, "offset": 0,
+            "input": "segment", "key": "k"}})], **admin)
     for spec in [*case.topology.inputs.values(), case.topology.destinations["mailmodo"].sink]:
         produce(secure_kafka.bootstrap, spec.name, [("k", {"x": 1})], **admin)
 
