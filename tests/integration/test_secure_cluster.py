@@ -86,9 +86,14 @@ def test_every_role_works_with_exactly_the_acls_it_is_given(secure_kafka):
         try:
             w.wait_ready(timeout=120)
             # the ingest endpoint produces (as the worker's user) to the raw topic
-            r = httpx.post(w.url + "/v1/identify", timeout=30, auth=(WRITE_KEY, ""),
-                           content=orjson.dumps(identify("u-1", "ada@example.com", "m-1")),
-                           headers={"Content-Type": "application/json"})
+            def post() -> httpx.Response:
+                return httpx.post(w.url + "/v1/identify", timeout=30, auth=(WRITE_KEY, ""),
+                                  content=orjson.dumps(identify("u-1", "ada@example.com", "m-1")),
+                                  headers={"Content-Type": "application/json"})
+
+            # 503 not_ready while the output producer is still connecting: a client retries
+            r = wait_for(lambda: (r := post()).status_code != 503 and r, timeout=60,
+                         what="the ingest endpoint past 503 not_ready")
             assert r.status_code == 200, r.text
             produce(kafka.bootstrap, topology.inputs["segment"].name,
                     [("u-1", track("u-1", "t-1")), ("bad-1", b"not json")], **admin)
