@@ -8,7 +8,7 @@ import hashlib
 import re
 import time
 import zlib
-from collections import deque
+from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 import orjson
@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 # d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
 # r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
 # delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
-# h email hash. On the topic, the `in` outcomes of a batch travel as one `ins` document per
-# outcomes partition, rows [message id, source, topic, partition, offset] (no dict per
-# input on the ingest path); decode_docs gives them back as `in` documents.
+# h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
+# dict per input on the routing path), one `ins` / `routes` document per outcomes partition
+# and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
+# [message id, stage, to, drop, held, u, e, h]; decode_docs gives them back as documents.
 FAILURES_KEPT = 20  # per destination, for the status page
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 
@@ -74,17 +75,30 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
     if value[:1] == b"\x78":  # zlib's header; JSON starts with [ or {
         value = zlib.decompress(value)
     doc = orjson.loads(value)
-    out = []
+    out: list[dict[str, Any]] = []
     for d in doc if isinstance(doc, list) else [doc]:
         if not isinstance(d, dict):
             continue
-        if d.get("k") != "ins":
+        kind = d.get("k")
+        if kind == "ins":
+            t = d.get("t", 0)
+            out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3],
+                     "o": r[4]} for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
+        elif kind == "routes":
+            out += [_route_doc(r, d.get("t", 0))
+                    for r in d.get("r") or () if isinstance(r, list) and len(r) == 8]
+        else:
             out.append(d)
-            continue
-        t = d.get("t", 0)
-        out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3], "o": r[4]}
-                for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
     return out
+
+
+_ROUTE_FIELDS = ("drop", "held", "u", "e", "h")  # the optional fields of a `routes` row
+
+
+def _route_doc(row: list[Any], t: float) -> dict[str, Any]:
+    doc = {"k": "route", "m": row[0], "t": t, "st": row[1], "to": row[2] or []}
+    doc.update((k, v) for k, v in zip(_ROUTE_FIELDS, row[3:]) if v)
+    return doc
 
 
 def _mask_key(email: str) -> str:
@@ -139,45 +153,36 @@ class Outcomes:
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
         self.rows: list[tuple[Any, ...]] = []  # its `in` rows (ingest_outs)
+        self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
 
-    def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = ()) -> list[Out]:
-        """Outcome documents (and `in` rows, see the field notes) as Kafka records: those of
-        one partition (crc32 of the message id, see partition_hash) together in JSON arrays
-        of at most PACKED documents, so an input's outcomes share a partition without a
-        Kafka record each (fewer, larger records)."""
-        groups: dict[int, list[Any]] = {}
+    def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = (),
+             routes: list[list[Any]] = ()) -> list[Out]:
+        """Outcome documents and `in` / `route` rows (see the field notes) as Kafka records:
+        those of one partition (crc32 of the message id, see partition_hash) together in
+        JSON arrays of at most PACKED documents, so an input's outcomes share a partition
+        without a Kafka record each (fewer, larger records)."""
         n = self.partitions
-        for doc in docs:
-            g = _crc32(doc["m"].encode()) % n
-            group = groups.get(g)
-            if group is None:
-                groups[g] = [doc]
-            else:
-                group.append(doc)
-        if rows:
-            by_part: dict[int, list[Any]] = {}
-            for row in rows:
-                g = _crc32(row[0].encode()) % n
-                part = by_part.get(g)
-                if part is None:
-                    by_part[g] = [row]
-                else:
-                    part.append(row)
-            now = int(time.time() * 1000) / 1000
-            for g, part in by_part.items():
-                groups.setdefault(g, []).extend(
-                    {"k": "ins", "t": now, "r": part[i:i + PACKED]}
-                    for i in range(0, len(part), PACKED))
+        groups = _by_partition(docs, "m", n)
+        now = int(time.time() * 1000) / 1000
+        for kind, items in (("ins", rows), ("routes", routes)):
+            if items:
+                for g, part in _by_partition(items, 0, n).items():
+                    groups.setdefault(g, []).extend(
+                        {"k": kind, "t": now, "r": part[i:i + PACKED]}
+                        for i in range(0, len(part), PACKED))
         return [(self.topic, None, encode_docs(group[i:i + PACKED]), None, g)
                 for g, group in groups.items() for i in range(0, len(group), PACKED)]
 
     def take(self) -> list[Out]:
         """The records of the documents stashed by the current agent batch (see take_outcomes)."""
-        docs, rows, self.pending, self.rows = self.pending, self.rows, [], []
-        return self.pack(docs, rows) if docs or rows else []
+        docs, rows, routes = self.pending, self.rows, self.routes
+        if not docs and not rows and not routes:
+            return []
+        self.pending, self.rows, self.routes = [], [], []
+        return self.pack(docs, rows, routes)
 
     # ---------------------------------------------------------------- routing side
 
@@ -192,12 +197,13 @@ class Outcomes:
                  "msg": self.scrub(err.message)} for err in errors]
         return out
 
-    def routed(self, stage: str, msg: Any, res: Any) -> list[dict[str, Any]]:
-        """One `route` outcome per input the result concerns: its sink records (destination,
-        delivery id, op), drops with reasons, and whether it was held. An input (not a
-        derived envelope) always gets one, with its person (u userId, e masked email, h email
-        hash): it is also what says the input reached routing."""
-        sinks, drops, held = res.sink_records, res.drops, getattr(res, "held", 0)
+    def routed(self, stage: str, msg: Any, res: Any) -> list[list[Any]]:
+        """One `route` row per input the result concerns (see the field notes): its sink
+        records (destination, delivery id, op), drops with reasons, and whether it was held.
+        An input (not a derived envelope) always gets one, with its person (u userId, e
+        masked email, h email hash): it is also what says the input reached routing."""
+        sinks, drops = res.sink_records, res.drops
+        held = getattr(res, "held", 0) if getattr(res, "holds", True) else 0  # a count
         attr = _ID_ATTR.get(type(msg))
         if attr is None:
             message_id(msg)
@@ -207,34 +213,29 @@ class Outcomes:
             return []
         if not sinks and not drops and not held and attr == "source_id":
             return []  # a derived envelope that changed nothing visible
-        now = int(time.time() * 1000) / 1000
-        docs: dict[str, dict[str, Any]] = {}
+        rows: dict[str, list[Any]] = {}
         if own:
-            d = docs[own] = {"k": "route", "m": own, "t": now, "st": stage, "to": []}
-            if drops:
-                d["drop"] = [(x.destination, x.reason) for x in drops]
-            if held:
-                d["held"] = held
             user_id = getattr(msg, "user_id", None)
-            if user_id and isinstance(user_id, str):
-                d["u"] = user_id
             email = getattr(msg, "email_key", None)
             if email and isinstance(email, str):
-                d["e"] = _mask_key(email) if self.scrub.mask else email
-                d["h"] = person_hash(email)
+                e, h = (_mask_key(email) if self.scrub.mask else email), person_hash(email)
+            else:
+                e = h = None
+            rows[own] = [own, stage, [], [(x.destination, x.reason) for x in drops] or None,
+                         held or None, user_id if isinstance(user_id, str) else None, e, h]
         for r in sinks:
             mid = r.source.get("message_id") or own
             if not mid:
                 continue
-            d = docs.get(mid)
-            if d is None:
-                d = docs[mid] = {"k": "route", "m": mid, "t": now, "st": stage, "to": []}
-            if "h" not in d:  # the person, for lookups by email
+            row = rows.get(mid)
+            if row is None:
+                row = rows[mid] = [mid, stage, [], None, None, None, None, None]
+            if row[7] is None:  # the person, for lookups by email
                 email = r.payload.get("email") or (r.key if "@" in r.key else None)
                 if email and isinstance(email, str):
-                    d["h"] = person_hash(email)
-            d["to"].append((r.destination, r.id, r.op))
-        return list(docs.values())
+                    row[7] = person_hash(email)
+            row[2].append((r.destination, r.id, r.op))
+        return list(rows.values())
 
     # ---------------------------------------------------------------- delivery side
 
@@ -295,6 +296,14 @@ class AttemptRecorder:
         return self.outcomes.pack(docs) if docs else []
 
 
+def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]]:
+    """Outcome documents or rows by partition: crc32 of their message id (item[key]) % n."""
+    groups: defaultdict[int, list[Any]] = defaultdict(list)
+    for item in items:
+        groups[_crc32(item[key].encode()) % n].append(item)
+    return groups
+
+
 def message_id(ev: Any) -> str | None:
     """The id an input is traced by: Segment's messageId, else the event's stable id
     (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
@@ -341,11 +350,12 @@ def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> 
     o = rt.extras.get("outcomes")
     if o is None:
         return []
-    docs = o.routed(stage, msg, res)
+    rows = o.routed(stage, msg, res)
     if batched:
-        o.pending += docs
+        if rows:
+            o.routes += rows
         return []
-    return o.pack(docs)
+    return o.pack([], (), rows)
 
 
 def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],
