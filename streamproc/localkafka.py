@@ -108,7 +108,7 @@ def write_ready_file(path: str | os.PathLike[str], info: dict[str, Any]) -> None
             out.write("\n")
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # --secure writes the throwaway users' passwords into it
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def is_ready(runtime: Runtime) -> tuple[bool, str]:
-    """Ready = started, not rebalancing, partitions assigned, table recovery finished. The one
+    """Ready = started, not rebalancing, partitions assigned, table recovery finished, output
+    producer started (the ingest endpoints need it). The one
     readiness check: GET /ready, the status page and the streamproc_ready gauge
     (streamproc.observe.refresh_ready) all answer with it."""
     app = runtime.app
@@ -29,6 +30,8 @@ def is_ready(runtime: Runtime) -> tuple[bool, str]:
     recovery = app.tables.recovery
     if not recovery.completed.is_set():
         return False, "recovering tables"
+    if runtime.output.producer is None:
+        return False, "output producer not started"
     return True, f"{len(assigned)} partitions assigned"
 
 

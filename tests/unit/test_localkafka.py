@@ -39,6 +39,7 @@ def test_ready_file_is_the_json_and_replaces_an_old_one(tmp_path):
     write_ready_file(path, info)
     assert json.loads(path.read_text()) == info
     assert [p.name for p in tmp_path.iterdir()] == ["kafka.json"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o600  # --secure puts the users' passwords in it
 
 
 def test_ready_file_appears_whole_by_one_rename(tmp_path, monkeypatch):

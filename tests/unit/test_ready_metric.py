@@ -30,11 +30,12 @@ class _Consumer:
 
 
 def _runtime(*, rebalancing: bool = False, assigned: set | None = frozenset({("t", 0)}),
-             recovered: bool = True) -> SimpleNamespace:
+             recovered: bool = True, producer: object | None = "started") -> SimpleNamespace:
     app = SimpleNamespace(rebalancing=rebalancing, consumer=_Consumer(assigned),
                           tables=SimpleNamespace(recovery=SimpleNamespace(
                               completed=_Event(recovered))))
-    return SimpleNamespace(app=app, metrics=Metrics(), tables={}, extras={})
+    return SimpleNamespace(app=app, metrics=Metrics(), tables={}, extras={},
+                           output=SimpleNamespace(producer=producer))
 
 
 def _ready(rt: SimpleNamespace) -> float:
@@ -61,6 +62,8 @@ def test_the_gauge_says_what_ready_says_in_every_state():
         (_runtime(assigned=None), False, "consumer not started"),
         (_runtime(assigned=set()), False, "no partitions assigned"),
         (_runtime(recovered=False), False, "recovering tables"),
+        # the ingest endpoints answer 503 until the output producer runs: not ready till then
+        (_runtime(producer=None), False, "output producer not started"),
     ]
     for rt, ready, detail in cases:
         assert web.is_ready(rt) == (ready, detail)
