@@ -29,7 +29,7 @@ def describe(d: dict[str, Any]) -> tuple[str, str]:
         parts = [f"-> {dest} {op} (delivery id {rid[:12]})" for dest, rid, op in d.get("to", [])]
         parts += [f"dropped for {dest}: {reason}" for dest, reason in d.get("drop", [])]
         if d.get("held"):
-            parts.append("held: unknown user, waiting for an identify (grace window)")
+            parts.append("held: waiting for state another topic brings (an identify or a CleverTap ID)")
         return f"routed ({d.get('st')})", "; ".join(parts) or "nothing to send"
     if kind == "try":
         status = f"HTTP {d['s']}" if d.get("s") else "no answer"
