@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 # delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
 # h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
 # dict per input on the routing path), one `ins` / `routes` document per outcomes partition
-# and batch: `ins` (with src, tp: the input topic) rows [message id, partition, offset],
-# `routes` rows
+# and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
 # [message id, stage, to, drop, held, u, e, h]; decode_docs gives them back as documents.
 FAILURES_KEPT = 20  # per destination, for the status page
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
@@ -58,8 +57,6 @@ def person_hash(email: str) -> str:
 
 
 _HASHES: dict[str, str] = {}
-Rows = dict[tuple[int, bytes], list[bytes]]  # encoded rows by (partition, document head)
-_ROUTES = b'"routes"'
 _dumps, _crc32 = orjson.dumps, zlib.crc32
 
 
@@ -83,12 +80,10 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
         if not isinstance(d, dict):
             continue
         kind = d.get("k")
-        if kind == "ins":  # rows [id, partition, offset] (or [id, src, tp, partition, offset])
-            t, src, tp = d.get("t", 0), d.get("src"), d.get("tp")
-            out += [{"k": "in", "m": r[0], "t": t, "src": src, "tp": tp, "p": r[1], "o": r[2]}
-                    if len(r) == 3 else
-                    {"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3], "o": r[4]}
-                    for r in d.get("r") or () if isinstance(r, list) and len(r) in (3, 5)]
+        if kind == "ins":
+            t = d.get("t", 0)
+            out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3],
+                     "o": r[4]} for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
         elif kind == "routes":
             out += [_route_doc(r, d.get("t", 0))
                     for r in d.get("r") or () if isinstance(r, list) and len(r) == 8]
@@ -157,54 +152,37 @@ class Outcomes:
         cfg = settings.outcomes
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
-        self.rows: Rows = {}  # its `in` and `route` rows, JSON-encoded at once (see stash)
-        self.heads: dict[tuple[str, str], bytes] = {}  # `ins` document heads (ins_head)
+        self.rows: list[tuple[Any, ...]] = []  # its `in` rows (ingest_outs)
+        self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
 
-    def pack(self, docs: list[dict[str, Any]], rows: Rows | None = None) -> list[Out]:
-        """Outcome documents and stashed rows (see stash) as Kafka records: those of one
-        partition (crc32 of the message id, see partition_hash) together in JSON arrays of
-        at most PACKED documents, so an input's outcomes share a partition without a Kafka
-        record each (fewer, larger records)."""
+    def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = (),
+             routes: list[list[Any]] = ()) -> list[Out]:
+        """Outcome documents and `in` / `route` rows (see the field notes) as Kafka records:
+        those of one partition (crc32 of the message id, see partition_hash) together in
+        JSON arrays of at most PACKED documents, so an input's outcomes share a partition
+        without a Kafka record each (fewer, larger records)."""
         n = self.partitions
-        groups: defaultdict[int, list[bytes]] = defaultdict(list)
-        for doc in docs:
-            groups[_crc32(doc["m"].encode()) % n].append(_dumps(doc))
-        if rows:
-            now = _dumps(int(time.time() * 1000) / 1000)
-            for (g, head), items in rows.items():
-                groups[g].extend(b'{"k":%b,"t":%b,"r":[%b]}' % (
-                    head, now, b",".join(items[i:i + PACKED])) for i in range(0, len(items), PACKED))
-        return [(self.topic, None, b"[" + b",".join(group[i:i + PACKED]) + b"]", None, g)
+        groups = _by_partition(docs, "m", n)
+        now = int(time.time() * 1000) / 1000
+        for kind, items in (("ins", rows), ("routes", routes)):
+            if items:
+                for g, part in _by_partition(items, 0, n).items():
+                    groups.setdefault(g, []).extend(
+                        {"k": kind, "t": now, "r": part[i:i + PACKED]}
+                        for i in range(0, len(part), PACKED))
+        return [(self.topic, None, encode_docs(group[i:i + PACKED]), None, g)
                 for g, group in groups.items() for i in range(0, len(group), PACKED)]
-
-    def stash(self, into: Rows, head: bytes, mid: str, row: Any) -> None:
-        """Add an `in` / `route` row to `into` (the batch's self.rows), JSON-encoded now, by
-        outcomes partition and document head: bytes only, so a big batch leaves no
-        containers for the garbage collector to walk until it is sent."""
-        key = (_crc32(mid.encode()) % self.partitions, head)
-        rows = into.get(key)
-        if rows is None:
-            into[key] = [_dumps(row)]
-        else:
-            rows.append(_dumps(row))
-
-    def ins_head(self, source: str, topic: str) -> bytes:
-        head = self.heads.get((source, topic))
-        if head is None:
-            head = self.heads[(source, topic)] = b'"ins","src":%b,"tp":%b' % (
-                _dumps(source), _dumps(topic))
-        return head
 
     def take(self) -> list[Out]:
         """The records of the documents stashed by the current agent batch (see take_outcomes)."""
-        docs, rows = self.pending, self.rows
-        if not docs and not rows:
+        docs, rows, routes = self.pending, self.rows, self.routes
+        if not docs and not rows and not routes:
             return []
-        self.pending, self.rows = [], {}
-        return self.pack(docs, rows)
+        self.pending, self.rows, self.routes = [], [], []
+        return self.pack(docs, rows, routes)
 
     # ---------------------------------------------------------------- routing side
 
@@ -318,6 +296,14 @@ class AttemptRecorder:
         return self.outcomes.pack(docs) if docs else []
 
 
+def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]]:
+    """Outcome documents or rows by partition: crc32 of their message id (item[key]) % n."""
+    groups: defaultdict[int, list[Any]] = defaultdict(list)
+    for item in items:
+        groups[_crc32(item[key].encode()) % n].append(item)
+    return groups
+
+
 def message_id(ev: Any) -> str | None:
     """The id an input is traced by: Segment's messageId, else the event's stable id
     (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
@@ -364,10 +350,12 @@ def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> 
     o = rt.extras.get("outcomes")
     if o is None:
         return []
-    into = o.rows if batched else {}
-    for row in o.routed(stage, msg, res):
-        o.stash(into, _ROUTES, row[0], row)
-    return [] if batched else o.pack([], into)
+    rows = o.routed(stage, msg, res)
+    if batched:
+        if rows:
+            o.routes += rows
+        return []
+    return o.pack([], (), rows)
 
 
 def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],
@@ -377,18 +365,15 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
     o = rt.extras.get("outcomes")
     if o is None:
         return []
-    p, off = m.partition, m.offset
-    into = o.rows if batched else {}
-    head = o.ins_head(source, m.topic)
-    for mid in map(message_id, events):
-        if mid:
-            o.stash(into, head, mid, (mid, p, off))
+    tp, p, off = m.topic, m.partition, m.offset
+    rows = [(mid, source, tp, p, off) for mid in map(message_id, events) if mid]
     docs = o.ingest_dead(source, m, errors) if errors else []
-    if not batched:
-        return o.pack(docs, into)
-    if docs:
-        o.pending += docs
-    return []
+    if batched:
+        o.rows += rows
+        if docs:
+            o.pending += docs
+        return []
+    return o.pack(docs, rows)
 
 
 def take_outcomes(rt: Runtime) -> list[Out]:
