@@ -41,7 +41,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.bare import CT_SKIP, _cpu, _rec
-from streamproc.output import key_hash
+from streamproc.worker.output import key_hash
 
 Out = tuple[str, bytes, bytes]  # (topic, key, value)
 

@@ -27,9 +27,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streamproc.localkafka import LocalKafka, free_port
-from streamproc.topics import reconcile
-from streamproc.topology import Topology, load_topology
+from streamproc.config.topics import reconcile
+from streamproc.config.topology import Topology, load_topology
+from streamproc.dev.localkafka import LocalKafka, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", ROOT / "bench" / "results"))
@@ -189,7 +189,7 @@ def worker_env(bootstrap: str, prefix: str, app_id: str, data_dir: str, web_port
     if not delivery:
         # Credentials are required for enabled destinations; the delivery agents are not
         # registered (bench.worker), so these sandbox values are never used.
-        from streamproc.sandbox import sandbox_env
+        from streamproc.dev.sandbox import sandbox_env
 
         env.update(sandbox_env({d: "http://127.0.0.1:9" for d in DESTS}))
     env.update(extra or {})

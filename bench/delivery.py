@@ -44,7 +44,7 @@ from bench.common import (
     DESTS, RESULTS, Worker, Workdir, _group_offsets, create_topics, env_int, latency_summary, log,
     new_prefix, proc_cpu_seconds, write_result,
 )
-from streamproc.localkafka import LocalKafka
+from streamproc.dev.localkafka import LocalKafka
 
 BATCHED = ("mailmodo", "segment", "clevertap")  # many records per request
 SIDES = ("worker", "bare", "bare_kafka")
@@ -156,7 +156,7 @@ def _count(fake: Any, dest: str) -> int:
 
 def _fakes_main(conn: Any) -> None:
     """The fake APIs' own process: serve them, answer commands from the benchmark."""
-    from streamproc.sandbox import SandboxServer
+    from streamproc.dev.sandbox import SandboxServer
 
     server = SandboxServer()
     server.start()
@@ -262,10 +262,10 @@ async def bare_loop(dest: str, records: list[dict], batch_size: int, env: dict[s
     """The same batches (topics.yaml batch size -> the destination's own mapping) posted by a
     plain httpx client with the destination's concurrency cap (one at a time for exclusive
     requests, as Mailmodo's addToList/batch). No Kafka, no engine, no ledger."""
+    from streamproc.config.settings import load_settings
+    from streamproc.core.records import SinkRecord
     from streamproc.delivery.client import build_client, encode_body
     from streamproc.destinations.registry import destination
-    from streamproc.records import SinkRecord
-    from streamproc.settings import load_settings
 
     module = destination(dest)
     settings = load_settings(env, strict=False).destination(dest)
@@ -301,10 +301,10 @@ async def bare_kafka_loop(bootstrap: str, topic: str, total: int, batch_size: in
     Kafka -> HTTP deliverer on this machine."""
     from aiokafka import AIOKafkaConsumer
 
+    from streamproc.config.settings import load_settings
+    from streamproc.core.records import SinkRecord
     from streamproc.delivery.client import build_client, encode_body
     from streamproc.destinations.registry import destination
-    from streamproc.records import SinkRecord
-    from streamproc.settings import load_settings
 
     module = destination(topic.rsplit(".", 1)[-1])
     settings = load_settings(env, strict=False).destination(module.NAME)
@@ -387,7 +387,7 @@ class Run:
     prefix: str
 
     def worker_env(self) -> dict[str, str]:
-        from streamproc.sandbox import sandbox_env
+        from streamproc.dev.sandbox import sandbox_env
 
         env = sandbox_env(self.fakes.urls)
         for d in DESTS:

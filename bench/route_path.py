@@ -53,9 +53,9 @@ class RocksTable:
 
 
 def runtime(store: str) -> Any:
-    from streamproc.metrics import Metrics
-    from streamproc.settings import Settings
-    from streamproc.topology import load_topology
+    from streamproc.config.settings import Settings
+    from streamproc.config.topology import load_topology
+    from streamproc.core.metrics import Metrics
 
     from bench.common import TOPICS_FILE
 
@@ -68,7 +68,7 @@ def runtime(store: str) -> Any:
     rt = SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, extras={},
                          settings=Settings())
     try:
-        from streamproc.outcomes import install
+        from streamproc.worker.outcomes import install
     except ImportError:  # before outcomes (issue 15)
         return rt
     install(rt)  # outcome records as the worker writes them (STREAMPROC_OUTCOMES=off: none)
@@ -76,8 +76,8 @@ def runtime(store: str) -> Any:
 
 
 def run(n: int, store: str, profile: bool) -> dict[str, Any]:
-    import streamproc.agents as agents
-    from streamproc.routing.config import RoutingConfig
+    from streamproc.core.routing.config import RoutingConfig
+    import streamproc.worker.agents as agents
 
     rt = runtime(store)
     cfg = RoutingConfig.from_settings(rt.settings, rt.topology.enabled)
@@ -143,7 +143,7 @@ def run(n: int, store: str, profile: bool) -> dict[str, Any]:
 
 def _batched_state(rt: Any, cfg: Any, name: str, events: list[Ev], now: float) -> list:
     """As agents._process_state_batch does it (without faust's current event)."""
-    import streamproc.agents as agents
+    import streamproc.worker.agents as agents
 
     handle = agents.user_outputs if name == "users" else agents.contact_outputs
     ctx = agents.BatchContext(rt)
@@ -161,7 +161,7 @@ def _outcomes(agents: Any, rt: Any) -> list:
 
 
 def _state(rt: Any, cfg: Any, name: str, events: list[Ev], now: float, batch_api: Any) -> list:
-    import streamproc.agents as agents
+    import streamproc.worker.agents as agents
 
     if batch_api is not None:
         return batch_api(rt, cfg, name, events, now)

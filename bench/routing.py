@@ -115,8 +115,8 @@ def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str,
 
 
 def _out_topic(bootstrap: str, topo: Any, prefix: str, name: str) -> str:
-    from streamproc.topics import reconcile
-    from streamproc.topology import Topology
+    from streamproc.config.topics import reconcile
+    from streamproc.config.topology import Topology
 
     spec = topo.internal["by_user"]
     out_spec = type(spec)(name, f"{prefix}{name}", spec.partitions, spec.replication_factor,

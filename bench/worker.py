@@ -21,7 +21,7 @@ def main() -> int:
     if src:  # another copy of the streamproc package (before/after comparisons)
         sys.path.insert(0, src)
     if os.environ.get("BENCH_DELIVERY", "off") == "off":
-        import streamproc.deliver_agents as deliver_agents
+        import streamproc.worker.deliver_agents as deliver_agents
 
         deliver_agents.register_delivery = lambda rt, topic: None  # type: ignore[assignment]
 

@@ -9,12 +9,12 @@ import os
 import sys
 from typing import Sequence
 
-from streamproc.errors import ConfigError
+from streamproc.core.errors import ConfigError
 
 
 def _load(args: argparse.Namespace):
-    from streamproc.settings import load_settings
-    from streamproc.topology import load_topology
+    from streamproc.config.settings import load_settings
+    from streamproc.config.topology import load_topology
 
     settings = load_settings()
     topology = load_topology(getattr(args, "topics_file", None) or settings.topics_file)
@@ -24,21 +24,21 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streamproc.worker import run_worker
+    from streamproc.app.run import run_worker
 
     settings, topology = _load(args)
     return run_worker(settings, topology)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from streamproc.dev import run_dev
+    from streamproc.dev.command import run_dev
 
     return run_dev(args)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streamproc.kafka import client_kwargs
-    from streamproc.topics import reconcile
+    from streamproc.config.kafka import client_kwargs
+    from streamproc.config.topics import reconcile
 
     settings, topology = _load(args)
     report = asyncio.run(reconcile(topology, client_kwargs(settings.kafka),
@@ -60,7 +60,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     import threading
     from pathlib import Path
 
-    from streamproc.localkafka import LocalKafka, LocalKafkaError, ensure_jars, write_ready_file
+    from streamproc.dev.localkafka import (LocalKafka, LocalKafkaError, ensure_jars,
+                                           write_ready_file)
 
     if args.action == "fetch":
         print(ensure_jars(quiet=False))
@@ -72,7 +73,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     # started from this (the main) thread: the kernel kills the broker when it exits
     kafka = LocalKafka(port=args.port or 0, data_dir=data, die_with_parent=True)
     if args.secure:
-        from streamproc.localkafka_secure import Secure
+        from streamproc.dev.localkafka_secure import Secure
 
         kafka.secure = Secure()
 
@@ -108,7 +109,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from streamproc.samples import send_samples
+    from streamproc.dev.samples import send_samples
 
     settings, topology = _load(args)
     counts = asyncio.run(send_samples(settings, topology, args.file))
@@ -121,7 +122,7 @@ def _operator(run, args: argparse.Namespace) -> int:
     """Run an operator command; an authorization error names the permission it lacks."""
     from aiokafka.errors import KafkaError
 
-    from streamproc.kafka_access import AccessDenied, explain
+    from streamproc.config.kafka_access import AccessDenied, explain
 
     settings, topology = _load(args)
     try:
@@ -134,32 +135,32 @@ def _operator(run, args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from streamproc.dlq import run_dlq_command
+    from streamproc.ops.dlq.command import run_dlq_command
 
     return _operator(run_dlq_command, args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streamproc.replay import run_replay_command
+    from streamproc.ops.replay.command import run_replay_command
 
     return _operator(run_replay_command, args)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from streamproc.caught_up import run_wait_command
+    from streamproc.ops.caught_up import run_wait_command
 
     return _operator(run_wait_command, args)
 
 
 def cmd_acls(args: argparse.Namespace) -> int:
-    from streamproc.acls import run_acls_command
+    from streamproc.config.acls import run_acls_command
 
     settings, topology = _load(args)
     return run_acls_command(topology, settings.app_id, args)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from streamproc.trace import run_trace_command
+    from streamproc.ops.trace import run_trace_command
 
     settings, topology = _load(args)
     return asyncio.run(run_trace_command(settings, topology, args))
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up after this long (default: 300; 0: check once)")
     w.add_argument("--json", action="store_true", help="print the result as one JSON object")
     w.set_defaults(func=cmd_wait)
-    from streamproc.trace import add_parser as add_trace_parser
+    from streamproc.ops.trace import add_parser as add_trace_parser
     add_trace_parser(sub, cmd_trace)
     a = sub.add_parser("acls", help="the Kafka ACLs each role needs (worker, topics admin, "
                                     "operator CLI) for topics.yaml, the app id and topic prefix")

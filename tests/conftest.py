@@ -40,7 +40,7 @@ def kafka_bootstrap() -> str:
             return
         except Exception as e:  # pragma: no cover - needs a Docker engine
             problems.append(f"testcontainers: {e}")
-    from streamproc.localkafka import LocalKafka, LocalKafkaError
+    from streamproc.dev.localkafka import LocalKafka, LocalKafkaError
 
     try:
         kafka = LocalKafka().start()
@@ -57,7 +57,7 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def restore_logging():
     """Put the root logger's handlers and level, and the noisy libraries' levels, back after
-    a test that configures logging (streamproc.logs.setup_logging)."""
+    a test that configures logging (streamproc.core.logs.setup_logging)."""
     import logging
 
     root = logging.getLogger()

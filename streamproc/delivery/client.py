@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from streamproc.delivery.request import HttpRequest
+from streamproc.destinations.request import HttpRequest
 
 JSON_CONTENT_TYPE = "application/json"
 USER_AGENT = "streamproc/0.1"

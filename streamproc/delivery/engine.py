@@ -22,10 +22,10 @@ from streamproc.delivery.progress import unseen
 from streamproc.delivery.ratelimit import SendGate
 from streamproc.delivery.report import (RETRIES_EXHAUSTED, DeadRecord, DeliveryReport,
                                         map_records, reasoned)
-from streamproc.delivery.request import HttpRequest, RecordOutcome
-from streamproc.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
-from streamproc.metrics import Metrics, status_class
-from streamproc.records import SinkRecord
+from streamproc.core.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
+from streamproc.core.metrics import Metrics, status_class
+from streamproc.core.records import SinkRecord
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 2000

@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.core.errors import DeliveryError
+from streamproc.core.records import SinkRecord
 from streamproc.delivery.report import DeliveryReport
-from streamproc.errors import DeliveryError
-from streamproc.records import SinkRecord
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamproc.delivery.request import HttpRequest
-from streamproc.errors import DeliveryError, Permanent
-from streamproc.records import SinkRecord, dead_letter
+from streamproc.core.errors import DeliveryError, Permanent
+from streamproc.core.records import SinkRecord, dead_letter
+from streamproc.destinations.request import HttpRequest
 
 log = logging.getLogger(__name__)
 RETRIES_EXHAUSTED = "retries_exhausted"

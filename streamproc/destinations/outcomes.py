@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import orjson
 
-from streamproc.delivery.request import HttpRequest, RecordOutcome
-from streamproc.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
+from streamproc.core.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 
 BODY_EXCERPT_CHARS = 2000
 RETRYABLE_4XX = (408, 423, 429)

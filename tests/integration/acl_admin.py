@@ -1,4 +1,4 @@
-"""Test helper: grants and revokes Kafka ACLs (streamproc.acls.Acl) on the secured local
+"""Test helper: grants and revokes Kafka ACLs (streamproc.config.acls.Acl) on the secured local
 broker as its super user, with the CreateAcls/DeleteAcls protocol requests through aiokafka
 (aiokafka has no ACL API; a JVM per kafka-acls call would make the ACL tests minutes longer)."""
 
@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
-from streamproc.acls import Acl
+from streamproc.config.acls import Acl
 
 RESOURCE = {"TOPIC": 2, "GROUP": 3, "CLUSTER": 4, "TRANSACTIONAL_ID": 5}
 PATTERN = {"LITERAL": 3, "PREFIXED": 4}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc.sandbox import SandboxServer, sandbox_env
+from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
 from harness import WorkerProcess, apply_topics, topology_for, unique_prefix
 
@@ -56,11 +56,11 @@ def stack(kafka_bootstrap, sandbox):
 
 @pytest.fixture(scope="session")
 def secure_kafka():
-    """A second local broker, secured (streamproc.localkafka_secure): SASL_SSL with SCRAM-SHA-512
+    """A second local broker, secured (streamproc.dev.localkafka_secure): SASL_SSL with SCRAM-SHA-512
     users admin (super user), worker, topics, operator and nobody, ACLs enforced. Started only
     by the tests that use it."""
-    from streamproc.localkafka import LocalKafka
-    from streamproc.localkafka_secure import Secure
+    from streamproc.dev.localkafka import LocalKafka
+    from streamproc.dev.localkafka_secure import Secure
 
     kafka = LocalKafka(secure=Secure()).start()
     try:

@@ -20,9 +20,9 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamproc.localkafka import free_port
-from streamproc.topics import reconcile
-from streamproc.topology import Topology, load_topology
+from streamproc.config.topics import reconcile
+from streamproc.config.topology import Topology, load_topology
+from streamproc.dev.localkafka import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ import re
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streamproc.acls import Acl, required_acls
-from streamproc.sandbox import SandboxServer
-from streamproc.topics import reconcile
+from streamproc.config.acls import Acl, required_acls
+from streamproc.config.topics import reconcile
+from streamproc.dev.sandbox import SandboxServer
 
 from acl_admin import grant
 from harness import produce, topology_for, unique_prefix, wait_for

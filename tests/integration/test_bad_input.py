@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from streamproc.samples import load_samples
-from streamproc.sandbox import SandboxServer, sandbox_env
+from streamproc.dev.samples import load_samples
+from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
 from harness import (WorkerProcess, apply_topics, counter_value, produce, read_topic,
                      topology_for, unique_prefix, wait_for)

@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streamproc.sandbox import Fault, SandboxServer, sandbox_env
-from streamproc.sandbox.clevertap import DEFAULT_ACCOUNT_ID, DEFAULT_PASSCODE
-from streamproc.sandbox.mailjet import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_LIST_ID
-from streamproc.sandbox.mailmodo import DEFAULT_API_KEY as MAILMODO_KEY
-from streamproc.sandbox.segment import DEFAULT_WRITE_KEY
+from streamproc.dev.sandbox import Fault, SandboxServer, sandbox_env
+from streamproc.dev.sandbox.clevertap import DEFAULT_ACCOUNT_ID, DEFAULT_PASSCODE
+from streamproc.dev.sandbox.mailjet import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_LIST_ID
+from streamproc.dev.sandbox.mailmodo import DEFAULT_API_KEY as MAILMODO_KEY
+from streamproc.dev.sandbox.segment import DEFAULT_WRITE_KEY
 
 from harness import (WorkerProcess, apply_topics, committed_offsets, produce, read_topic,
                      topology_for, unique_prefix, wait_for)

@@ -13,7 +13,7 @@ from collections import Counter
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamproc.sandbox import Fault
+from streamproc.dev.sandbox import Fault
 
 from harness import ROOT, produce, read_topic, wait_for
 

@@ -27,9 +27,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamproc.localkafka import LocalKafka
-from streamproc.records import original_bytes
-from streamproc.sandbox import sandbox_env
+from streamproc.core.records import original_bytes
+from streamproc.dev.localkafka import LocalKafka
+from streamproc.dev.sandbox import sandbox_env
 
 from harness import (WorkerProcess, apply_topics, counter_value, delete_topics, produce,
                      read_topic, topology_for, unique_prefix, wait_for)
@@ -734,7 +734,7 @@ def test_output_producer_survives_a_record_the_broker_refuses(stack):
     answer OutOfOrderSequenceNumber to every later batch of the partition, forever (seen with
     an oversize dead letter: the whole ingest agent stalled); OutputProducer now replaces
     its producer after a non-retriable broker error."""
-    from streamproc.output import OutputProducer
+    from streamproc.worker.output import OutputProducer
 
     topic = stack.topic("dead_letter")
 

@@ -19,8 +19,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamproc.sandbox import SandboxServer, sandbox_env
-from streamproc.topology import Topology
+from streamproc.config.topology import Topology
+from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
 from harness import (
     WorkerProcess,

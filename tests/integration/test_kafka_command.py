@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from harness import ROOT
-from streamproc.localkafka import port_open
+from streamproc.dev.localkafka import port_open
 
 TOOLING_VARS = ("STREAMPROC_CACHE_DIR", "STREAMPROC_KAFKA_VERSION", "STREAMPROC_KAFKA_HEAP")
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamproc.sandbox import SandboxServer, sandbox_env
+from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
 from harness import WorkerProcess, apply_topics, produce, topology_for, unique_prefix, wait_for
 

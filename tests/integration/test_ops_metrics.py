@@ -10,7 +10,7 @@ import re
 
 import yaml
 
-from streamproc.sandbox import Fault
+from streamproc.dev.sandbox import Fault
 
 from harness import ROOT, produce, wait_for
 

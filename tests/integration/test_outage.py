@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from streamproc.records import MAILJET, OP_CONTACT_UPSERT, SinkRecord
-from streamproc.sandbox import Fault, SandboxServer, sandbox_env
+from streamproc.core.records import MAILJET, OP_CONTACT_UPSERT, SinkRecord
+from streamproc.dev.sandbox import Fault, SandboxServer, sandbox_env
 
 from harness import (WorkerProcess, apply_topics, counter_value, produce, read_topic,
                      topology_for, unique_prefix, wait_for)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streamproc.samples import encode_sample, load_samples
-from streamproc.sandbox import SandboxServer, sandbox_env
+from streamproc.dev.samples import encode_sample, load_samples
+from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
 from harness import (
     ROOT, WorkerProcess, apply_topics, counter_value, produce, topology_for, unique_prefix,

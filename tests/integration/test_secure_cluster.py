@@ -13,8 +13,8 @@ from collections import Counter
 import httpx
 import orjson
 
-from streamproc.acls import required_acls
-from streamproc.sandbox import SandboxServer, sandbox_env
+from streamproc.config.acls import required_acls
+from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
 from acl_admin import grant
 from harness import ROOT, WorkerProcess, produce, read_topic, topology_for, unique_prefix, wait_for

@@ -58,7 +58,7 @@ def _topics_file(tmp: Path) -> Path:
 
 
 def _env(sandbox_urls: dict[str, str], topics_file: Path, standby: int) -> dict[str, str]:
-    from streamproc.sandbox import sandbox_env
+    from streamproc.dev.sandbox import sandbox_env
 
     return {**sandbox_env(sandbox_urls), "STREAMPROC_TOPICS_FILE": str(topics_file),
             "STREAMPROC_STANDBY_REPLICAS": str(standby),

@@ -7,7 +7,7 @@ import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streamproc.topics import describe_partitions, reconcile, topic_configs
+from streamproc.config.topics import describe_partitions, reconcile, topic_configs
 
 from harness import ROOT, topology_for, unique_prefix
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from streamproc.__main__ import main
-from streamproc.acls import as_json, commands, required_acls, table
-from streamproc.topology import load_topology
+from streamproc.config.acls import as_json, commands, required_acls, table
+from streamproc.config.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The caught-up decision (streamproc/caught_up.py) without a broker: `behind` on offset maps,
+"""The caught-up decision (streamproc/ops/caught_up.py) without a broker: `behind` on offset maps,
 and the rounds driven against a simulated group whose inputs write into downstream topics."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from streamproc.__main__ import build_parser
-from streamproc.caught_up import Lag, Result, behind, group_topics, run_rounds, run_wait_command
-from streamproc.topology import load_topology
+from streamproc.config.topology import load_topology
+from streamproc.ops.caught_up import (Lag, Result, behind, group_topics, run_rounds,
+                                      run_wait_command)
 
 ROOT = Path(__file__).resolve().parents[2]
 

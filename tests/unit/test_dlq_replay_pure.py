@@ -11,18 +11,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamproc.command_errors import UsageError
-from streamproc.dlq import dlq_topics
-from streamproc.dlq_entries import INGEST, DlqEntry, DlqFilter, Selection, format_table
-from streamproc.dlq_redrive import Skip, plan_redrive
-from streamproc.force_header import FORCE_HEADER, replay_headers
-from streamproc.records import SinkRecord, dead_letter
-from streamproc.replay import plan_replay
-from streamproc.replay_counting import RangeStats, ledger_changelog, sink_id
-from streamproc.settings import Settings
-from streamproc.timespec import format_time, parse_time, time_window
-from streamproc.topic_reader import PartitionRange, Progress, describe_ranges
-from streamproc.topology import load_topology
+from streamproc.config.settings import Settings
+from streamproc.config.topology import load_topology
+from streamproc.core.force_header import FORCE_HEADER, replay_headers
+from streamproc.core.records import SinkRecord, dead_letter
+from streamproc.ops.command_errors import UsageError
+from streamproc.ops.dlq.command import dlq_topics
+from streamproc.ops.dlq.entries import INGEST, DlqEntry, DlqFilter, Selection, format_table
+from streamproc.ops.dlq.redrive import Skip, plan_redrive
+from streamproc.ops.replay.command import plan_replay
+from streamproc.ops.replay.counting import RangeStats, ledger_changelog, sink_id
+from streamproc.ops.timespec import format_time, parse_time, time_window
+from streamproc.ops.topic_reader import PartitionRange, Progress, describe_ranges
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_795_000_000.0  # 2026-11-18T...

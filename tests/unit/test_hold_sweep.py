@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 
-from streamproc.holds_sweep import HoldIndex
-from streamproc.metrics import Metrics
-from streamproc.status import holds_view
+from streamproc.core.metrics import Metrics
+from streamproc.http.status import holds_view
+from streamproc.worker.holds_sweep import HoldIndex
 
 
 class FakeStore:
@@ -74,7 +74,7 @@ def test_the_status_holds_view_by_source_and_reason() -> None:
 
 
 def test_the_demo_summary_lists_what_is_held_now() -> None:
-    from streamproc.demo import format_summary, held_now, summary
+    from streamproc.dev.demo import format_summary, held_now, summary
 
     m = Metrics()
     m.tracks_held.labels("segment", "unknown_user").inc(2)

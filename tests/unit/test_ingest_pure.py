@@ -7,7 +7,7 @@ import re
 import orjson
 import pytest
 
-from streamproc.ingest import (
+from streamproc.http.ingest.common import (
     IngestError,
     basic_credentials,
     bearer_token,
@@ -17,14 +17,15 @@ from streamproc.ingest import (
     utc_now_iso,
     webhook_authorized,
 )
-from streamproc.ingest_segment import (
+from streamproc.http.ingest.segment import (
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
     MessageError,
     prepare_message,
     split_batch,
 )
-from streamproc.ingest_webhooks import first_email_clevertap, first_email_mailjet, mailmodo_records
+from streamproc.http.ingest.webhooks import (first_email_clevertap, first_email_mailjet,
+                                             mailmodo_records)
 
 
 def basic(user: str, password: str = "") -> str:
@@ -218,7 +219,7 @@ class _View:
 def _runtime(send_all=None, producer=object()):
     from types import SimpleNamespace
 
-    from streamproc.metrics import Metrics
+    from streamproc.core.metrics import Metrics
 
     async def ok(records):
         return len(records)
@@ -228,7 +229,7 @@ def _runtime(send_all=None, producer=object()):
 
 
 async def test_respond_turns_crashes_into_500_json_and_counts():
-    from streamproc.ingest import Reply, respond
+    from streamproc.http.ingest.common import Reply, respond
 
     rt = _runtime()
 
@@ -254,7 +255,7 @@ async def test_respond_turns_crashes_into_500_json_and_counts():
 async def test_write_answers_503_when_kafka_does_not_acknowledge(monkeypatch):
     import asyncio
 
-    from streamproc import ingest
+    from streamproc.http.ingest import common as ingest
 
     async def hang(records):
         await asyncio.sleep(30)

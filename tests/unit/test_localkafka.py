@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from streamproc.__main__ import build_parser
-from streamproc import localkafka
-from streamproc.localkafka import (LocalKafka, LocalKafkaError, reserve_ports,
-                                   write_ready_file)
+from streamproc.dev import localkafka
+from streamproc.dev.localkafka import (LocalKafka, LocalKafkaError, reserve_ports,
+                                       write_ready_file)
 
 
 def alive(pid: int) -> bool:
@@ -67,7 +67,7 @@ def test_a_failed_ready_file_write_leaves_nothing(tmp_path):
 def test_a_child_spawned_to_die_with_its_parent_dies_with_a_sigkilled_parent():
     parent_code = (
         "import subprocess, sys, time\n"
-        "from streamproc.localkafka import die_with_parent_preexec\n"
+        "from streamproc.dev.localkafka import die_with_parent_preexec\n"
         "p = subprocess.Popen(['sleep', '60'], start_new_session=True,\n"
         "                     preexec_fn=die_with_parent_preexec())\n"
         "print(p.pid, flush=True)\n"

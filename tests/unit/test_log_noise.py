@@ -1,7 +1,7 @@
 """What the worker writes besides its own log lines: aiokafka's transient coordinator errors of
 a fresh broker come out once at INFO, and as a WARNING every 5 minutes when they last past a
 60 s grace window (CoordinatorNoiseFilter), and faust's terminal spinner
-writes no escape sequence into a log file (streamproc.worker.build_worker)."""
+writes no escape sequence into a log file (streamproc.app.run.build_worker)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import logging
 import pytest
 from aiokafka import errors as kafka_errors
 
-from streamproc.logs import CoordinatorNoiseFilter, setup_logging
-from streamproc.settings import Settings
+from streamproc.config.settings import Settings
+from streamproc.core.logs import CoordinatorNoiseFilter, setup_logging
 
 GC_LOGGER = "aiokafka.consumer.group_coordinator"  # where aiokafka logs them
 
@@ -195,7 +195,7 @@ def test_the_worker_writes_no_terminal_escape_at_startup_end():
     import faust
     from faust.worker import Worker
 
-    from streamproc.worker import build_worker
+    from streamproc.app.run import build_worker
 
     async def run() -> tuple[str, str]:
         app = faust.App("noise-test", broker="kafka://127.0.0.1:1", store="memory://",

@@ -11,8 +11,8 @@ import logging
 import orjson
 import pytest
 
-from streamproc.logs import MASK, MaskingFilter, mask_emails, secrets_of, setup_logging
-from streamproc.settings import load_settings
+from streamproc.config.settings import load_settings
+from streamproc.core.logs import MASK, MaskingFilter, mask_emails, secrets_of, setup_logging
 
 SECRETS_ENV = {
     "STREAMPROC_MAILMODO_API_KEY": "mm-key-7f3a9c",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamproc.metrics import Metrics
+from streamproc.core.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "ops" / "prometheus" / "streamproc-alerts.yml"

@@ -1,4 +1,4 @@
-"""Outcome records (streamproc/outcomes.py): shapes, partitioning by message id, masking of
+"""Outcome records (streamproc/worker/outcomes.py): shapes, partitioning by message id, masking of
 emails and scrubbing of secrets, and the delivery-side recorder the engine calls."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import orjson
 
-from streamproc.errors import Permanent, Retryable
-from streamproc.outcomes import (AttemptRecorder, Outcomes, Scrubber, decode_docs, mask_email,
-                                 message_id, partition_hash, person_hash, raw_message_id)
-from streamproc.records import SinkRecord
-from streamproc.routing.drops import Drop
-from streamproc.settings import load_settings
+from streamproc.core.errors import Permanent, Retryable
+from streamproc.worker.outcomes import (AttemptRecorder, Outcomes, Scrubber, decode_docs, mask_email,
+                                        message_id, partition_hash, person_hash, raw_message_id)
+from streamproc.config.settings import load_settings
+from streamproc.core.records import SinkRecord
+from streamproc.core.routing.drops import Drop
 
 ENV = {"STREAMPROC_MAILMODO_API_KEY": "mm-key-0123456789",
        "STREAMPROC_SEGMENT_WRITE_KEY": "seg-write-key-abc"}
@@ -63,7 +63,7 @@ def test_outcomes_of_one_input_share_a_partition_packed_per_partition():
 
 
 def test_agent_batches_stash_outcomes_until_taken():
-    from streamproc.outcomes import ingest_outs, take_outcomes
+    from streamproc.worker.outcomes import ingest_outs, take_outcomes
 
     o = _outcomes()
     rt = SimpleNamespace(extras={"outcomes": o})
@@ -77,7 +77,7 @@ def test_agent_batches_stash_outcomes_until_taken():
 
 
 def test_ingested_rows_and_the_route_outcome_carries_the_person_masked_unless_turned_off():
-    from streamproc.outcomes import ingest_outs
+    from streamproc.worker.outcomes import ingest_outs
 
     ev = SimpleNamespace(message_id="m1", user_id="u1", email="Jo@Ex.com", email_key="jo@ex.com")
     m = SimpleNamespace(topic="segment.raw", partition=2, offset=7, value=b"{}")
@@ -170,7 +170,7 @@ def test_outcomes_setting_switches_off_and_validates():
 
 
 def test_redrive_and_replay_outcomes_name_the_input():
-    from streamproc.outcomes_cli import redrive_docs, replay_doc
+    from streamproc.ops.outcomes_cli import redrive_docs, replay_doc
 
     sink = _sink("m7", rid="d7")
     entry = SimpleNamespace(doc={"destination": "mailmodo", "reason": "http_400",
@@ -188,8 +188,8 @@ def test_redrive_and_replay_outcomes_name_the_input():
 
 
 def test_install_switches_the_worker_off():
-    from streamproc.outcomes import install, routing_outs
-    from streamproc.topology import load_topology
+    from streamproc.config.topology import load_topology
+    from streamproc.worker.outcomes import install, routing_outs
 
     topo = load_topology("topics.yaml")
     off = SimpleNamespace(settings=load_settings({"STREAMPROC_OUTCOMES": "off"}),

@@ -1,5 +1,5 @@
 """Pure tests of the output side: dead letters that fit a broker record (fault tests,
-tests/integration/test_faults.py), and the output producer (streamproc/output.py): its reset
+tests/integration/test_faults.py), and the output producer (streamproc/worker/output.py): its reset
 rule, waiting for the service to start, one record batch per partition in order, murmur2
 partitioning as aiokafka and the Java client do, and resending only a failed batch."""
 
@@ -13,8 +13,8 @@ import orjson
 from aiokafka.errors import (KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError,
                              NotLeaderForPartitionError, OutOfOrderSequenceNumber)
 
-from streamproc.output import _poisons_producer
-from streamproc.records import MAX_RECORD_BYTES, dead_letter, original_bytes
+from streamproc.core.records import MAX_RECORD_BYTES, dead_letter, original_bytes
+from streamproc.worker.output import _poisons_producer
 
 
 def _dl(original: bytes) -> dict:
@@ -51,7 +51,7 @@ def test_output_producer_resets_only_after_a_final_broker_refusal():
 
 def test_output_producer_send_waits_for_the_service_to_start():
     """Agents can run before the OutputProducer service started; they wait, not crash."""
-    from streamproc.output import OutputProducer
+    from streamproc.worker.output import OutputProducer
 
     async def run() -> int:
         out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
@@ -134,7 +134,7 @@ def _sent(producer) -> dict:
 
 def _started_output(**kw):
     """An OutputProducer started on a BatchProducer(**kw), no broker."""
-    from streamproc.output import OutputProducer
+    from streamproc.worker.output import OutputProducer
 
     out = OutputProducer({"bootstrap_servers": "127.0.0.1:1"}, "t")
     producer = out.producer = BatchProducer(asyncio.get_running_loop(), **kw)
@@ -143,7 +143,7 @@ def _started_output(**kw):
 
 
 def test_output_producer_sends_a_record_batch_per_partition_in_order():
-    from streamproc.output import OutputProducer
+    from streamproc.worker.output import OutputProducer
 
     async def run():
         out, producer = _started_output(capacity=2)
@@ -172,7 +172,7 @@ def test_output_keys_are_partitioned_as_aiokafka_and_the_java_client_do():
 
     from aiokafka.partitioner import DefaultPartitioner
 
-    from streamproc import output
+    from streamproc.worker import output
 
     rnd = random.Random(7)
     keys = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40))) for _ in range(500)]
@@ -192,7 +192,7 @@ def test_output_keys_are_partitioned_as_aiokafka_and_the_java_client_do():
 
 
 def test_output_producer_resends_only_the_records_of_a_failed_batch():
-    from streamproc.output import OutputProducer
+    from streamproc.worker.output import OutputProducer
 
     async def run():
         out, producer = _started_output(fail=1)

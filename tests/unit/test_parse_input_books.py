@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from streamproc.agents import parse_input
+from streamproc.worker.agents import parse_input
 
 
 @dataclass

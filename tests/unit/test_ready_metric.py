@@ -1,5 +1,5 @@
 """Readiness as a metric: streamproc_ready (1 ready, 0 not) is set before each scrape by the
-refresher streamproc.observe installs, from streamproc.web.is_ready, the function GET /ready
+refresher streamproc.http.observe installs, from streamproc.http.web.is_ready, the function GET /ready
 answers with."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from streamproc import observe, web
-from streamproc.metrics import Metrics
+from streamproc.core.metrics import Metrics
+from streamproc.http import observe, web
 
 
 class _Event:
@@ -91,7 +91,7 @@ def test_a_failing_check_reports_0_not_a_stale_1(monkeypatch, caplog):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(web, "is_ready", broken)
-    with caplog.at_level(logging.ERROR, logger="streamproc.metrics"):
+    with caplog.at_level(logging.ERROR, logger="streamproc.core.metrics"):
         rt.metrics.refresh(rt)  # logged, never breaks the scrape
     assert _ready(rt) == 0
     assert "refresher" in caplog.text

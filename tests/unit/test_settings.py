@@ -2,8 +2,8 @@
 
 import pytest
 
-from streamproc.errors import ConfigError
-from streamproc.settings import Secret, describe, load_settings, require_credentials
+from streamproc.config.settings import Secret, describe, load_settings, require_credentials
+from streamproc.core.errors import ConfigError
 
 
 def test_defaults_need_nothing():
@@ -59,13 +59,13 @@ def test_sasl_scram_accepted():
     assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
     assert "hunter2-secret" not in repr(s)
     assert "hunter2-secret" not in str(describe(s))
-    from streamproc.kafka import client_kwargs
+    from streamproc.config.kafka import client_kwargs
     kw = client_kwargs(s.kafka) if s.kafka.bootstrap_servers else None
     assert kw is None  # bootstrap not set: client_kwargs would fail naming it
 
 
 def test_client_kwargs_without_bootstrap_names_variable():
-    from streamproc.kafka import client_kwargs
+    from streamproc.config.kafka import client_kwargs
     with pytest.raises(ConfigError, match="STREAMPROC_KAFKA_BOOTSTRAP_SERVERS"):
         client_kwargs(load_settings({}).kafka)
 
@@ -87,10 +87,10 @@ def test_enabled_destination_without_credentials_fails_naming_variable():
 def test_env_example_lists_every_setting():
     """.env.example documents every variable load_settings reads."""
     from pathlib import Path
-    from streamproc.settings import _Env, _NON_SETTING_VARS
+    from streamproc.config.settings import _Env, _NON_SETTING_VARS
 
     env = _Env({})
-    import streamproc.settings as mod
+    import streamproc.config.settings as mod
     orig = mod._Env
     mod._Env = lambda environ: env  # capture the names read
     try:
@@ -109,7 +109,7 @@ def test_gc_threshold_setting_tunes_the_collector():
     """STREAMPROC_GC_THRESHOLD sets the young-generation threshold; 0 leaves Python's."""
     import gc
 
-    from streamproc import gc_tuning
+    from streamproc.worker import gc_tuning
 
     assert load_settings({}).gc_threshold == 50_000
     before = gc.get_threshold()
@@ -134,7 +134,7 @@ def test_gc_threshold_setting_tunes_the_collector():
 def test_static_membership_needs_a_fixed_web_port():
     import pytest
 
-    from streamproc.settings import ConfigError, load_settings
+    from streamproc.config.settings import ConfigError, load_settings
 
     env = {"STREAMPROC_KAFKA_GROUP_INSTANCE_ID": "worker-0", "STREAMPROC_WEB_PORT": "0"}
     with pytest.raises(ConfigError, match="STREAMPROC_KAFKA_GROUP_INSTANCE_ID needs a fixed"):

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from streamproc import summary
-from streamproc.errors import ConfigError
-from streamproc.logs import setup_logging
-from streamproc.metrics import Metrics
-from streamproc.settings import load_settings
+from streamproc.config.settings import load_settings
+from streamproc.core.errors import ConfigError
+from streamproc.core.logs import setup_logging
+from streamproc.core.metrics import Metrics
+from streamproc.worker import summary
 
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # tests/conftest.py

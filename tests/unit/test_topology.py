@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.errors import ConfigError
-from streamproc.topology import load_topology
+from streamproc.config.topology import load_topology
+from streamproc.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,9 @@ from streamproc.destinations.clevertap.mapping import (MAX_NAME_CHARS, MAX_RECOR
                                                        MAX_VALUE_BYTES, build_requests, event_data,
                                                        record_identity, upload_event_record,
                                                        upload_request)
+from streamproc.config.settings import API_PATHS, CleverTapSettings
+from streamproc.core.records import CLEVERTAP
 from streamproc.destinations.clevertap.responses import interpret
-from streamproc.records import CLEVERTAP
-from streamproc.settings import API_PATHS, CleverTapSettings
 
 NAME = CLEVERTAP
 API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])

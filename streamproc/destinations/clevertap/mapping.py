@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamproc.delivery.request import HttpRequest
+from streamproc.config.settings import CleverTapSettings
+from streamproc.core.errors import Permanent
+from streamproc.core.records import OP_EVENT, SinkRecord
 from streamproc.destinations.outcomes import rejected
 from streamproc.destinations.property_values import Scalar, scalar, truncate_utf8, unix_seconds
-from streamproc.errors import Permanent
-from streamproc.records import OP_EVENT, SinkRecord
-from streamproc.settings import CleverTapSettings
+from streamproc.destinations.request import HttpRequest
 
 MAX_RECORDS_PER_UPLOAD = 1000
 MAX_NAME_CHARS = 120

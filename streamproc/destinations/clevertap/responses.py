@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import Any, Mapping
 
-from streamproc.delivery.request import HttpRequest, RecordOutcome
 from streamproc.destinations.clevertap.mapping import record_identity
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 from streamproc.destinations.outcomes import (body_excerpt, classify_status, json_body, rejected,
                                               same_outcome, with_reason)
-from streamproc.errors import DeliveryError, Retryable
+from streamproc.core.errors import DeliveryError, Retryable
 
 RETRYABLE_RECORD_CODES = frozenset({555})  # "Miscellaneous server error"
 

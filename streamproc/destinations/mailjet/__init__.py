@@ -12,8 +12,8 @@ from streamproc.destinations.mailjet.mapping import (build_requests, contact_nam
                                                      traits_to_properties)
 from streamproc.destinations.mailjet.responses import (interpret, property_already_defined, repair,
                                                        undefined_properties)
-from streamproc.records import MAILJET
-from streamproc.settings import API_PATHS, MailjetSettings
+from streamproc.config.settings import API_PATHS, MailjetSettings
+from streamproc.core.records import MAILJET
 
 NAME = MAILJET
 API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])

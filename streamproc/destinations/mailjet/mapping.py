@@ -8,12 +8,12 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from streamproc.delivery.request import HttpRequest
+from streamproc.config.settings import MailjetSettings
+from streamproc.core.errors import ConfigError, Permanent
+from streamproc.core.records import OP_CONTACT_UPSERT, SinkRecord
 from streamproc.destinations.outcomes import rejected
 from streamproc.destinations.property_values import Scalar, scalar
-from streamproc.errors import ConfigError, Permanent
-from streamproc.records import OP_CONTACT_UPSERT, SinkRecord
-from streamproc.settings import MailjetSettings
+from streamproc.destinations.request import HttpRequest
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_NAME_CHAR = re.compile(r"[^a-z0-9_]+")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from streamproc.delivery.request import HttpRequest, RecordOutcome
 from streamproc.destinations.mailjet.mapping import property_definition_requests
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 from streamproc.destinations.outcomes import (body_excerpt, classify_status, json_body, rejected,
                                               same_outcome)
 

@@ -8,9 +8,9 @@ from streamproc.destinations.mailmodo.mapping import (MAX_CONTACTS_PER_BATCH, ad
                                                       contact_upsert_request, event_properties,
                                                       traits_to_contact_properties,
                                                       trigger_campaign_request)
+from streamproc.config.settings import API_PATHS, MailmodoSettings
+from streamproc.core.records import MAILMODO
 from streamproc.destinations.mailmodo.responses import interpret
-from streamproc.records import MAILMODO
-from streamproc.settings import API_PATHS, MailmodoSettings
 
 NAME = MAILMODO
 API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from streamproc.delivery.request import HttpRequest
 from streamproc.destinations.outcomes import rejected
+from streamproc.destinations.request import HttpRequest
 from streamproc.destinations.property_values import (Scalar, flatten, scalar, scalars,
                                                      unix_seconds)
-from streamproc.errors import Permanent
-from streamproc.records import OP_ADD_EVENT, OP_CONTACT_UPSERT, OP_TRIGGER_CAMPAIGN, SinkRecord
-from streamproc.settings import MailmodoSettings
+from streamproc.config.settings import MailmodoSettings
+from streamproc.core.errors import Permanent
+from streamproc.core.records import (OP_ADD_EVENT, OP_CONTACT_UPSERT, OP_TRIGGER_CAMPAIGN,
+                                     SinkRecord)
 
 MAX_CONTACTS_PER_BATCH = 100
 

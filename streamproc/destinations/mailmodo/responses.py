@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from streamproc.delivery.request import HttpRequest, RecordOutcome
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 from streamproc.destinations.outcomes import (body_excerpt, classify_status, json_body, rejected,
                                               same_outcome, with_reason)
-from streamproc.errors import DeliveryError, Retryable
+from streamproc.core.errors import DeliveryError, Retryable
 
 
 def _message(parsed: Any, default: str) -> str:

@@ -9,8 +9,8 @@ from streamproc.destinations.outcomes import interpret
 from streamproc.destinations.segment.mapping import (MAX_MESSAGE_BYTES, MAX_MESSAGES_PER_REQUEST,
                                                      MAX_REQUEST_BYTES, batch_message,
                                                      batch_request, build_requests)
-from streamproc.records import SEGMENT
-from streamproc.settings import API_PATHS, SegmentSettings
+from streamproc.config.settings import API_PATHS, SegmentSettings
+from streamproc.core.records import SEGMENT
 
 NAME = SEGMENT
 API_PATH = API_PATHS[NAME]  # the client adds it to the base URL (scheme://host[:port][/prefix])

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
-from streamproc.delivery.request import HttpRequest
+from streamproc.config.settings import SegmentSettings
+from streamproc.core.errors import Permanent
+from streamproc.core.records import OP_TRACK, SinkRecord
 from streamproc.destinations.outcomes import rejected
-from streamproc.errors import Permanent
-from streamproc.records import OP_TRACK, SinkRecord
-from streamproc.settings import SegmentSettings
+from streamproc.destinations.request import HttpRequest
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024

@@ -11,14 +11,14 @@ from typing import Any, Callable
 
 import httpx
 
+from streamproc.config.settings import DeliverySettings
+from streamproc.core.errors import AuthError, Permanent, Retryable, Throttled
+from streamproc.core.metrics import Metrics
+from streamproc.core.records import SinkRecord
 from streamproc.delivery.client import build_client
 from streamproc.delivery.engine import Deliverer
 from streamproc.delivery.ledger import InMemoryLedger
-from streamproc.delivery.request import HttpRequest, RecordOutcome
-from streamproc.errors import AuthError, Permanent, Retryable, Throttled
-from streamproc.metrics import Metrics
-from streamproc.records import SinkRecord
-from streamproc.settings import DeliverySettings
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 
 WALL_OFFSET = 1_700_000_000.0
 

@@ -9,7 +9,7 @@ import pytest
 
 from delivery_fakes import destination, settings
 from streamproc.delivery.client import build_client, send
-from streamproc.delivery.request import HttpRequest
+from streamproc.destinations.request import HttpRequest
 
 
 async def test_request_goes_to_base_path_with_auth_and_json():
@@ -52,8 +52,8 @@ async def test_timeout_and_pool_follow_the_delivery_settings():
                                        ("clevertap", ""), ("mailjet", "/v3/REST")])
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8080", "http://127.0.0.1:8080/"])
 async def test_the_client_adds_the_destination_api_path_to_the_base_url(slug, path, base):
+    from streamproc.config.settings import load_settings
     from streamproc.destinations.registry import destination as real_destination
-    from streamproc.settings import load_settings
 
     s = load_settings({f"STREAMPROC_{slug.upper()}_BASE_URL": base}).destination(slug)
     async with build_client(real_destination(slug), s) as client:
@@ -62,8 +62,8 @@ async def test_the_client_adds_the_destination_api_path_to_the_base_url(slug, pa
 
 
 async def test_an_old_base_url_with_the_api_path_reaches_the_same_url():
+    from streamproc.config.settings import load_settings
     from streamproc.destinations import mailjet, mailmodo
-    from streamproc.settings import load_settings
 
     s = load_settings({"STREAMPROC_MAILMODO_BASE_URL": "https://mm.test/api/v1",
                        "STREAMPROC_MAILJET_BASE_URL": "https://mj.test/v3/REST"})
@@ -81,8 +81,8 @@ async def test_an_old_base_url_with_the_api_path_reaches_the_same_url():
 async def test_a_base_url_with_a_path_prefix_keeps_it_before_the_api_path(slug, path, endpoint,
                                                                         base):
     """A staging or mock API behind a reverse proxy prefix: requests go below the prefix."""
+    from streamproc.config.settings import load_settings
     from streamproc.destinations.registry import destination as real_destination
-    from streamproc.settings import load_settings
 
     seen = []
     transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200))
@@ -93,8 +93,8 @@ async def test_a_base_url_with_a_path_prefix_keeps_it_before_the_api_path(slug, 
 
 
 async def test_an_old_base_url_behind_a_prefix_keeps_the_prefix():
+    from streamproc.config.settings import load_settings
     from streamproc.destinations import mailjet, mailmodo
-    from streamproc.settings import load_settings
 
     s = load_settings({"STREAMPROC_MAILMODO_BASE_URL": "https://proxy.test/mailmodo/api/v1",
                        "STREAMPROC_MAILJET_BASE_URL": "https://proxy.test/mailjet/v3"})

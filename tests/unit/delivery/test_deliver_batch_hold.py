@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from delivery_fakes import FakeApi, record, rig, settings
-from streamproc.deliver_agents import deliver_batch
 from streamproc.delivery.outage import Held
+from streamproc.worker.deliver_agents import deliver_batch
 
 
 class Ledger:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from delivery_fakes import FakeApi, destination, record, rig, settings
-from streamproc.delivery.request import HttpRequest
+from streamproc.destinations.request import HttpRequest
 
 OK = httpx.Response(200, json={})
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 from delivery_fakes import FakeApi, FakeClock, destination, record, settings
 
+from streamproc.core.metrics import Metrics
 from streamproc.delivery.client import build_client
 from streamproc.delivery.engine import Deliverer
 from streamproc.delivery.ledger import InMemoryLedger
-from streamproc.metrics import Metrics
 
 
 class BatchLedger(InMemoryLedger):

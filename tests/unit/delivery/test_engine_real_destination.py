@@ -6,13 +6,13 @@ import httpx
 import orjson
 
 from delivery_fakes import FakeClock
+from streamproc.config.settings import MailmodoSettings, Secret
+from streamproc.core.metrics import Metrics
+from streamproc.core.records import MAILMODO, OP_ADD_EVENT, OP_CONTACT_UPSERT, SinkRecord
 from streamproc.delivery.client import build_client
 from streamproc.delivery.engine import Deliverer
 from streamproc.delivery.ledger import InMemoryLedger
 from streamproc.destinations import mailmodo
-from streamproc.metrics import Metrics
-from streamproc.records import MAILMODO, OP_ADD_EVENT, OP_CONTACT_UPSERT, SinkRecord
-from streamproc.settings import MailmodoSettings, Secret
 
 
 def _record(n: int, op: str, email: str, **payload) -> SinkRecord:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import httpx
 
 from delivery_fakes import FakeApi, destination, record, rig, settings
+from streamproc.config.settings import load_settings
+from streamproc.core.metrics import Metrics
+from streamproc.core.records import MAILJET, OP_CONTACT_UPSERT, SinkRecord
 from streamproc.delivery.client import build_client
 from streamproc.delivery.engine import Deliverer
 from streamproc.delivery.ledger import InMemoryLedger
-from streamproc.delivery.request import HttpRequest
 from streamproc.destinations import mailjet
-from streamproc.metrics import Metrics
-from streamproc.records import MAILJET, OP_CONTACT_UPSERT, SinkRecord
-from streamproc.sandbox import Fault, MailjetFake, running, sandbox_env
-from streamproc.settings import load_settings
+from streamproc.destinations.request import HttpRequest
+from streamproc.dev.sandbox import Fault, MailjetFake, running, sandbox_env
 
 META = HttpRequest("POST", "/meta", {"Name": "plan"}, [], "contactmetadata")
 

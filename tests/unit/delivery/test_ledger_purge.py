@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from table_fakes import OFFSET_KEY, TOPIC, FakeProducer, FakeStore, FakeTable, event, no_sleep
 
-from streamproc.deliver_agents import LedgerPurger
 from streamproc.runtime import TableWriter
+from streamproc.worker.deliver_agents import LedgerPurger
 
 RETENTION = 3600.0
 NOW = 1_800_000_000.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamproc.metrics import Metrics, status_class
+from streamproc.core.metrics import Metrics, status_class
 
 
 def test_snapshot_counts_by_label_tuple():

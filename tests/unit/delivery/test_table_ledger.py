@@ -15,9 +15,9 @@ from table_fakes import (OFFSET_KEY, TOPIC, FakeProducer, FakeStore, FakeTable, 
                          no_sleep, stored)
 
 from streamproc import runtime
-from streamproc.agents import BatchContext
-from streamproc.delivery.table_ledger import TableLedger
 from streamproc.runtime import TableWriter, set_current_event
+from streamproc.worker.agents import BatchContext
+from streamproc.worker.table_ledger import TableLedger
 
 RETENTION = 3600.0
 NOW = 1_800_000_000.0
@@ -272,7 +272,7 @@ async def test_table_writer_write_puts_now_and_sends_tombstones_too(store):
 async def test_a_state_batch_whose_outputs_fail_waits_for_its_changelog_sends(store):
     """A batch retried from its checkpoint must not have an earlier attempt's changelog
     record land after the retry's (the changelog would go back to the older value)."""
-    from streamproc.agents import _process_state_batch
+    from streamproc.worker.agents import _process_state_batch
 
     table = FakeTable(store)
     table.producer = FakeProducer()

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from streamproc.delivery.request import HttpRequest, RecordOutcome
+from streamproc.config.settings import Settings
+from streamproc.core.errors import AuthError, Permanent, Retryable, Throttled
+from streamproc.core.records import SinkRecord
 from streamproc.destinations.registry import DESTINATIONS
-from streamproc.errors import AuthError, Permanent, Retryable, Throttled
-from streamproc.records import SinkRecord
-from streamproc.settings import Settings
+from streamproc.destinations.request import HttpRequest, RecordOutcome
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "destinations"
 

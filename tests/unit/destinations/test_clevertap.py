@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from destination_cases import record, run_mapping_case, run_response_case
+from streamproc.config.settings import CleverTapSettings, Secret
 from streamproc.destinations import clevertap
 from streamproc.destinations.clevertap import build_requests
-from streamproc.settings import CleverTapSettings, Secret
 
 SLUG = "clevertap"
 

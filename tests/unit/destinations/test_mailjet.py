@@ -13,8 +13,8 @@ from streamproc.destinations import mailjet
 from streamproc.destinations.mailjet import (contactmetadata_request, property_already_defined,
                                              property_definition_requests, property_name,
                                              undefined_properties)
-from streamproc.errors import ConfigError
-from streamproc.settings import MailjetSettings, Secret
+from streamproc.config.settings import MailjetSettings, Secret
+from streamproc.core.errors import ConfigError
 
 SLUG = "mailjet"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 from destination_cases import record, run_mapping_case, run_response_case
-from streamproc.delivery.request import HttpRequest
+from streamproc.config.settings import MailmodoSettings, Secret
+from streamproc.core.errors import Permanent
 from streamproc.destinations import mailmodo
 from streamproc.destinations.mailmodo import build_requests, traits_to_contact_properties
-from streamproc.errors import Permanent
-from streamproc.settings import MailmodoSettings, Secret
+from streamproc.destinations.request import HttpRequest
 
 SLUG = "mailmodo"
 

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from streamproc.delivery.request import HttpRequest
+from streamproc.core.errors import AuthError, Permanent, Retryable, Throttled
+from streamproc.core.records import INTEGRATION_NAMES
 from streamproc.destinations.outcomes import classify_status, interpret, parse_retry_after
 from streamproc.destinations.registry import DESTINATIONS, destination
-from streamproc.errors import AuthError, Permanent, Retryable, Throttled
-from streamproc.records import INTEGRATION_NAMES
+from streamproc.destinations.request import HttpRequest
 
 NOW = 1714564800.0
 OK, PERMANENT, RETRYABLE, THROTTLED, AUTH = "ok", "permanent", "retryable", "throttled", "auth"

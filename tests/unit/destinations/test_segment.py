@@ -10,9 +10,9 @@ from datetime import datetime
 import orjson
 
 from destination_cases import record, run_mapping_case, run_response_case
+from streamproc.config.settings import Secret, SegmentSettings
 from streamproc.destinations import segment
 from streamproc.destinations.segment import build_requests
-from streamproc.settings import Secret, SegmentSettings
 
 SLUG = "segment"
 NOW = 1714564800.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc.errors import EventError
-from streamproc.events.common import (
+from streamproc.core.errors import EventError
+from streamproc.core.events.common import (
     as_id,
     is_email,
     loads_json,
@@ -14,7 +14,7 @@ from streamproc.events.common import (
     parse_timestamp,
     stringify_big_ints,
 )
-from streamproc.events.traits import reserved_traits, snake_case
+from streamproc.core.events.traits import reserved_traits, snake_case
 
 
 def test_normalise_email():

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from event_cases import check_batch
-from streamproc.errors import EventError
-from streamproc.events import parse_clevertap
+from streamproc.core.errors import EventError
+from streamproc.core.events import parse_clevertap
 
 SOURCE = "clevertap"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from event_cases import check_batch
-from streamproc.errors import EventError
-from streamproc.events import parse_mailjet
+from streamproc.core.errors import EventError
+from streamproc.core.events import parse_mailjet
 
 SOURCE = "mailjet"
 

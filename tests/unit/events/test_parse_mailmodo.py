@@ -7,9 +7,9 @@ import json
 import pytest
 
 from event_cases import check
-from streamproc.errors import EventError
-from streamproc.events import MAILMODO_EVENTS, parse_mailmodo
-from streamproc.events.mailmodo import SEGMENT_NAMES, canonical_event
+from streamproc.core.errors import EventError
+from streamproc.core.events import MAILMODO_EVENTS, parse_mailmodo
+from streamproc.core.events.mailmodo import SEGMENT_NAMES, canonical_event
 
 SOURCE = "mailmodo"
 

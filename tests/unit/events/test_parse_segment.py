@@ -7,9 +7,9 @@ import json
 import pytest
 
 from event_cases import check
-from streamproc.errors import EventError
-from streamproc.events import parse_segment
-from streamproc.events.traits import reserved_traits
+from streamproc.core.errors import EventError
+from streamproc.core.events import parse_segment
+from streamproc.core.events.traits import reserved_traits
 
 SOURCE = "segment"
 

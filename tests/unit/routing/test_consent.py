@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_routing import Pipeline
 
-from streamproc.routing import RoutingConfig
+from streamproc.core.routing import RoutingConfig
 
 
 def identify(mid: str, ts: str, traits: dict, integrations: dict | None = None) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 
 from test_routing import Pipeline
 
-from streamproc.routing import RoutingConfig
+from streamproc.core.routing import RoutingConfig
 
 A = "Ada@Example.com"
 STREAMS = {  # per input topic, in that topic's order

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from streamproc.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
-from streamproc.events.common import normalise_email
-from streamproc.records import DESTINATIONS, SinkRecord, delivery_id
-from streamproc.routing import (
+from streamproc.core.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
+from streamproc.core.events.common import normalise_email
+from streamproc.core.records import DESTINATIONS, SinkRecord, delivery_id
+from streamproc.core.routing import (
     REASONS, ContactUpdate, Drop, RoutingConfig, decode, encode, key_for, route_contact_event,
     route_user_event, sweep_pending,
 )
-from streamproc.routing.drops import SOURCES
-from streamproc.routing.messages import MergeUser, SweepContact, SweepPending
-from streamproc.state.model import Contact, KnownUser
+from streamproc.core.routing.drops import SOURCES
+from streamproc.core.routing.messages import MergeUser, SweepContact, SweepPending
+from streamproc.core.state.model import Contact, KnownUser
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "routing"
 CASES = sorted(FIXTURES.glob("*.json"))
@@ -204,10 +204,10 @@ def test_there_are_enough_cases_and_every_reason_is_covered() -> None:
 
 
 def test_envelopes_round_trip_every_kind() -> None:
-    from streamproc.events.model import (
+    from streamproc.core.events.model import (
         CleverTapTrigger, MailjetEvent, MailmodoActivity, SegmentEvent,
     )
-    from streamproc.routing.messages import SweepPending
+    from streamproc.core.routing.messages import SweepPending
 
     seg = parse_segment(json.dumps({"type": "track", "userId": "u1", "event": "E", "messageId": "m",
                                     "timestamp": "2024-05-01T10:00:00Z"}).encode())
@@ -259,7 +259,7 @@ def test_alias_is_keyed_by_previous_id() -> None:
     ({"All": True, "Mailjet": None}, "Mailjet", True),
 ])
 def test_enabled_for(integrations: Any, name: str, enabled: bool) -> None:
-    from streamproc.routing import enabled_for
+    from streamproc.core.routing import enabled_for
 
     assert enabled_for(integrations, name) is enabled
 
@@ -328,7 +328,7 @@ def test_an_expired_audience_hold_counts_once_but_drops_for_both_destinations() 
 
 
 def test_a_merge_beyond_the_held_track_limit_counts_the_tracks_it_leaves_out() -> None:
-    from streamproc.state.model import MAX_PENDING
+    from streamproc.core.state.model import MAX_PENDING
 
     cfg = RoutingConfig(hold_seconds=300.0)
     anon = target = None
@@ -349,8 +349,8 @@ def test_user_outputs_counts_held_tracks_into_the_metrics() -> None:
     next to the unchanged dropped counter."""
     from types import SimpleNamespace
 
-    from streamproc.agents import BatchContext, user_outputs
-    from streamproc.metrics import Metrics
+    from streamproc.core.metrics import Metrics
+    from streamproc.worker.agents import BatchContext, user_outputs
 
     names = {k: SimpleNamespace(name=f"t.{k}") for k in ("by_user", "by_contact", "dead_letter")}
     rt = SimpleNamespace(

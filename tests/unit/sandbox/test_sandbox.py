@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamproc.sandbox import (
+from streamproc.dev.sandbox import (
     CleverTapFake,
     Fault,
     MailjetFake,
@@ -23,7 +23,7 @@ from streamproc.sandbox import (
     SegmentFake,
     running,
 )
-from streamproc.sandbox.mailjet import PROPERTIES_INVALID, PROPERTY_NOT_DEFINED
+from streamproc.dev.sandbox.mailjet import PROPERTIES_INVALID, PROPERTY_NOT_DEFINED
 
 MM_KEY = "mm-test-key"
 WRITE_KEY = "seg-test-key"
@@ -355,7 +355,7 @@ async def test_running_on_the_current_loop():
 
 def test_cli_writes_base_urls_and_serves_them(tmp_path: Path):
     port_file = tmp_path / "sandbox.json"
-    command = [sys.executable, "-m", "streamproc.sandbox", "--port-file", str(port_file)]
+    command = [sys.executable, "-m", "streamproc.dev.sandbox", "--port-file", str(port_file)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
         try:
             urls = json.loads(proc.stdout.readline())

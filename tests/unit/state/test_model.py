@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from streamproc.state.model import (
+from streamproc.core.state.model import (
     MAX_IDS, Contact, KnownUser, add_email, add_user_id, email_for, hold, mark_identified,
     merge_traits, merge_users, set_clevertap_id, touch,
 )

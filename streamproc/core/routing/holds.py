@@ -1,0 +1,65 @@
+"""Holds, shared by the users and contacts stages: an input whose decision depends on state
+that another topic's records update waits in its key's state value (known-users or contacts
+table: same key, partition and changelog as the state it waits for) until that state arrives
+or its hold time passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamproc.core.routing.drops import EXPIRED, HELD, OVERFLOW, RELEASED
+from streamproc.core.routing.messages import KINDS, Envelope, decode, encode
+
+
+def expired(entry: dict[str, Any], cfg: Any, now: float) -> bool:
+    """A held entry past cfg.hold_seconds (held_at is the wall clock when it was held)."""
+    return now - float(entry.get("held_at") or 0.0) > cfg.hold_seconds
+
+
+def held_entry(now: float, kind: str, msg: Envelope, input_id: str,
+               source: Any) -> dict[str, Any]:
+    """A pending entry: the input as its envelope's JSON text (a string inside the state
+    value: reading and writing the state does not parse or rebuild it), its id and origin."""
+    return {"held_at": now, "kind": kind, "id": input_id, "event": encode(msg).decode(),
+            "source": dict(source or {})}
+
+
+def held_event(entry: dict[str, Any]) -> Any:
+    """The input of a pending entry (also the older form: a Segment event's fields)."""
+    event = entry["event"]
+    if isinstance(event, str):
+        return decode(event.encode())
+    return KINDS[entry.get("kind") or "segment"](**event)
+
+
+def already_held(pending: list[dict[str, Any]], input_id: str) -> bool:
+    """True when this input (same source id) is held already: a replayed or redelivered
+    copy is not held twice (deciding it twice would give the same delivery ids)."""
+    return any(e.get("id") == input_id for e in pending)
+
+
+class HoldCounts:
+    """Counts of a routing result's `holds` by outcome (a mixin for the result dataclasses)."""
+
+    __slots__ = ()
+    holds: list[Any]
+
+    def _n(self, outcome: str) -> int:
+        holds = self.holds
+        return sum(1 for h in holds if h.outcome == outcome) if holds else 0
+
+    @property
+    def held(self) -> int:
+        return self._n(HELD)
+
+    @property
+    def hold_released(self) -> int:
+        return self._n(RELEASED)
+
+    @property
+    def hold_expired(self) -> int:
+        return self._n(EXPIRED)
+
+    @property
+    def hold_overflow(self) -> int:
+        return self._n(OVERFLOW)

@@ -1,0 +1,1 @@
+"""Development on embedded defaults: local Kafka broker, sandbox APIs, demo and sample events."""

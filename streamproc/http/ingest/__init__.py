@@ -1,0 +1,2 @@
+"""Ingest endpoints: the Segment-compatible collector and the Mailmodo, Mailjet and CleverTap
+webhooks, into the raw topics."""

@@ -1,0 +1,65 @@
+"""Outcomes the operator commands write, so a trace shows an input sent again: `redrive`
+(streamproc dlq redrive) and `replay` (streamproc replay), produced with their records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any, Iterable
+
+import orjson
+
+from streamproc.worker.outcomes import PACKED, encode_docs, partition_hash, raw_message_id
+
+
+def outcomes_topic(topology: Any) -> str | None:
+    spec = topology.internal.get("outcomes")
+    return spec.name if spec is not None else None
+
+
+def redrive_docs(plans: Iterable[Any]) -> list[dict[str, Any]]:
+    """One `redrive` outcome per re-driven dead letter (dlq_redrive.Redrive plans)."""
+    now = round(time.time(), 3)
+    docs = []
+    for p in plans:
+        doc = p.entry.doc or {}
+        rec = doc.get("record") or {}
+        mid = (rec.get("source") or {}).get("message_id")
+        if not mid:  # an ingest or routing dead letter: the original input is re-produced
+            mid = raw_message_id(SimpleNamespace(value=p.value, topic=p.entry.topic,
+                                                 partition=p.entry.partition,
+                                                 offset=p.entry.offset))
+        docs.append({"k": "redrive", "m": str(mid), "t": now, "d": doc.get("destination"),
+                     "id": rec.get("id"), "r": doc.get("reason"), "to": p.topic})
+    return docs
+
+
+def replay_doc(kind: str, m: Any, topic: str) -> dict[str, Any] | None:
+    """The `replay` outcome of one re-produced record (kind: "input" or "sink")."""
+    now = round(time.time(), 3)
+    if kind == "sink":
+        try:
+            rec = orjson.loads(m.value)
+            mid = rec["source"]["message_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        return {"k": "replay", "m": str(mid), "t": now, "d": rec.get("destination"),
+                "id": rec.get("id"), "to": topic}
+    return {"k": "replay", "m": raw_message_id(m), "t": now, "to": topic}
+
+
+async def send_docs(settings: Any, producer: Any, topic: str | None,
+                    docs: Iterable[dict[str, Any] | None]) -> None:
+    """Produce outcome documents with an already started aiokafka producer (nothing when
+    STREAMPROC_OUTCOMES=off or no topic)."""
+    docs = [d for d in docs if d]
+    if not docs or not topic or not settings.outcomes.enabled:
+        return
+    parts = sorted(await producer.partitions_for(topic))
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for d in docs:  # JSON arrays per partition, as the workers write them (Outcomes.pack)
+        groups.setdefault(parts[partition_hash(d["m"]) % len(parts)], []).append(d)
+    futs = [await producer.send(topic, value=encode_docs(group[i:i + PACKED]), partition=p)
+            for p, group in groups.items() for i in range(0, len(group), PACKED)]
+    await asyncio.gather(*futs)

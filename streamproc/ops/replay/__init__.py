@@ -1,0 +1,1 @@
+"""`streamproc replay`: re-producing a range of an input or sink topic."""

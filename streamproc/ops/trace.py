@@ -1,0 +1,219 @@
+"""`streamproc trace <message id | email | userId>`: the timeline of one input, or of a person's
+latest inputs, from the outcomes topic through a local RocksDB index (message id -> outcomes,
+email hash / userId -> recent message ids) that each lookup brings up to date incrementally."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamproc.config.settings import Settings
+from streamproc.config.topology import Topology
+from streamproc.worker.outcomes import decode_docs, person_hash
+
+PERSON_KEPT = 50  # message ids remembered per person (the newest)
+DEFAULT_LIMIT = 10
+
+
+class TraceIndex:
+    """The index of one outcomes topic in a local RocksDB (rocksdict). Keys: `o:<partition>`
+    next offset to read; `m:<message id>` its outcomes (JSON list); `u:<userId>` and
+    `h:<email hash>` [[time, message id], ...] newest last. Lookups read only what was
+    produced since the previous one; the first one reads the topic once (its retention)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from rocksdict import Rdict
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.db = Rdict(str(path))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _get(self, key: str) -> Any:
+        raw = self.db.get(key.encode())
+        return None if raw is None else orjson.loads(raw)
+
+    def next_offset(self, partition: int) -> int:
+        return self._get(f"o:{partition}") or 0
+
+    def add(self, records: list[Any]) -> None:
+        """Index consumed outcome records (aiokafka ConsumerRecords) in one write batch."""
+        from rocksdict import WriteBatch
+
+        outcomes: dict[str, list[Any]] = {}
+        people: dict[str, list[Any]] = {}
+        offsets: dict[int, int] = {}
+        for doc in _documents(records, offsets):
+            mid = doc["m"]
+            key = f"m:{mid}"
+            if key not in outcomes:
+                outcomes[key] = self._get(key) or []
+            outcomes[key].append(doc)
+            for field in ("u", "h"):
+                if doc.get(field):
+                    pkey = f"{field}:{doc[field]}"
+                    if pkey not in people:
+                        people[pkey] = self._get(pkey) or []
+                    people[pkey].append([doc.get("t", 0), mid])
+        batch = WriteBatch()
+        for key, docs in outcomes.items():
+            batch.put(key.encode(), orjson.dumps(docs))
+        for key, seen in people.items():
+            latest: dict[str, float] = {}
+            for t, mid in seen:
+                latest[mid] = max(t, latest.get(mid, 0))
+            newest = sorted(latest.items(), key=lambda kv: kv[1])[-PERSON_KEPT:]
+            batch.put(key.encode(), orjson.dumps([[t, mid] for mid, t in newest]))
+        for partition, offset in offsets.items():
+            batch.put(f"o:{partition}".encode(), orjson.dumps(offset))
+        self.db.write(batch)
+
+    def outcomes(self, message_id: str) -> list[dict[str, Any]]:
+        return self._get(f"m:{message_id}") or []
+
+    def person(self, query: str) -> list[str]:
+        """Message ids of a person's inputs, newest first (by email or userId)."""
+        q = query.strip()
+        seen = (self._get(f"h:{person_hash(q)}") or []) if "@" in q else []
+        seen += self._get(f"u:{q}") or []
+        return [mid for _, mid in sorted(seen, key=lambda x: x[0], reverse=True)]
+
+
+def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, Any]]:
+    """The outcome documents of consumed records (outcomes.decode_docs),
+    noting each partition's next offset in `offsets`."""
+    docs = []
+    for rec in records:
+        offsets[rec.partition] = rec.offset + 1
+        try:
+            found = decode_docs(rec.value)
+        except (orjson.JSONDecodeError, zlib.error, TypeError):
+            continue
+        docs += [doc for doc in found if isinstance(doc.get("m"), str)]
+    return docs
+
+
+async def catch_up(settings: Settings, topic: str, index: TraceIndex,
+                   progress: Any = None) -> int:
+    """Read the outcomes produced since the index's offsets into it; returns how many."""
+    from aiokafka import TopicPartition
+
+    from streamproc.ops.topic_reader import PartitionRange, new_consumer, partition_counts, scan
+
+    parts = (await partition_counts(settings, [topic])).get(topic)
+    if not parts:
+        raise LookupError(f"the outcomes topic {topic} does not exist (streamproc topics apply)")
+    consumer = new_consumer(settings, "trace")
+    await consumer.start()
+    n = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in range(parts)]
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        ranges = [PartitionRange(topic, tp.partition,
+                                 min(max(index.next_offset(tp.partition), begin[tp]), end[tp]),
+                                 end[tp]) for tp in tps]
+        chunk: list[Any] = []
+        async for rec in scan(consumer, ranges, progress):
+            chunk.append(rec)
+            if len(chunk) >= 5000:
+                index.add(chunk)
+                n += len(chunk)
+                chunk = []
+        index.add(chunk)
+        n += len(chunk)
+    finally:
+        await consumer.stop()
+    return n
+
+
+def lookup(index: TraceIndex, query: str, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+    """Timelines (see timeline()) for a message id, or a person's latest `limit` inputs."""
+    own = index.outcomes(query)
+    mids = [query] if own else index.person(query)[:limit]
+    return [timeline(mid, index.outcomes(mid)) for mid in mids]
+
+
+def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One input: its outcomes in time order and, per destination, where it ended."""
+    events = sorted(docs, key=lambda d: (d.get("t", 0), _ORDER.get(d.get("k"), 9)))
+    dests: dict[str, dict[str, Any]] = {}
+    first = next((d for d in events if d.get("k") == "in"), {})
+    person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
+    for d in events:
+        kind = d.get("k")
+        if kind == "route":
+            for dest, _rid, _op in d.get("to", []):
+                dests.setdefault(dest, {"state": "routed"})
+            for dest, reason in d.get("drop", []):
+                dests.setdefault(dest, {"state": "dropped", "reason": reason})
+            if d.get("held"):
+                dests.setdefault("*", {"state": "held"})
+        elif kind == "try":
+            st = dests.setdefault(d["d"], {"state": "routed"})
+            st.update(attempts=max(st.get("attempts", 0), d.get("n", 0)), status=d.get("s"))
+            if d.get("r") == "ok":
+                st["state"] = "delivered"
+            elif st["state"] != "delivered":
+                st["state"] = "retrying" if d.get("r") == "retry" else "failing"
+                st["body"] = d.get("b")
+        elif kind == "dead" and d.get("d"):
+            dests[d["d"]] = {**dests.get(d["d"], {}), "state": "dead_lettered",
+                             "reason": d.get("r"), "status": d.get("s")}
+        elif kind == "dead":
+            dests["*"] = {"state": "dead_lettered", "reason": d.get("r"), "stage": "ingest"}
+        elif kind in ("redrive", "replay"):
+            dests.setdefault(d.get("d") or "*", {})["state"] = _AGAIN[kind]
+    return {"message_id": message_id, "source": first.get("src"),
+            "user_id": first.get("u") or person.get("u"),
+            "email": first.get("e") or person.get("e"), "destinations": dests, "events": events}
+
+
+_AGAIN = {"redrive": "redriven", "replay": "replayed"}
+_ORDER = {"in": 0, "route": 1, "held": 2, "try": 3, "dead": 4}
+
+
+def index_path(settings: Settings, topic: str, purpose: str = "cli") -> Path:
+    return Path(settings.data_dir) / f"trace-index-{purpose}" / topic
+
+
+async def run_trace_command(settings: Settings, topology: Topology,
+                            args: argparse.Namespace) -> int:
+    from streamproc.http.trace_view import render_text
+    from streamproc.ops.topic_reader import Progress
+
+    topic = topology.internal["outcomes"].name
+    index = TraceIndex(args.index_dir or index_path(settings, topic))
+    try:
+        try:
+            await catch_up(settings, topic, index,
+                           Progress("trace: indexing outcomes", 0, quiet_when_fast=True))
+        except LookupError as e:
+            print(f"streamproc trace: {e}", file=sys.stderr)
+            return 1
+        found = lookup(index, args.query, args.limit)
+    finally:
+        index.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_text(args.query, found))
+    return 0 if found else 1
+
+
+def add_parser(sub: Any, func: Any) -> None:
+    t = sub.add_parser("trace", help="what happened to one input (message id) or to a "
+                                     "person's latest inputs (email or userId)")
+    t.add_argument("query", help="a message id, an email or a userId")
+    t.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                   help=f"a person's latest inputs to show (default {DEFAULT_LIMIT})")
+    t.add_argument("--json", action="store_true", help="print the timelines as JSON")
+    t.add_argument("--index-dir", help="where the local index lives (default: DATA_DIR/trace-index-cli/<topic>)")
+    t.set_defaults(func=func)

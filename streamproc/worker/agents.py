@@ -1,0 +1,426 @@
+"""The faust agents, kept thin: ingest (parse, re-key, dead-letter), users and contacts (state
++ routing into sink topics) and one delivery agent per enabled destination. A batch is done
+(its partitions' checkpoint moves, streamproc/runtime) only once its outputs and changelog
+records are acknowledged by the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import orjson
+
+from streamproc import runtime
+from streamproc.core.errors import EventError
+from streamproc.core.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
+from streamproc.core.records import MAX_RECORD_BYTES, dead_letter
+from streamproc.core.routing.config import RoutingConfig
+from streamproc.core.routing.contacts import route_contact_event
+from streamproc.core.routing.messages import SweepPending, decode, encode, key_for
+from streamproc.core.routing.users import route_user_event, sweep_pending
+from streamproc.core.state.model import Contact, KnownUser
+from streamproc.runtime import TableWriter, set_current_event
+from streamproc.worker.holds_sweep import count_holds, index, register_sweeper
+from streamproc.worker.outcomes import ingest_outs, routing_outs, take_outcomes
+from streamproc.worker.output import Out
+
+if TYPE_CHECKING:
+    from streamproc.app.create import Runtime
+
+log = logging.getLogger(__name__)
+
+# Tables: keys utf-8, values orjson bytes; bytes types make faust use its raw codec (no
+# codec work per access). Pass these as Table(**RAW_TABLE) (or table_kwargs(...)).
+RAW_TABLE = {"key_type": bytes, "value_type": bytes}
+
+# RocksDB options per partition store. faust's defaults suit one big store: 64 MB write
+# buffers (up to 3) and a 2 GB block cache *for each partition's DB*, and a worker opens one
+# DB per table partition (users, contacts, one ledger per destination: 36 with 6 partitions).
+# Memory then grew with the data: bench/state.py measured 432 MB RSS at 200k contacts, nearly
+# all of it memtables. These bound each DB to a few MB (more, smaller flushes; reads of cold
+# keys hit the SST files, which the OS page cache serves).
+STATE_STORE_OPTIONS = {"write_buffer_size": 8 * 2**20, "max_write_buffer_number": 2,
+                       "block_cache_size": 16 * 2**20}
+LEDGER_STORE_OPTIONS = {"write_buffer_size": 4 * 2**20, "max_write_buffer_number": 2,
+                        "block_cache_size": 4 * 2**20}
+
+
+def table_kwargs(store_options: dict[str, Any]) -> dict[str, Any]:
+    """Table(**table_kwargs(...)): raw bytes keys/values and bounded RocksDB options (a fresh
+    dict per table: faust's store pops keys from it)."""
+    return {**RAW_TABLE, "options": dict(store_options)}
+
+INGEST_BATCH = 2000
+STATE_BATCH = 2000
+WITHIN = 0.05  # seconds a partial batch waits
+
+
+def batches_of(rt: Runtime, topic: Any, max_: int, within: float) -> Callable[[], Any]:
+    """For an agent on `topic`: a function returning its batches of the topic's records
+    (runtime.Batch: `with batch as events:`), at most `max_`, waiting at most `within` seconds
+    for more after the first. The records come straight from the fetch loop (runtime/feeds.py),
+    not through the agent's faust stream, which is left unread. Call it when registering the
+    agent: the feed must exist before the first fetch."""
+    feed = runtime.feed_for(rt.app, topic.get_topic_name())
+    return lambda: runtime.take(rt.app, feed, max_, within)
+
+
+def _source(m: Any) -> dict[str, Any]:
+    return {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+
+
+def _header(m: Any, name: str) -> str | None:
+    for k, v in m.headers or ():
+        if k == name and v is not None:
+            return v.decode("utf-8", "replace")
+    return None
+
+
+# ------------------------------------------------------------------------------ ingest
+
+
+def parse_input(source: str, m: Any) -> tuple[list[Any], list[EventError]]:
+    """Raw record -> (parsed events, errors). Never raises for bad input."""
+    raw = m.value if m.value is not None else b""
+    record_ts = m.timestamp / 1000.0 if m.timestamp else None
+    try:
+        if source == "segment":
+            return [parse_segment(raw, record_ts=record_ts)], []
+        if source == "mailmodo":
+            return [parse_mailmodo(raw, record_ts=record_ts)], []
+        if source == "mailjet":  # an empty array is no event: dead-lettered, not lost
+            events, errors = parse_mailjet(raw)
+            return events, errors or ([] if events else [EventError(
+                "empty", "the record holds no event (an empty array)")])
+        if source == "clevertap":
+            return parse_clevertap(raw, campaign_id=_header(m, "campaign_id"))
+    except EventError as e:
+        return [], [e]
+    except Exception as e:  # a parser bug must not stop the worker or lose the record
+        log.exception("parser crashed on %s record %s:%s", source, m.partition, m.offset)
+        return [], [EventError("parser_error", f"{type(e).__name__}: {e}")]
+    raise ValueError(f"unknown source {source}")
+
+
+def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None = None,
+                   ) -> list[Out]:
+    topo, metrics = rt.topology, rt.metrics
+    ctx = batch or BatchContext(rt, direct=False)
+    events, errors = parse_input(source, m)
+    out: list[Out] = []
+    target = topo.internal["by_user" if source == "segment" else "by_contact"].name
+    for ev in events:
+        key = key_for(ev)
+        value = encode(ev)
+        if len(value) > MAX_RECORD_BYTES:  # the broker would refuse it for good: dead letter
+            errors.append(EventError("oversize", f"the parsed event is {len(value)} bytes, "
+                                     f"above the {MAX_RECORD_BYTES} byte record limit"))
+            continue
+        ctx.count(metrics.events_in, source,
+                  getattr(ev, "type", None) or getattr(ev, "event", "event"))
+        out.append((target, key.encode() if key else None, value))
+    for err in errors:
+        ctx.count(metrics.dead_lettered_ingest, source, err.reason)
+        out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
+            stage="ingest", reason=err.reason, message=err.message, original=m.value,
+            source={**_source(m), "input": source, "key": _decode_key(m.key)})))
+    out += ingest_outs(rt, source, m, events, errors, batch is not None)
+    if batch is None:
+        ctx.flush()
+    return out
+
+
+def _decode_key(k: bytes | None) -> str | None:
+    return None if k is None else k.decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------------------------ state
+
+
+class BatchContext:
+    """What one agent batch shares, so per-event work stays small:
+
+    - a write-back view of the state tables: each key is read from RocksDB at most once per
+      batch, and written (RocksDB + changelog record) at most once, at the end of the batch,
+      with faust's current event set to the last event that changed it (same key, same
+      partition). Values are kept as the encoded bytes, so no event sees another's in-place
+      changes unless they were written;
+    - metric counts, added up per batch and applied once per label set (a prometheus label
+      lookup costs microseconds, paid several times per event otherwise).
+
+    Called without a batch (tests, tools), the state functions make a context that writes
+    through faust's table API and flush it at once, like a plain table access (no changelog
+    send is left un-awaited: only an agent batch, which awaits them, writes directly)."""
+
+    __slots__ = ("rt", "values", "writers", "counts", "event", "direct")
+
+    def __init__(self, rt: Runtime, direct: bool = True) -> None:
+        self.rt = rt
+        self.direct = direct  # batched writes the agent awaits; else faust's table API
+        self.values: dict[tuple[str, str], bytes | None] = {}
+        self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
+        self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self.event: Any = None  # the event being handled (set by the agent)
+
+    def get(self, table: str, key: str) -> bytes | None:
+        k = (table, key)
+        try:
+            return self.values[k]
+        except KeyError:
+            pass
+        ev = self.event
+        writer = _writers(self.rt).get(table) if self.direct else None
+        if ev is not None and writer is not None and writer.direct():
+            raw = writer.db(ev.message.partition).get(key.encode())
+        else:
+            if ev is not None:  # faust reads the current event's partition store
+                set_current_event(ev)
+            raw = self.rt.tables[table].get(key)
+        self.values[k] = raw
+        return raw
+
+    def set(self, table: str, key: str, value: bytes) -> None:
+        k = (table, key)
+        self.values[k] = value
+        self.writers.pop(k, None)  # keep write order = order of the last change
+        self.writers[k] = self.event
+
+    def count(self, metric: Any, *labels: str, n: int = 1) -> None:
+        k = (metric, labels)
+        self.counts[k] = self.counts.get(k, 0) + n
+
+    def flush_tables(self) -> list[runtime.Staged]:
+        """Send the changed keys' changelog records, one record batch per table partition
+        (TableWriter.stage); the batch awaits them with its outputs, then apply() writes each
+        partition's RocksDB store. Through the table API when the store is not faust's
+        RocksDB store (unit tests' memory tables), or without a batch (direct=False)."""
+        writers = _writers(self.rt) if self.direct else _NO_WRITERS
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        for (table, key), event in self.writers.items():
+            value = self.values[(table, key)]
+            writer = writers.get(table)
+            if event is not None and writer is not None and writer.direct():
+                group = groups.setdefault((table, event.message.partition), [])
+                group.append((key.encode(), value))
+                continue
+            if event is not None:
+                set_current_event(event)
+            self.rt.tables[table][key] = value
+        self.writers.clear()
+        return [writers[table].stage(partition, entries)
+                for (table, partition), entries in groups.items()]
+
+    def flush_counts(self) -> None:
+        for (metric, labels), n in self.counts.items():
+            (metric.labels(*labels) if labels else metric).inc(n)
+        self.counts.clear()
+
+    def flush(self) -> None:
+        self.flush_tables()
+        self.flush_counts()
+
+
+def _writers(rt: Runtime) -> dict[str, TableWriter]:
+    """The state tables' writers (register() adds them; none in tests that build a Runtime
+    by hand: the table API is used then)."""
+    return rt.extras.get("table_writers", _NO_WRITERS)
+
+
+_NO_WRITERS: dict[str, TableWriter] = {}
+
+
+def _load(ctx: BatchContext, table: str, key: str, cls: type) -> Any:
+    raw = ctx.get(table, key)
+    return cls.from_dict(orjson.loads(raw)) if raw is not None else None
+
+
+def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Out]:
+    out = []
+    sinks = rt.topology.destinations
+    routed = rt.metrics.routed
+    for r in records:
+        ctx.count(routed, r.destination)
+        out.append((sinks[r.destination].sink.name, r.key.encode(), r.dumps()))
+    return out
+
+
+def _state_input(rt: Runtime, ctx: BatchContext, m: Any, table: str, cls: type,
+                 ) -> tuple[str | None, Any, Any, Out | None]:
+    """(key, decoded internal message, current state or None, None) for a record of a state
+    agent; (key, None, None, dead letter) for an envelope that does not decode."""
+    key = _decode_key(m.key)
+    try:
+        msg = decode(m.value)
+    except ValueError as e:
+        return key, None, None, _internal_dead_letter(rt, m, str(e))
+    return key, msg, (_load(ctx, table, key, cls) if key else None), None
+
+
+def _routed(rt: Runtime, ctx: BatchContext, res: Any) -> list[Out]:
+    """Count a routing result's drops; its sink records as outputs."""
+    for d in res.drops:
+        ctx.count(rt.metrics.dropped, *d)
+    return _sink_outputs(rt, ctx, res.sink_records)
+
+
+def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
+                 batch: BatchContext | None = None) -> list[Out]:
+    ctx = batch or BatchContext(rt, direct=False)
+    key, msg, user, dead = _state_input(rt, ctx, m, "users", KnownUser)
+    if dead is not None:
+        return [dead]
+    if isinstance(msg, SweepPending):
+        if user is None:
+            return []
+        res = sweep_pending(user, cfg, now)
+    else:
+        res = route_user_event(msg, user, cfg, now, _source(m))
+    if res.changed and res.user is not None and key:
+        ctx.set("users", key, orjson.dumps(res.user.to_dict()))
+        _note_holds(rt, "users", key, res.user.pending)
+    _count_holds(rt, ctx, res)
+    out = _routed(rt, ctx, res) + routing_outs(rt, "users", msg, res, batch is not None)
+    by_contact = rt.topology.internal["by_contact"].name
+    by_user = rt.topology.internal["by_user"].name
+    out += [(by_contact, u.email_key.encode(), encode(u)) for u in res.contact_updates]
+    out += [(by_user, f.user_id.encode(), encode(f)) for f in res.forwards]
+    if batch is None:
+        ctx.flush()
+    return out
+
+
+def _count_holds(rt: Runtime, ctx: BatchContext, res: Any) -> None:
+    """The holds of a state-stage result (held, released, expired, overflow)."""
+    if res.holds:
+        count_holds(rt, ctx, res)
+
+
+def _note_holds(rt: Runtime, table: str, key: str, pending: list[Any]) -> None:
+    """Keep the sweeper's index of keys holding inputs (streamproc/worker/holds_sweep.py)."""
+    idx = index(rt)
+    if pending or key in idx.keys[table]:
+        idx.note(table, key, pending)
+
+
+def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
+                    batch: BatchContext | None = None) -> list[Out]:
+    ctx = batch or BatchContext(rt, direct=False)
+    key, msg, contact, dead = _state_input(rt, ctx, m, "contacts", Contact)
+    if dead is not None:
+        return [dead]
+    res = route_contact_event(msg, contact, cfg, _source(m), now=now)
+    if res.changed and res.contact is not None and key:
+        ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
+        _note_holds(rt, "contacts", key, res.contact.pending)
+    _count_holds(rt, ctx, res)
+    out = _routed(rt, ctx, res) + routing_outs(rt, "contacts", msg, res, batch is not None)
+    if batch is None:
+        ctx.flush()
+    return out
+
+
+def _internal_dead_letter(rt: Runtime, m: Any, why: str) -> Out:
+    rt.metrics.dead_lettered_ingest.labels("internal", "bad_envelope").inc()
+    return (rt.topology.internal["dead_letter"].name, m.key, dead_letter(
+        stage="routing", reason="bad_envelope", message=why, original=m.value,
+        source=_source(m)))
+
+
+# ------------------------------------------------------------------------------ wiring
+
+
+def register(rt: Runtime) -> None:
+    app, topo, settings = rt.app, rt.topology, rt.settings
+    cfg = RoutingConfig.from_settings(settings, topo.enabled)
+    raw = dict(key_serializer="raw", value_serializer="raw")
+
+    def topic(spec: Any) -> Any:
+        t = app.topic(spec.name, partitions=spec.partitions, **raw)
+        rt.topics[spec.name] = t
+        return t
+
+    for source, spec in topo.inputs.items():
+        _ingest_agent(rt, source, topic(spec))
+
+    by_user = topic(topo.internal["by_user"])
+    by_contact = topic(topo.internal["by_contact"])
+    rt.tables["users"] = app.Table("known-users", partitions=by_user.partitions,
+                                   **table_kwargs(STATE_STORE_OPTIONS))
+    rt.tables["contacts"] = app.Table("contacts", partitions=by_contact.partitions,
+                                      **table_kwargs(STATE_STORE_OPTIONS))
+    rt.extras["table_writers"] = {
+        name: TableWriter(rt.tables[name], rt.output.started) for name in ("users", "contacts")}
+    _state_agent(rt, "users", by_user,
+                 lambda m, now, batch: user_outputs(rt, cfg, m, now, batch))
+    _state_agent(rt, "contacts", by_contact,
+                 lambda m, now, batch: contact_outputs(rt, cfg, m, now, batch))
+    if cfg.hold_seconds > 0:
+        register_sweeper(rt, cfg)
+
+    from streamproc.worker.deliver_agents import register_delivery
+
+    register_delivery(rt, topic)
+
+
+def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
+    batches = batches_of(rt, topic, INGEST_BATCH, WITHIN)
+
+    async def ingest(stream: Any) -> None:
+        async for taken in batches():
+            with taken as events:
+                batch = BatchContext(rt)
+                out: list[Out] = []
+                for ev in events:
+                    out += ingest_outputs(rt, source, ev.message, batch)
+                await rt.output.send_all(out + take_outcomes(rt))
+                batch.flush_counts()
+
+    rt.app.agent(topic, name=f"streamproc.ingest.{source}")(ingest)
+
+
+StateHandler = Callable[[Any, float, "BatchContext"], list[Out]]
+
+
+def _state_agent(rt: Runtime, name: str, topic: Any, handle: StateHandler) -> None:
+    batches = batches_of(rt, topic, STATE_BATCH, WITHIN)
+
+    async def process(stream: Any) -> None:
+        async for taken in batches():
+            with taken as events:
+                await _process_state_batch(rt, name, events, handle)
+
+    rt.app.agent(topic, name=f"streamproc.{name}")(process)
+
+
+async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
+                               handle: StateHandler) -> None:
+    out: list[Out] = []
+    now = time.time()
+    batch = BatchContext(rt)
+    for ev in events:
+        batch.event = ev
+        try:
+            out += handle(ev.message, now, batch)
+        except Exception as e:  # a routing bug must not ack-and-lose the record
+            log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
+                          ev.message.offset)
+            batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")
+            out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
+                        dead_letter(stage="routing", reason="routing_error",
+                                    message=f"{type(e).__name__}: {e}",
+                                    original=ev.message.value,
+                                    source=_source(ev.message))))
+    out += take_outcomes(rt)  # the batch's outcome records (streamproc trace)
+    staged = batch.flush_tables()  # changelog records of the changed keys, sent now
+    try:
+        await rt.output.send_all(out)
+    except BaseException:  # no changelog send of a failed batch may land after its retry's
+        if staged:
+            await asyncio.wait([s.sent for s in staged])
+        raise
+    await runtime.wait_all(s.sent for s in staged)  # state changes on the broker, then
+    for s in staged:  # into the stores: a batch that failed left them as they were
+        s.apply()
+    batch.flush_counts()

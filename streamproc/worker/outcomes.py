@@ -1,0 +1,384 @@
+"""Outcome records: what happened to each input (ingested, routed, dropped, held, each delivery
+attempt, dead-lettered), small JSON objects on the outcomes topic that `streamproc trace` and
+the status page read. Emails masked (setting), secrets scrubbed, response bodies truncated."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import zlib
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING, Any, Iterable
+
+import orjson
+
+from streamproc.core.errors import AuthError, Permanent
+
+if TYPE_CHECKING:
+    from streamproc.app.create import Runtime
+    from streamproc.worker.output import Out
+
+# Field names (compact: a few outcomes per input): k kind, m input message id, t unix time,
+# d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
+# r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
+# delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
+# h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
+# dict per input on the routing path), one `ins` / `routes` document per outcomes partition
+# and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
+# [message id, stage, to, drop, held, u, e, h]; decode_docs gives them back as documents.
+FAILURES_KEPT = 20  # per destination, for the status page
+PACKED = 500  # outcome documents per Kafka record at most (JSON array)
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_SECRET_FIELD = re.compile(
+    r"""(["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|api[_-]?secret|"""
+    r"""password|passcode|authorization|write[_-]?key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,&}]+)""",
+    re.IGNORECASE)
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def partition_hash(message_id: str) -> int:
+    """An input's outcomes go to partition partition_hash(message id) % partitions: crc32,
+    since Kafka's murmur2 costs ~5 us per key in Python and crc32 0.1 us (the producer
+    takes the partition as the fifth element of an Out, see Outcomes.pack)."""
+    return zlib.crc32(message_id.encode())
+
+
+def person_hash(email: str) -> str:
+    """The lookup key of an email (trimmed, lowercased), kept even when emails are masked.
+    Cached: a person's events recur (bounded, cleared when full)."""
+    h = _HASHES.get(email)
+    if h is None:
+        if len(_HASHES) >= 100_000:
+            _HASHES.clear()
+        h = _HASHES[email] = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+    return h
+
+
+_HASHES: dict[str, str] = {}
+_dumps, _crc32 = orjson.dumps, zlib.crc32
+
+
+def encode_docs(docs: list[dict[str, Any]]) -> bytes:
+    """A record value: the JSON array of the documents. Not compressed: zlib (level 1) cost
+    ~2 us per input on the routing path (bench/route_path.py), a quarter of the outcomes'
+    budget; decode_docs still reads the compressed values earlier versions wrote."""
+    return _dumps(docs)
+
+
+def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
+    """The documents of an outcomes record (compressed array, or plain JSON array/object),
+    `ins` row documents expanded into one `in` document per input."""
+    if not value:
+        return []
+    if value[:1] == b"\x78":  # zlib's header; JSON starts with [ or {
+        value = zlib.decompress(value)
+    doc = orjson.loads(value)
+    out: list[dict[str, Any]] = []
+    for d in doc if isinstance(doc, list) else [doc]:
+        if not isinstance(d, dict):
+            continue
+        kind = d.get("k")
+        if kind == "ins":
+            t = d.get("t", 0)
+            out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3],
+                     "o": r[4]} for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
+        elif kind == "routes":
+            out += [_route_doc(r, d.get("t", 0))
+                    for r in d.get("r") or () if isinstance(r, list) and len(r) == 8]
+        else:
+            out.append(d)
+    return out
+
+
+_ROUTE_FIELDS = ("drop", "held", "u", "e", "h")  # the optional fields of a `routes` row
+
+
+def _route_doc(row: list[Any], t: float) -> dict[str, Any]:
+    doc = {"k": "route", "m": row[0], "t": t, "st": row[1], "to": row[2] or []}
+    doc.update((k, v) for k, v in zip(_ROUTE_FIELDS, row[3:]) if v)
+    return doc
+
+
+def _mask_key(email: str) -> str:
+    """mask_email for one address (no regex: the ingest hot path)."""
+    at = email.find("@")
+    return email[:1] + "***" + email[at:] if at > 0 else mask_email(email)
+
+
+def mask_email(text: str) -> str:
+    return _EMAIL.sub(r"\1***@\2", text)
+
+
+class Scrubber:
+    """Makes text safe for the outcomes topic: secret fields and auth headers replaced by ***,
+    the configured credentials removed wherever they appear, emails masked (when on), and
+    the result truncated."""
+
+    def __init__(self, secrets: Iterable[str] = (), *, mask: bool = True, limit: int = 500):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.mask, self.limit = mask, limit
+
+    def __call__(self, text: str | None) -> str:
+        if not text:
+            return ""
+        text = text[: self.limit * 4]  # bound the regex work on huge bodies
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
+        text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)
+        if self.mask:
+            text = mask_email(text)
+        return text[: self.limit]
+
+    def email(self, email: str | None) -> str | None:
+        if not email:
+            return None
+        return mask_email(email) if self.mask else email
+
+
+def configured_secrets(settings: Any) -> list[str]:
+    s = settings
+    values = [s.mailmodo.api_key.get(), s.segment.write_key.get(), s.clevertap.passcode.get(),
+              s.mailjet.api_secret.get(), s.mailjet.api_key, s.ingest.webhook_token.get()]
+    return [v for v in values + list(s.ingest.segment_write_keys) if v]
+
+
+class Outcomes:
+    """The worker's outcome writer (rt.extras["outcomes"], None when switched off)."""
+
+    def __init__(self, settings: Any, topic: str, partitions: int = 6) -> None:
+        cfg = settings.outcomes
+        self.topic, self.partitions = topic, partitions
+        self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
+        self.rows: list[tuple[Any, ...]] = []  # its `in` rows (ingest_outs)
+        self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
+        self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
+                              limit=cfg.body_chars)
+        self.failures: dict[str, deque[dict[str, Any]]] = {}
+
+    def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = (),
+             routes: list[list[Any]] = ()) -> list[Out]:
+        """Outcome documents and `in` / `route` rows (see the field notes) as Kafka records:
+        those of one partition (crc32 of the message id, see partition_hash) together in
+        JSON arrays of at most PACKED documents, so an input's outcomes share a partition
+        without a Kafka record each (fewer, larger records)."""
+        n = self.partitions
+        groups = _by_partition(docs, "m", n)
+        now = int(time.time() * 1000) / 1000
+        for kind, items in (("ins", rows), ("routes", routes)):
+            if items:
+                for g, part in _by_partition(items, 0, n).items():
+                    groups.setdefault(g, []).extend(
+                        {"k": kind, "t": now, "r": part[i:i + PACKED]}
+                        for i in range(0, len(part), PACKED))
+        return [(self.topic, None, encode_docs(group[i:i + PACKED]), None, g)
+                for g, group in groups.items() for i in range(0, len(group), PACKED)]
+
+    def take(self) -> list[Out]:
+        """The records of the documents stashed by the current agent batch (see take_outcomes)."""
+        docs, rows, routes = self.pending, self.rows, self.routes
+        if not docs and not rows and not routes:
+            return []
+        self.pending, self.rows, self.routes = [], [], []
+        return self.pack(docs, rows, routes)
+
+    # ---------------------------------------------------------------- routing side
+
+    def ingest_dead(self, source: str, m: Any, errors: list[Any]) -> list[dict[str, Any]]:
+        """An input that could not be (fully) parsed: its `in` and ingest `dead` outcomes,
+        under its own id (raw_message_id)."""
+        now = int(time.time() * 1000) / 1000
+        mid = raw_message_id(m)
+        out = [{"k": "in", "m": mid, "t": now, "src": source, "tp": m.topic,
+                "p": m.partition, "o": m.offset}]
+        out += [{"k": "dead", "m": mid, "t": now, "stage": "ingest", "r": err.reason,
+                 "msg": self.scrub(err.message)} for err in errors]
+        return out
+
+    def routed(self, stage: str, msg: Any, res: Any) -> list[list[Any]]:
+        """One `route` row per input the result concerns (see the field notes): its sink
+        records (destination, delivery id, op), drops with reasons, and whether it was held.
+        An input (not a derived envelope) always gets one, with its person (u userId, e
+        masked email, h email hash): it is also what says the input reached routing."""
+        sinks, drops = res.sink_records, res.drops
+        held = getattr(res, "held", 0) if getattr(res, "holds", True) else 0  # a count
+        attr = _ID_ATTR.get(type(msg))
+        if attr is None:
+            message_id(msg)
+            attr = _ID_ATTR[type(msg)]
+        own = (getattr(msg, attr) or None) if attr else None
+        if not own and not sinks:
+            return []
+        if not sinks and not drops and not held and attr == "source_id":
+            return []  # a derived envelope that changed nothing visible
+        rows: dict[str, list[Any]] = {}
+        if own:
+            user_id = getattr(msg, "user_id", None)
+            email = getattr(msg, "email_key", None)
+            if email and isinstance(email, str):
+                e, h = (_mask_key(email) if self.scrub.mask else email), person_hash(email)
+            else:
+                e = h = None
+            rows[own] = [own, stage, [], [(x.destination, x.reason) for x in drops] or None,
+                         held or None, user_id if isinstance(user_id, str) else None, e, h]
+        for r in sinks:
+            mid = r.source.get("message_id") or own
+            if not mid:
+                continue
+            row = rows.get(mid)
+            if row is None:
+                row = rows[mid] = [mid, stage, [], None, None, None, None, None]
+            if row[7] is None:  # the person, for lookups by email
+                email = r.payload.get("email") or (r.key if "@" in r.key else None)
+                if email and isinstance(email, str):
+                    row[7] = person_hash(email)
+            row[2].append((r.destination, r.id, r.op))
+        return list(rows.values())
+
+    # ---------------------------------------------------------------- delivery side
+
+    def attempt_outs(self, dest: str, request: Any, status: int | None, body: str,
+                     items: list[tuple[Any, int, Any]]) -> list[dict[str, Any]]:
+        """`try` outcomes of one HTTP request (Deliverer's on_attempt): one per record it
+        carried, with its attempt number and result; failures also go to the status page's
+        recent-failures list."""
+        now = round(time.time(), 3)
+        excerpt = None
+        out = []
+        for record, attempt, error in items:
+            mid = record.source.get("message_id")
+            if not mid:
+                continue
+            result = ("ok" if error is None else "auth" if isinstance(error, AuthError)
+                      else "failed" if isinstance(error, Permanent) else "retry")
+            doc = {"k": "try", "m": mid, "t": now, "d": dest, "id": record.id, "op": record.op,
+                   "req": request.kind, "n": attempt, "s": status, "r": result}
+            if error is not None:
+                if excerpt is None:
+                    excerpt = self.scrub(body)
+                doc["b"] = excerpt
+                doc["err"] = self.scrub(str(error))[:200]
+                ring = self.failures.get(dest)
+                if ring is None:
+                    ring = self.failures[dest] = deque(maxlen=FAILURES_KEPT)
+                ring.appendleft(doc)
+            out.append(doc)
+        return out
+
+    def dead_outs(self, dest: str, dead: Iterable[Any]) -> list[dict[str, Any]]:
+        now = round(time.time(), 3)
+        return [{"k": "dead", "m": d.record.source["message_id"], "t": now,
+                 "stage": "delivery", "d": dest, "id": d.record.id, "r": d.reason,
+                 "s": d.status, "n": d.attempts}
+                for d in dead if d.record.source.get("message_id")]
+
+    def recent_failures(self, dest: str) -> list[dict[str, Any]]:
+        return list(self.failures.get(dest, ()))
+
+
+class AttemptRecorder:
+    """Deliverer's on_attempt for one destination: collects the `try` outcomes of a batch;
+    deliver_batch takes them and produces them with the batch's dead letters."""
+
+    def __init__(self, outcomes: Outcomes, dest: str) -> None:
+        self.outcomes, self.dest = outcomes, dest
+        self.pending: list[dict[str, Any]] = []
+
+    def __call__(self, request: Any, status: int | None, body: str,
+                 items: list[tuple[Any, int, Any]]) -> None:
+        self.pending += self.outcomes.attempt_outs(self.dest, request, status, body, items)
+
+    def take(self, dead: Iterable[Any] = ()) -> list[Out]:
+        docs, self.pending = self.pending, []
+        docs += self.outcomes.dead_outs(self.dest, dead)
+        return self.outcomes.pack(docs) if docs else []
+
+
+def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]]:
+    """Outcome documents or rows by partition: crc32 of their message id (item[key]) % n."""
+    groups: defaultdict[int, list[Any]] = defaultdict(list)
+    for item in items:
+        groups[_crc32(item[key].encode()) % n].append(item)
+    return groups
+
+
+def message_id(ev: Any) -> str | None:
+    """The id an input is traced by: Segment's messageId, else the event's stable id
+    (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
+    attr = _ID_ATTR.get(type(ev))
+    if attr is None:
+        attr = _ID_ATTR[type(ev)] = next(
+            (a for a in ("event_id", "message_id", "source_id") if hasattr(ev, a)), "")
+    return (getattr(ev, attr) or None) if attr else None
+
+
+_ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
+
+
+def raw_message_id(m: Any) -> str:
+    """An unparseable input: its messageId/id when the JSON has one, else topic:partition:offset."""
+    try:
+        doc = orjson.loads(m.value or b"")
+        if isinstance(doc, dict):
+            for key in ("messageId", "message_id", "id", "event_id"):
+                if isinstance(doc.get(key), (str, int)) and str(doc[key]):
+                    return str(doc[key])
+    except orjson.JSONDecodeError:
+        pass
+    return f"{m.topic}:{m.partition}:{m.offset}"
+
+
+def install(rt: Runtime) -> Outcomes | None:
+    """The worker's Outcomes (rt.extras["outcomes"]), or None when STREAMPROC_OUTCOMES=off."""
+    if not rt.settings.outcomes.enabled:
+        rt.extras["outcomes"] = None
+        return None
+    spec = rt.topology.internal["outcomes"]
+    rt.extras["outcomes"] = o = Outcomes(rt.settings, spec.name, spec.partitions)
+    return o
+
+
+def of(rt: Runtime) -> Outcomes | None:
+    return rt.extras.get("outcomes")
+
+
+def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> list[Out]:
+    """The `route` outcomes of a users/contacts result (none when switched off). In an agent
+    batch (`batched`) they are stashed for take_outcomes; else returned as records."""
+    o = rt.extras.get("outcomes")
+    if o is None:
+        return []
+    rows = o.routed(stage, msg, res)
+    if batched:
+        if rows:
+            o.routes += rows
+        return []
+    return o.pack([], (), rows)
+
+
+def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],
+                batched: bool) -> list[Out]:
+    """The `in` outcomes (rows, see the field notes) and ingest `dead` ones of one raw
+    record, as routing_outs."""
+    o = rt.extras.get("outcomes")
+    if o is None:
+        return []
+    tp, p, off = m.topic, m.partition, m.offset
+    rows = [(mid, source, tp, p, off) for mid in map(message_id, events) if mid]
+    docs = o.ingest_dead(source, m, errors) if errors else []
+    if batched:
+        o.rows += rows
+        if docs:
+            o.pending += docs
+        return []
+    return o.pack(docs, rows)
+
+
+def take_outcomes(rt: Runtime) -> list[Out]:
+    """The outcome records of the agent batch being built, to send with its outputs. Call it
+    in the same synchronous stretch as the batch's routing (no await in between): the
+    agents share the stash, and asyncio runs none of the others' code meanwhile."""
+    o = rt.extras.get("outcomes")
+    return [] if o is None else o.take()
