@@ -4,42 +4,47 @@ web pages. No autodiscovery and no module-level app, so every test can build a f
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from streamproc.config.kafka import broker_url, client_kwargs, faust_credentials
-from streamproc.config.settings import Settings
+from streamproc.config.kafka import client_kwargs, ssl_context
+from streamproc.config.settings import KafkaSettings, Settings
 from streamproc.config.topology import Topology
 from streamproc.core.metrics import Metrics
+from streamproc.http import observe, status, web
+from streamproc.http.ingest import routes as ingest
+from streamproc.runtime import SCHEME, check_versions
+from streamproc.worker import agents, summary
+from streamproc.worker.context import Runtime
 from streamproc.worker.output import OutputProducer
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    """What the agents share: settings, topology, the output producer, metrics, tables."""
+def faust_credentials(k: KafkaSettings) -> Any:
+    """faust's broker_credentials for the configured security protocol (None = plaintext)."""
+    ctx = ssl_context(k)
+    if k.security_protocol == "PLAINTEXT":
+        return None
+    if k.security_protocol == "SSL":
+        return faust.SSLCredentials(ctx)
+    if k.sasl_mechanism == "PLAIN":
+        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password.get(),
+                                     ssl_context=ctx)
+    return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password.get(),
+                                 mechanism=k.sasl_mechanism, ssl_context=ctx)
 
-    app: faust.App
-    settings: Settings
-    topology: Topology
-    metrics: Metrics
-    output: OutputProducer
-    tables: dict[str, Any] = field(default_factory=dict)
-    topics: dict[str, Any] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+
+def broker_url(k: KafkaSettings) -> str:
+    """faust's broker URL: the `streamproc` scheme selects streamproc.runtime's transport."""
+    return ";".join(f"{SCHEME}://{h.strip()}" for h in k.bootstrap_servers.split(",")
+                    if h.strip())
 
 
 def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | None = None,
                ) -> faust.App:
     """Build the app. `app.streamproc` is the Runtime the agents and pages use."""
-    from streamproc.http import web
-    from streamproc.http.ingest import common as ingest
-    from streamproc.runtime import check_versions
-    from streamproc.worker import agents  # local: keep module import order explicit
-
     check_versions()  # the runtime corrects faust's internals of these exact versions
     k = settings.kafka
     app = faust.App(
@@ -90,8 +95,6 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
     outcomes.install(runtime)  # rt.extras["outcomes"] (None: STREAMPROC_OUTCOMES=off)
     trace_view.install(runtime)
     agents.register(runtime)
-    from streamproc.http import observe, status  # operate: refreshers, status, summary
-    from streamproc.worker import summary
     observe.install(runtime)
     summary.install(runtime)  # the periodic INFO summary line (LOG_SUMMARY_INTERVAL_S)
     status.install(runtime)  # sampler timer; /status pages via extras["web_hooks"]

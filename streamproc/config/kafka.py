@@ -1,5 +1,5 @@
-"""Kafka connection details from Settings: aiokafka client kwargs (security included), faust
-broker credentials, and the bootstrap address in use."""
+"""Kafka connection details from Settings: aiokafka client kwargs (security included) and the
+TLS context. faust's broker URL and credentials are built by create_app (streamproc/app)."""
 
 from __future__ import annotations
 
@@ -38,27 +38,3 @@ def client_kwargs(k: KafkaSettings) -> dict[str, Any]:
         kw["sasl_plain_username"] = k.sasl_username
         kw["sasl_plain_password"] = k.sasl_password.get()
     return kw
-
-
-def faust_credentials(k: KafkaSettings) -> Any:
-    """faust's broker_credentials for the configured security protocol (None = plaintext)."""
-    import faust
-
-    ctx = ssl_context(k)
-    if k.security_protocol == "PLAINTEXT":
-        return None
-    if k.security_protocol == "SSL":
-        return faust.SSLCredentials(ctx)
-    if k.sasl_mechanism == "PLAIN":
-        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password.get(),
-                                     ssl_context=ctx)
-    return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password.get(),
-                                 mechanism=k.sasl_mechanism, ssl_context=ctx)
-
-
-def broker_url(k: KafkaSettings) -> str:
-    """faust's broker URL: the `streamproc` scheme selects streamproc.runtime's transport."""
-    from streamproc.runtime import SCHEME
-
-    return ";".join(f"{SCHEME}://{h.strip()}" for h in k.bootstrap_servers.split(",")
-                    if h.strip())

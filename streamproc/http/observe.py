@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from streamproc import runtime
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 log = logging.getLogger(__name__)
 

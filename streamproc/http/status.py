@@ -19,7 +19,7 @@ import orjson
 from streamproc.http import observe, trace_view
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 SAMPLE_INTERVAL_S = 2.0
 HISTORY_S = 300.0  # the chart's window

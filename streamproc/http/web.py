@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from faust.web import Request, Response, View
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 
 def is_ready(runtime: Runtime) -> tuple[bool, str]:

@@ -14,7 +14,7 @@ import orjson
 
 from streamproc import runtime
 from streamproc.core.errors import EventError
-from streamproc.core.events import parse_clevertap, parse_mailjet, parse_mailmodo, parse_segment
+from streamproc.core.events.inputs import parse_input
 from streamproc.core.records import MAX_RECORD_BYTES, dead_letter
 from streamproc.core.routing.config import RoutingConfig
 from streamproc.core.routing.contacts import route_contact_event
@@ -22,86 +22,26 @@ from streamproc.core.routing.messages import SweepPending, decode, encode, key_f
 from streamproc.core.routing.users import route_user_event, sweep_pending
 from streamproc.core.state.model import Contact, KnownUser
 from streamproc.runtime import TableWriter, set_current_event
+from streamproc.worker.batching import STATE_STORE_OPTIONS, batches_of, table_kwargs
 from streamproc.worker.holds_sweep import count_holds, index, register_sweeper
 from streamproc.worker.outcomes import ingest_outs, routing_outs, take_outcomes
 from streamproc.worker.output import Out
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 log = logging.getLogger(__name__)
-
-# Tables: keys utf-8, values orjson bytes; bytes types make faust use its raw codec (no
-# codec work per access). Pass these as Table(**RAW_TABLE) (or table_kwargs(...)).
-RAW_TABLE = {"key_type": bytes, "value_type": bytes}
-
-# RocksDB options per partition store. faust's defaults suit one big store: 64 MB write
-# buffers (up to 3) and a 2 GB block cache *for each partition's DB*, and a worker opens one
-# DB per table partition (users, contacts, one ledger per destination: 36 with 6 partitions).
-# Memory then grew with the data: bench/state.py measured 432 MB RSS at 200k contacts, nearly
-# all of it memtables. These bound each DB to a few MB (more, smaller flushes; reads of cold
-# keys hit the SST files, which the OS page cache serves).
-STATE_STORE_OPTIONS = {"write_buffer_size": 8 * 2**20, "max_write_buffer_number": 2,
-                       "block_cache_size": 16 * 2**20}
-LEDGER_STORE_OPTIONS = {"write_buffer_size": 4 * 2**20, "max_write_buffer_number": 2,
-                        "block_cache_size": 4 * 2**20}
-
-
-def table_kwargs(store_options: dict[str, Any]) -> dict[str, Any]:
-    """Table(**table_kwargs(...)): raw bytes keys/values and bounded RocksDB options (a fresh
-    dict per table: faust's store pops keys from it)."""
-    return {**RAW_TABLE, "options": dict(store_options)}
 
 INGEST_BATCH = 2000
 STATE_BATCH = 2000
 WITHIN = 0.05  # seconds a partial batch waits
 
 
-def batches_of(rt: Runtime, topic: Any, max_: int, within: float) -> Callable[[], Any]:
-    """For an agent on `topic`: a function returning its batches of the topic's records
-    (runtime.Batch: `with batch as events:`), at most `max_`, waiting at most `within` seconds
-    for more after the first. The records come straight from the fetch loop (runtime/feeds.py),
-    not through the agent's faust stream, which is left unread. Call it when registering the
-    agent: the feed must exist before the first fetch."""
-    feed = runtime.feed_for(rt.app, topic.get_topic_name())
-    return lambda: runtime.take(rt.app, feed, max_, within)
-
-
 def _source(m: Any) -> dict[str, Any]:
     return {"topic": m.topic, "partition": m.partition, "offset": m.offset}
 
 
-def _header(m: Any, name: str) -> str | None:
-    for k, v in m.headers or ():
-        if k == name and v is not None:
-            return v.decode("utf-8", "replace")
-    return None
-
-
 # ------------------------------------------------------------------------------ ingest
-
-
-def parse_input(source: str, m: Any) -> tuple[list[Any], list[EventError]]:
-    """Raw record -> (parsed events, errors). Never raises for bad input."""
-    raw = m.value if m.value is not None else b""
-    record_ts = m.timestamp / 1000.0 if m.timestamp else None
-    try:
-        if source == "segment":
-            return [parse_segment(raw, record_ts=record_ts)], []
-        if source == "mailmodo":
-            return [parse_mailmodo(raw, record_ts=record_ts)], []
-        if source == "mailjet":  # an empty array is no event: dead-lettered, not lost
-            events, errors = parse_mailjet(raw)
-            return events, errors or ([] if events else [EventError(
-                "empty", "the record holds no event (an empty array)")])
-        if source == "clevertap":
-            return parse_clevertap(raw, campaign_id=_header(m, "campaign_id"))
-    except EventError as e:
-        return [], [e]
-    except Exception as e:  # a parser bug must not stop the worker or lose the record
-        log.exception("parser crashed on %s record %s:%s", source, m.partition, m.offset)
-        return [], [EventError("parser_error", f"{type(e).__name__}: {e}")]
-    raise ValueError(f"unknown source {source}")
 
 
 def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None = None,

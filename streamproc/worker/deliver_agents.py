@@ -16,12 +16,12 @@ from streamproc.core.force_header import is_forced
 from streamproc.core.records import SinkRecord, dead_letter
 from streamproc.delivery.ledger import as_unix_seconds
 from streamproc.delivery.outage import Held
-from streamproc.worker.agents import batches_of
 import streamproc.worker.outcomes
+from streamproc.worker.batching import LEDGER_STORE_OPTIONS, batches_of, table_kwargs
 from streamproc.worker.table_ledger import TableLedger
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,6 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
     from streamproc.delivery.client import build_client
     from streamproc.delivery.engine import Deliverer
     from streamproc.destinations.registry import DESTINATIONS as MODULES
-    from streamproc.worker.agents import LEDGER_STORE_OPTIONS, table_kwargs
 
     app, settings = rt.app, rt.settings
     retention = settings.routing.ledger_retention_hours * 3600

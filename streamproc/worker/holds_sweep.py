@@ -19,7 +19,7 @@ from streamproc.core.routing.drops import (
 from streamproc.core.routing.messages import SweepContact, SweepPending, encode
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 log = logging.getLogger(__name__)
 

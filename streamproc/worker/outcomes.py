@@ -16,7 +16,7 @@ import orjson
 from streamproc.core.errors import AuthError, Permanent
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
     from streamproc.worker.output import Out
 
 # Field names (compact: a few outcomes per input): k kind, m input message id, t unix time,

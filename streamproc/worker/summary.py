@@ -35,7 +35,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 log = logging.getLogger("streamproc.summary")  # documented name, kept
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from streamproc.worker.agents import parse_input
+from streamproc.core.events.inputs import parse_input
 
 
 @dataclass

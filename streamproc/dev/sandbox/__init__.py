@@ -5,14 +5,8 @@ from streamproc.dev.sandbox.clevertap import CleverTapFake
 from streamproc.dev.sandbox.mailjet import MailjetFake
 from streamproc.dev.sandbox.mailmodo import MailmodoFake
 from streamproc.dev.sandbox.segment import SegmentFake
-from streamproc.dev.sandbox.server import (
-    Fault,
-    FakeApi,
-    RecordedRequest,
-    SandboxServer,
-    running,
-    serve_forever,
-)
+from streamproc.dev.sandbox.run import SandboxServer, running, serve_forever
+from streamproc.dev.sandbox.server import Fault, FakeApi, RecordedRequest
 from streamproc.dev.sandbox import clevertap, mailjet, mailmodo, segment
 
 # Credentials the sandboxes accept by default (demo mode configures the clients with these).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from streamproc.dev.sandbox.server import FAKE_NAMES, serve_forever
+from streamproc.dev.sandbox.run import FAKE_NAMES, serve_forever
 
 
 def main(argv: list[str] | None = None) -> None:

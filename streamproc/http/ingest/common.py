@@ -1,8 +1,7 @@
 """Ingest endpoints on the worker's web server (faust web, aiohttp): a Segment-compatible
 collector (streamproc/http/ingest/segment.py) and the Mailmodo, Mailjet and CleverTap webhooks
 (streamproc/http/ingest/webhooks.py). This module holds what they share (auth parsing, bounded
-body reading, the Kafka write, the error-to-JSON wrapper) and `register(runtime)`, which
-create_app appends to runtime.extras["web_hooks"].
+body reading, the Kafka write, the error-to-JSON wrapper); routes.py registers the pages.
 
 Decisions (the README section "Ingest endpoints" documents them for operators):
 - An endpoint answers 2xx only after the broker acknowledged every record it wrote
@@ -39,7 +38,7 @@ from aiohttp.web import RequestPayloadError
 from faust.web import Request, Response, View
 
 if TYPE_CHECKING:
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +244,3 @@ def add_route(rt: Runtime, path: str, endpoint: str, handler: Handler) -> None:
 
     IngestView.__name__ = IngestView.__qualname__ = "Ingest" + re.sub(r"\W+", "_", path)
     rt.app.page(path, name=f"ingest:{path}")(IngestView)
-
-
-def register(rt: Runtime) -> None:
-    """Add every ingest page (called by web.register through runtime.extras["web_hooks"])."""
-    from streamproc.http.ingest import segment as ingest_segment, webhooks as ingest_webhooks
-
-    ingest_segment.register(rt)
-    ingest_webhooks.register(rt)

@@ -49,7 +49,7 @@ from streamproc.http.ingest.common import (
 if TYPE_CHECKING:
     from faust.web import Request
 
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 SEGMENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_BYTES = 32 * 1024

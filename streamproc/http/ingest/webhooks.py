@@ -48,7 +48,7 @@ from streamproc.http.ingest.common import (
 if TYPE_CHECKING:
     from faust.web import Request
 
-    from streamproc.app.create import Runtime
+    from streamproc.worker.context import Runtime
 
 
 def first_email_mailjet(body: Any) -> bytes | None:

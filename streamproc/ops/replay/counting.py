@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from streamproc.config.settings import Settings
+from streamproc.core.events.inputs import parse_input
 from streamproc.ops.topic_reader import (Progress, compute_ranges, new_consumer, partition_counts,
                                          scan)
 
@@ -43,8 +44,6 @@ class RangeStats:
         self.ids[rid] = (m.partition, m.offset)
 
     def add_input(self, source: str, m: Any) -> None:
-        from streamproc.worker.agents import parse_input
-
         self.per_partition[m.partition] += 1
         events, errors = parse_input(source, m)
         for ev in events:
