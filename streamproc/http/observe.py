@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from streamproc import runtime
+from streamproc.worker.lags import assigned_source_partitions, consumer_lags, consumer_of
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
@@ -62,45 +63,9 @@ def count_changelog_reads(rt: Runtime, table: Any) -> None:
     runtime.on_changelog_event(table, count)
 
 
-def _consumer(rt: Runtime) -> Any:
-    return runtime.started_consumer(rt.app)
-
-
-def assigned_source_partitions(rt: Runtime) -> list[Any]:
-    """The assigned partitions of the topics the agents consume (no changelogs), sorted."""
-    consumer = _consumer(rt)
-    if consumer is None:
-        return []
-    try:
-        assigned = consumer.assignment()
-    except Exception:  # consumer not started / stopping
-        return []
-    ours = set(rt.topics)
-    return sorted((tp for tp in assigned if tp.topic in ours),
-                  key=lambda tp: (tp.topic, tp.partition))
-
-
-def consumer_lags(rt: Runtime) -> dict[tuple[str, int], int]:
-    """{(topic, partition): lag} for the assigned source partitions whose highwater is known."""
-    consumer = _consumer(rt)
-    out: dict[tuple[str, int], int] = {}
-    if consumer is None:
-        return out
-    for tp in assigned_source_partitions(rt):
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # revoked between assignment() and now, or not fetched yet
-            continue
-        if highwater is None:
-            continue
-        committed = consumer.committed_offset(tp)
-        out[(tp.topic, tp.partition)] = max(0, int(highwater) - int(committed or 0))
-    return out
-
-
 def refresh_checkpoint(rt: Runtime) -> None:
     """batch_retries per partition being read again, and records faust's streams got."""
-    consumer = _consumer(rt)
+    consumer = consumer_of(rt)
     retries = rt.metrics.batch_retries
     retries.clear()
     if consumer is not None:

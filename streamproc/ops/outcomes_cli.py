@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from streamproc.worker.outcomes import PACKED, encode_docs, partition_hash, raw_message_id
+from streamproc.core.outcome_codec import PACKED, encode_docs, partition_hash, raw_message_id
 
 
 def outcomes_topic(topology: Any) -> str | None:

@@ -15,7 +15,7 @@ import orjson
 
 from streamproc.config.settings import Settings
 from streamproc.config.topology import Topology
-from streamproc.worker.outcomes import decode_docs, person_hash
+from streamproc.core.outcome_codec import decode_docs, person_hash
 
 PERSON_KEPT = 50  # message ids remembered per person (the newest)
 DEFAULT_LIMIT = 10
@@ -186,7 +186,7 @@ def index_path(settings: Settings, topic: str, purpose: str = "cli") -> Path:
 
 async def run_trace_command(settings: Settings, topology: Topology,
                             args: argparse.Namespace) -> int:
-    from streamproc.http.trace_view import render_text
+    from streamproc.ops.trace_text import render_text
     from streamproc.ops.topic_reader import Progress
 
     topic = topology.internal["outcomes"].name

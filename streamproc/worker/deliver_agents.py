@@ -220,7 +220,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
 
 def _waiting(rt: Runtime, slug: str, sink: str) -> None:
     """destination_waiting_records: the lag of the destination's sink partitions here."""
-    from streamproc.http.observe import consumer_lags
+    from streamproc.worker.lags import consumer_lags
 
     waiting = sum(lag for (topic, _), lag in consumer_lags(rt).items() if topic == sink)
     rt.metrics.destination_waiting_records.labels(slug).set(waiting)

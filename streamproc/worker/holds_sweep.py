@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from streamproc import runtime
 from streamproc.core.routing.config import RoutingConfig
 from streamproc.core.routing.drops import (
-    EXPIRED, HELD, HOLD_REASONS, OVERFLOW, RELEASED, SOURCE_SEGMENT, UNKNOWN_USER,
+    EXPIRED, HELD, HOLD_REASONS, OVERFLOW, RELEASED,
 )
+from streamproc.core.routing.holds import waiting
 from streamproc.core.routing.messages import SweepContact, SweepPending, encode
 
 if TYPE_CHECKING:
@@ -40,16 +41,6 @@ def count_holds(rt: Runtime, ctx: Any, res: Any) -> None:
             ctx.count(m.holds_released, h.source, h.reason)
         elif h.outcome in (EXPIRED, OVERFLOW):
             ctx.count(m.holds_dropped, h.outcome, h.source, h.reason)
-
-
-def waiting(pending: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
-    """(source, waits_for) of every held part in a users or contacts `pending` list."""
-    for entry in pending:
-        if "waits" in entry:
-            for reason in entry["waits"]:
-                yield entry["kind"], reason
-        else:
-            yield SOURCE_SEGMENT, UNKNOWN_USER
 
 
 class HoldIndex:

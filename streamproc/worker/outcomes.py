@@ -4,7 +4,6 @@ the status page read. Emails masked (setting), secrets scrubbed, response bodies
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import zlib
@@ -14,21 +13,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 import orjson
 
 from streamproc.core.errors import AuthError, Permanent
+from streamproc.core.outcome_codec import PACKED, encode_docs, person_hash, raw_message_id
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
     from streamproc.worker.output import Out
 
-# Field names (compact: a few outcomes per input): k kind, m input message id, t unix time,
-# d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
-# r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
-# delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
-# h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
-# dict per input on the routing path), one `ins` / `routes` document per outcomes partition
-# and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
-# [message id, stage, to, drop, held, u, e, h]; decode_docs gives them back as documents.
+# Field names and the record forms: streamproc/core/outcome_codec.py.
 FAILURES_KEPT = 20  # per destination, for the status page
-PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _SECRET_FIELD = re.compile(
@@ -36,69 +28,7 @@ _SECRET_FIELD = re.compile(
     r"""password|passcode|authorization|write[_-]?key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,&}]+)""",
     re.IGNORECASE)
 _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-
-
-def partition_hash(message_id: str) -> int:
-    """An input's outcomes go to partition partition_hash(message id) % partitions: crc32,
-    since Kafka's murmur2 costs ~5 us per key in Python and crc32 0.1 us (the producer
-    takes the partition as the fifth element of an Out, see Outcomes.pack)."""
-    return zlib.crc32(message_id.encode())
-
-
-def person_hash(email: str) -> str:
-    """The lookup key of an email (trimmed, lowercased), kept even when emails are masked.
-    Cached: a person's events recur (bounded, cleared when full)."""
-    h = _HASHES.get(email)
-    if h is None:
-        if len(_HASHES) >= 100_000:
-            _HASHES.clear()
-        h = _HASHES[email] = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
-    return h
-
-
-_HASHES: dict[str, str] = {}
-_dumps, _crc32 = orjson.dumps, zlib.crc32
-
-
-def encode_docs(docs: list[dict[str, Any]]) -> bytes:
-    """A record value: the JSON array of the documents. Not compressed: zlib (level 1) cost
-    ~2 us per input on the routing path (bench/route_path.py), a quarter of the outcomes'
-    budget; decode_docs still reads the compressed values earlier versions wrote."""
-    return _dumps(docs)
-
-
-def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
-    """The documents of an outcomes record (compressed array, or plain JSON array/object),
-    `ins` row documents expanded into one `in` document per input."""
-    if not value:
-        return []
-    if value[:1] == b"\x78":  # zlib's header; JSON starts with [ or {
-        value = zlib.decompress(value)
-    doc = orjson.loads(value)
-    out: list[dict[str, Any]] = []
-    for d in doc if isinstance(doc, list) else [doc]:
-        if not isinstance(d, dict):
-            continue
-        kind = d.get("k")
-        if kind == "ins":
-            t = d.get("t", 0)
-            out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3],
-                     "o": r[4]} for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
-        elif kind == "routes":
-            out += [_route_doc(r, d.get("t", 0))
-                    for r in d.get("r") or () if isinstance(r, list) and len(r) == 8]
-        else:
-            out.append(d)
-    return out
-
-
-_ROUTE_FIELDS = ("drop", "held", "u", "e", "h")  # the optional fields of a `routes` row
-
-
-def _route_doc(row: list[Any], t: float) -> dict[str, Any]:
-    doc = {"k": "route", "m": row[0], "t": t, "st": row[1], "to": row[2] or []}
-    doc.update((k, v) for k, v in zip(_ROUTE_FIELDS, row[3:]) if v)
-    return doc
+_crc32 = zlib.crc32
 
 
 def _mask_key(email: str) -> str:
@@ -316,18 +246,6 @@ def message_id(ev: Any) -> str | None:
 
 _ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
 
-
-def raw_message_id(m: Any) -> str:
-    """An unparseable input: its messageId/id when the JSON has one, else topic:partition:offset."""
-    try:
-        doc = orjson.loads(m.value or b"")
-        if isinstance(doc, dict):
-            for key in ("messageId", "message_id", "id", "event_id"):
-                if isinstance(doc.get(key), (str, int)) and str(doc[key]):
-                    return str(doc[key])
-    except orjson.JSONDecodeError:
-        pass
-    return f"{m.topic}:{m.partition}:{m.offset}"
 
 
 def install(rt: Runtime) -> Outcomes | None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # (topic, key, value) or (topic, key, value, headers as [(name, bytes)]), optionally with a
 # fifth element: a hash of the writer's choosing, the partition being hash % partitions (else
-# the key's murmur2, as Kafka's partitioner picks it; see streamproc.worker.outcomes.partition_hash)
+# the key's murmur2, as Kafka's partitioner picks it; see streamproc.core.outcome_codec.partition_hash)
 Out = (tuple[str, bytes | None, bytes]
        | tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]
        | tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None])

@@ -16,7 +16,7 @@ import pytest
 
 from streamproc.dev.sandbox import Fault
 from streamproc.dev.sandbox.mailmodo import DEFAULT_API_KEY as MAILMODO_KEY
-from streamproc.worker.outcomes import decode_docs
+from streamproc.core.outcome_codec import decode_docs
 
 from harness import ROOT, produce, read_topic, wait_for
 from test_operate import _chromium_dump, _Dom, _require_chromium

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import orjson
 
 from streamproc.core.errors import Permanent, Retryable
-from streamproc.worker.outcomes import (AttemptRecorder, Outcomes, Scrubber, decode_docs, mask_email,
-                                        message_id, partition_hash, person_hash, raw_message_id)
+from streamproc.core.outcome_codec import decode_docs, partition_hash, person_hash, raw_message_id
+from streamproc.worker.outcomes import AttemptRecorder, Outcomes, Scrubber, mask_email, message_id
 from streamproc.config.settings import load_settings
 from streamproc.core.records import SinkRecord
 from streamproc.core.routing.drops import Drop

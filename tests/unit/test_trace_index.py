@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import orjson
 
-from streamproc.http.trace_view import render_text
+from streamproc.ops.trace_text import render_text
 from streamproc.ops.trace import TraceIndex, lookup, timeline
-from streamproc.worker.outcomes import encode_docs, person_hash
+from streamproc.core.outcome_codec import encode_docs, person_hash
 
 OFFSETS = iter(range(10_000))
 
@@ -80,7 +80,8 @@ def test_timeline_says_where_each_destination_ended():
 
 def test_ingest_rows_read_as_in_outcomes_and_the_person_comes_from_the_route_outcome(tmp_path):
     from streamproc.config.settings import load_settings
-    from streamproc.worker.outcomes import Outcomes, decode_docs, partition_hash
+    from streamproc.core.outcome_codec import decode_docs, partition_hash
+    from streamproc.worker.outcomes import Outcomes
 
     o = Outcomes(load_settings({}), "outcomes")
     rows = [(f"m{i}", "segment", "segment.raw", 1, 100 + i) for i in range(30)]

@@ -5,9 +5,10 @@ or its hold time passes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
-from streamproc.core.routing.drops import EXPIRED, HELD, OVERFLOW, RELEASED
+from streamproc.core.routing.drops import (EXPIRED, HELD, OVERFLOW, RELEASED, SOURCE_SEGMENT,
+                                           UNKNOWN_USER)
 from streamproc.core.routing.messages import KINDS, Envelope, decode, encode
 
 
@@ -63,3 +64,13 @@ class HoldCounts:
     @property
     def hold_overflow(self) -> int:
         return self._n(OVERFLOW)
+
+
+def waiting(pending: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
+    """(source, waits_for) of every held part in a users or contacts `pending` list."""
+    for entry in pending:
+        if "waits" in entry:
+            for reason in entry["waits"]:
+                yield entry["kind"], reason
+        else:
+            yield SOURCE_SEGMENT, UNKNOWN_USER

@@ -112,7 +112,7 @@ async def _last_values(settings: Settings, topic: str, keep: Any = None,
 async def held_in_state(settings: Settings) -> Counter:
     """Inputs held now (waiting for state another topic updates), by "source/waits_for", from
     the state tables' changelogs (the last value of each key)."""
-    from streamproc.worker.holds_sweep import waiting
+    from streamproc.core.routing.holds import waiting
 
     held: Counter = Counter()
     for table in ("known-users", "contacts"):
