@@ -65,8 +65,8 @@ def runtime(store: str) -> Any:
         tables = {"users": RocksTable(tmp + "/users"), "contacts": RocksTable(tmp + "/contacts")}
     else:
         tables = {"users": {}, "contacts": {}}
-    rt = SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, extras={},
-                         settings=Settings())
+    rt = SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, table_writers={},
+                         outcomes=None, hold_index=None, settings=Settings())
     try:
         from streamproc.worker.outcomes import install
     except ImportError:  # before outcomes (issue 15)

@@ -92,13 +92,13 @@ def create_app(settings: Settings, topology: Topology, *, metrics: Metrics | Non
     app.service(runtime.output)
     from streamproc.http import trace_view
     from streamproc.worker import outcomes  # issue 15: outcomes, /trace.json
-    outcomes.install(runtime)  # rt.extras["outcomes"] (None: STREAMPROC_OUTCOMES=off)
+    outcomes.install(runtime)  # rt.outcomes (None: STREAMPROC_OUTCOMES=off)
     trace_view.install(runtime)
     agents.register(runtime)
     observe.install(runtime)
     summary.install(runtime)  # the periodic INFO summary line (LOG_SUMMARY_INTERVAL_S)
-    status.install(runtime)  # sampler timer; /status pages via extras["web_hooks"]
+    status.install(runtime)  # sampler timer; /status pages via runtime.web_hooks
     if settings.web_enabled:
-        runtime.extras.setdefault("web_hooks", []).append(ingest.register)
+        runtime.web_hooks.append(ingest.register)
         web.register(runtime)
     return app

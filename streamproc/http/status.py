@@ -102,7 +102,7 @@ def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     rt.metrics.refresh(rt)
     snap = rt.metrics.snapshot()
-    sampler: Sampler = rt.extras.setdefault("status_sampler", Sampler())
+    sampler = _sampler(rt)
     current = totals(snap)
     sums = {name: _sum_by(snap[name], 0) for name in COUNTERS}
     lag_by_topic: dict[str, int] = {}
@@ -161,7 +161,7 @@ def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
 
 
 def _outage(rt: Runtime, slug: str) -> dict[str, Any]:
-    deliverer = rt.extras.get("deliverers", {}).get(slug, {}).get("deliverer")
+    deliverer = rt.deliverers.get(slug, {}).get("deliverer")
     return deliverer.outage.describe() if deliverer is not None else {"paused": False}
 
 
@@ -171,13 +171,19 @@ def page_html() -> bytes:
 
 def install(rt: Runtime) -> None:
     """The sampling timer, and the two pages (through the web hooks web.register runs)."""
-    sampler = rt.extras.setdefault("status_sampler", Sampler())
+    sampler = _sampler(rt)
 
     @rt.app.timer(SAMPLE_INTERVAL_S, name="streamproc.status.sample")
     async def sample_status() -> None:
         sampler.sample(totals(rt.metrics.snapshot()))
 
-    rt.extras.setdefault("web_hooks", []).append(register_pages)
+    rt.web_hooks.append(register_pages)
+
+
+def _sampler(rt: Runtime) -> Sampler:
+    if rt.status_sampler is None:
+        rt.status_sampler = Sampler()
+    return rt.status_sampler
 
 
 def register_pages(rt: Runtime) -> None:

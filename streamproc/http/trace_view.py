@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def recent_failures(rt: Runtime, dest: str) -> list[dict[str, Any]]:
     """The destination's latest failed attempts on this worker (status page)."""
-    outcomes = rt.extras.get("outcomes")
+    outcomes = rt.outcomes
     return [] if outcomes is None else outcomes.recent_failures(dest)
 
 
@@ -52,4 +52,4 @@ def register_pages(rt: Runtime) -> None:
 
 
 def install(rt: Runtime) -> None:
-    rt.extras.setdefault("web_hooks", []).append(register_pages)
+    rt.web_hooks.append(register_pages)

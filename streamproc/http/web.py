@@ -69,5 +69,5 @@ def register(runtime: Runtime) -> None:
                 result = await check_once(runtime.settings, runtime.topology)
             return self.json(result.as_dict(), status=200 if result.caught_up else 503)
 
-    for hook in runtime.extras.get("web_hooks", []):
+    for hook in runtime.web_hooks:
         hook(runtime)

@@ -165,7 +165,7 @@ class BatchContext:
 def _writers(rt: Runtime) -> dict[str, TableWriter]:
     """The state tables' writers (register() adds them; none in tests that build a Runtime
     by hand: the table API is used then)."""
-    return rt.extras.get("table_writers", _NO_WRITERS)
+    return rt.table_writers
 
 
 _NO_WRITERS: dict[str, TableWriter] = {}
@@ -290,7 +290,7 @@ def register(rt: Runtime) -> None:
                                    **table_kwargs(STATE_STORE_OPTIONS))
     rt.tables["contacts"] = app.Table("contacts", partitions=by_contact.partitions,
                                       **table_kwargs(STATE_STORE_OPTIONS))
-    rt.extras["table_writers"] = {
+    rt.table_writers = {
         name: TableWriter(rt.tables[name], rt.output.started) for name in ("users", "contacts")}
     _state_agent(rt, "users", by_user,
                  lambda m, now, batch: user_outputs(rt, cfg, m, now, batch))

@@ -150,10 +150,10 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
                     if outcomes is None else streamproc.worker.outcomes.AttemptRecorder(outcomes, slug))
             return state["deliverer"]
 
-        rt.extras.setdefault("deliverers", {})[slug] = state
+        rt.deliverers[slug] = state
         rt.metrics.on_refresh(lambda rt, slug=slug, sink=spec.sink.name: _waiting(rt, slug, sink))
         purger = LedgerPurger(ledger.writer, retention)
-        rt.extras.setdefault("ledger_purgers", {})[slug] = purger
+        rt.ledger_purgers[slug] = purger
         _delivery_agent(rt, slug, sink, spec.batch_size, dest_settings.delivery.linger_ms / 1000,
                         deliverer, ledger, purger)
 

@@ -114,10 +114,9 @@ def _oldest(pending: list[dict[str, Any]]) -> float:
 
 
 def index(rt: Runtime) -> HoldIndex:
-    idx = rt.extras.get("hold_index")
-    if idx is None:
-        idx = rt.extras["hold_index"] = HoldIndex()
-    return idx
+    if rt.hold_index is None:
+        rt.hold_index = HoldIndex()
+    return rt.hold_index
 
 
 def register_sweeper(rt: Runtime, cfg: RoutingConfig) -> None:

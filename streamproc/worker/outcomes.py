@@ -76,7 +76,7 @@ def configured_secrets(settings: Any) -> list[str]:
 
 
 class Outcomes:
-    """The worker's outcome writer (rt.extras["outcomes"], None when switched off)."""
+    """The worker's outcome writer (rt.outcomes, None when switched off)."""
 
     def __init__(self, settings: Any, topic: str, partitions: int = 6) -> None:
         cfg = settings.outcomes
@@ -249,23 +249,23 @@ _ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id a
 
 
 def install(rt: Runtime) -> Outcomes | None:
-    """The worker's Outcomes (rt.extras["outcomes"]), or None when STREAMPROC_OUTCOMES=off."""
+    """The worker's Outcomes (rt.outcomes), or None when STREAMPROC_OUTCOMES=off."""
     if not rt.settings.outcomes.enabled:
-        rt.extras["outcomes"] = None
+        rt.outcomes = None
         return None
     spec = rt.topology.internal["outcomes"]
-    rt.extras["outcomes"] = o = Outcomes(rt.settings, spec.name, spec.partitions)
+    rt.outcomes = o = Outcomes(rt.settings, spec.name, spec.partitions)
     return o
 
 
 def of(rt: Runtime) -> Outcomes | None:
-    return rt.extras.get("outcomes")
+    return rt.outcomes
 
 
 def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> list[Out]:
     """The `route` outcomes of a users/contacts result (none when switched off). In an agent
     batch (`batched`) they are stashed for take_outcomes; else returned as records."""
-    o = rt.extras.get("outcomes")
+    o = rt.outcomes
     if o is None:
         return []
     rows = o.routed(stage, msg, res)
@@ -280,7 +280,7 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
                 batched: bool) -> list[Out]:
     """The `in` outcomes (rows, see the field notes) and ingest `dead` ones of one raw
     record, as routing_outs."""
-    o = rt.extras.get("outcomes")
+    o = rt.outcomes
     if o is None:
         return []
     tp, p, off = m.topic, m.partition, m.offset
@@ -298,5 +298,5 @@ def take_outcomes(rt: Runtime) -> list[Out]:
     """The outcome records of the agent batch being built, to send with its outputs. Call it
     in the same synchronous stretch as the batch's routing (no await in between): the
     agents share the stash, and asyncio runs none of the others' code meanwhile."""
-    o = rt.extras.get("outcomes")
+    o = rt.outcomes
     return [] if o is None else o.take()

@@ -155,7 +155,7 @@ def install(rt: Runtime) -> SummaryLogger | None:
     if not interval:
         return None
     summary = SummaryLogger(rt)
-    rt.extras["log_summary"] = summary
+    rt.log_summary = summary
 
     @rt.app.timer(interval, name="streamproc.summary.log")
     async def log_worker_summary() -> None:

@@ -66,14 +66,14 @@ def test_agent_batches_stash_outcomes_until_taken():
     from streamproc.worker.outcomes import ingest_outs, take_outcomes
 
     o = _outcomes()
-    rt = SimpleNamespace(extras={"outcomes": o})
+    rt = SimpleNamespace(outcomes=o)
     ev = SimpleNamespace(message_id="m1", user_id=None, email_key=None)
     m = SimpleNamespace(topic="t", partition=0, offset=1, value=b"{}")
     assert ingest_outs(rt, "segment", m, [ev], [], True) == []
     assert [d["m"] for d in _docs(take_outcomes(rt))] == ["m1"]
     assert take_outcomes(rt) == []
     assert [d["m"] for d in _docs(ingest_outs(rt, "segment", m, [ev], [], False))] == ["m1"]
-    assert ingest_outs(SimpleNamespace(extras={"outcomes": None}), "s", m, [ev], [], True) == []
+    assert ingest_outs(SimpleNamespace(outcomes=None), "s", m, [ev], [], True) == []
 
 
 def test_ingested_rows_and_the_route_outcome_carries_the_person_masked_unless_turned_off():
@@ -81,7 +81,7 @@ def test_ingested_rows_and_the_route_outcome_carries_the_person_masked_unless_tu
 
     ev = SimpleNamespace(message_id="m1", user_id="u1", email="Jo@Ex.com", email_key="jo@ex.com")
     m = SimpleNamespace(topic="segment.raw", partition=2, offset=7, value=b"{}")
-    rt = SimpleNamespace(extras={"outcomes": _outcomes()})
+    rt = SimpleNamespace(outcomes=_outcomes())
     [doc] = _docs(ingest_outs(rt, "segment", m, [ev], [], False))
     assert doc | {"t": 0} == {"k": "in", "m": "m1", "t": 0, "src": "segment",
                               "tp": "segment.raw", "p": 2, "o": 7}
@@ -193,11 +193,11 @@ def test_install_switches_the_worker_off():
 
     topo = load_topology("topics.yaml")
     off = SimpleNamespace(settings=load_settings({"STREAMPROC_OUTCOMES": "off"}),
-                          topology=topo, extras={})
-    assert install(off) is None and off.extras["outcomes"] is None
+                          topology=topo, outcomes="unset")
+    assert install(off) is None and off.outcomes is None
     res = SimpleNamespace(sink_records=[_sink("m1")], drops=[], held=0)
     assert routing_outs(off, "users", SimpleNamespace(message_id="m1"), res, False) == []
-    on = SimpleNamespace(settings=load_settings({}), topology=topo, extras={})
+    on = SimpleNamespace(settings=load_settings({}), topology=topo, outcomes=None)
     o = install(on)
     assert (o.topic, o.partitions) == ("streamproc.outcomes", 6)
     assert _docs(routing_outs(on, "users", SimpleNamespace(message_id="m1"), res, False))

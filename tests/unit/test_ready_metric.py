@@ -34,7 +34,7 @@ def _runtime(*, rebalancing: bool = False, assigned: set | None = frozenset({("t
     app = SimpleNamespace(rebalancing=rebalancing, consumer=_Consumer(assigned),
                           tables=SimpleNamespace(recovery=SimpleNamespace(
                               completed=_Event(recovered))))
-    return SimpleNamespace(app=app, metrics=Metrics(), tables={}, extras={},
+    return SimpleNamespace(app=app, metrics=Metrics(), tables={},
                            output=SimpleNamespace(producer=producer))
 
 

@@ -166,7 +166,7 @@ def _runtime(interval: float) -> SimpleNamespace:
     refreshed = []
     metrics.on_refresh(lambda rt: (refreshed.append(rt),
                                    rt.metrics.consumer_lag.labels("t.in", "0").set(4)))
-    rt = SimpleNamespace(app=_FakeApp(), metrics=metrics, extras={},
+    rt = SimpleNamespace(app=_FakeApp(), metrics=metrics, log_summary=None,
                          settings=SimpleNamespace(log_summary_interval_s=interval),
                          topology=SimpleNamespace(enabled=["mailmodo"]))
     rt.refreshed = refreshed

@@ -175,7 +175,7 @@ async def test_without_a_rocksdb_store_the_table_api_is_used_per_partition():
 
 def state_runtime(table) -> SimpleNamespace:
     writer = TableWriter(table, table.producer.get, sleep=no_sleep)
-    return SimpleNamespace(tables={"users": table}, extras={"table_writers": {"users": writer}})
+    return SimpleNamespace(tables={"users": table}, table_writers={"users": writer}, outcomes=None)
 
 
 async def test_a_state_batch_writes_each_partition_store_and_one_changelog_batch_each(store):

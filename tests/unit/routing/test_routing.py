@@ -354,7 +354,7 @@ def test_user_outputs_counts_held_tracks_into_the_metrics() -> None:
 
     names = {k: SimpleNamespace(name=f"t.{k}") for k in ("by_user", "by_contact", "dead_letter")}
     rt = SimpleNamespace(
-        metrics=Metrics(), extras={}, tables={"users": {}},
+        metrics=Metrics(), table_writers={}, outcomes=None, hold_index=None, tables={"users": {}},
         topology=SimpleNamespace(internal=names, destinations={
             d: SimpleNamespace(sink=SimpleNamespace(name=f"t.sink.{d}")) for d in DESTINATIONS}))
     cfg = RoutingConfig(hold_seconds=60.0, max_pending=2)
