@@ -14,7 +14,7 @@ import streamproc
 PACKAGE = Path(streamproc.__file__).parent
 UPSTREAM = ("faust", "mode", "aiokafka")
 # streamproc's own private names that faust, mode or aiokafka happen to use too
-OWN = {"_value": "settings.Secret", "_runner": "sandbox.server.FakeApi"}
+OWN = {"_value": "config.env.Secret", "_runner": "dev.sandbox.server.FakeApi"}
 
 
 def _private_names() -> set[str]:

@@ -87,16 +87,17 @@ def test_enabled_destination_without_credentials_fails_naming_variable():
 def test_env_example_lists_every_setting():
     """.env.example documents every variable load_settings reads."""
     from pathlib import Path
-    from streamproc.config.settings import _Env, _NON_SETTING_VARS
+    from streamproc.config.env import Env
+    from streamproc.config.settings import _NON_SETTING_VARS
 
-    env = _Env({})
+    env = Env({})
     import streamproc.config.settings as mod
-    orig = mod._Env
-    mod._Env = lambda environ: env  # capture the names read
+    orig = mod.Env
+    mod.Env = lambda environ: env  # capture the names read
     try:
         load_settings({}, strict=False)
     finally:
-        mod._Env = orig
+        mod.Env = orig
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     listed = {line.split("=", 1)[0].lstrip("# ").strip() for line in text.splitlines()
               if "=" in line and line.lstrip("# ").startswith("STREAMPROC_")}
