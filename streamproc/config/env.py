@@ -5,7 +5,7 @@ Secret: a secret value, masked in repr and str so it never reaches a log."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from streamproc.core.errors import ConfigError
@@ -70,27 +70,31 @@ class Env:
             raise ConfigError(f"{PREFIX}{name}={v!r} is not one of {', '.join(choices)}")
         return v
 
-    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    def _number(self, name: str, convert: type, what: str) -> tuple[str, Any] | None:
+        """(text, converted) of a set variable, None if unset; ConfigError if not `what`."""
         v = self.raw(name)
         if v is None:
-            return default
+            return None
         try:
-            n = int(v)
+            return v, convert(v)
         except ValueError:
-            raise ConfigError(f"{PREFIX}{name}={v!r} is not an integer") from None
+            raise ConfigError(f"{PREFIX}{name}={v!r} is not {what}") from None
+
+    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        got = self._number(name, int, "an integer")
+        if got is None:
+            return default
+        n = got[1]
         if n < minimum or (maximum is not None and n > maximum):
             rng = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
             raise ConfigError(f"{PREFIX}{name}={n} must be {rng}")
         return n
 
     def float(self, name: str, default: float, minimum: float = 0.0) -> float:
-        v = self.raw(name)
-        if v is None:
+        got = self._number(name, float, "a number")
+        if got is None:
             return default
-        try:
-            n = float(v)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name}={v!r} is not a number") from None
+        v, n = got
         if n < minimum or n != n:
             raise ConfigError(f"{PREFIX}{name}={v} must be >= {minimum}")
         return n

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -36,14 +36,21 @@ def flatten(values: dict[str, Any], *, prefix: str = "", sep: str = "_") -> dict
     out: dict[str, Scalar] = {}
     for key, value in values.items():
         name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            for sub_name, sub_value in flatten(value, prefix=name, sep=sep).items():
-                out.setdefault(sub_name, sub_value)
-            continue
-        v = scalar(value)
-        if v is not None:
-            out.setdefault(name, v)
+        put(out, name, value, lambda nested, under: flatten(nested, prefix=under, sep=sep))
     return out
+
+
+def put(out: dict[str, Scalar], name: str, value: Any,
+        nested: Callable[[dict[str, Any], str], dict[str, Scalar]]) -> None:
+    """out[name] = scalar(value), unless taken already or None; a nested object goes in as
+    the names nested(value, name) gives it (each too only if not taken)."""
+    if isinstance(value, dict):
+        for sub_name, sub_value in nested(value, name).items():
+            out.setdefault(sub_name, sub_value)
+        return
+    v = scalar(value)
+    if v is not None:
+        out.setdefault(name, v)
 
 
 def scalars(values: dict[str, Any]) -> dict[str, Scalar]:

@@ -186,16 +186,18 @@ def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Ou
     return out
 
 
-def _state_input(rt: Runtime, ctx: BatchContext, m: Any, table: str, cls: type,
-                 ) -> tuple[str | None, Any, Any, Out | None]:
-    """(key, decoded internal message, current state or None, None) for a record of a state
-    agent; (key, None, None, dead letter) for an envelope that does not decode."""
+def _state_input(rt: Runtime, batch: BatchContext | None, m: Any, table: str, cls: type,
+                 ) -> tuple[BatchContext, str | None, Any, Any, Out | None]:
+    """(batch context, key, decoded internal message, current state or None, None) for a
+    record of a state agent; (context, key, None, None, dead letter) for an envelope that does
+    not decode. Without a batch, the context is the record's own (flushed by the caller)."""
+    ctx = batch or BatchContext(rt, direct=False)
     key = _decode_key(m.key)
     try:
         msg = decode(m.value)
     except ValueError as e:
-        return key, None, None, _internal_dead_letter(rt, m, str(e))
-    return key, msg, (_load(ctx, table, key, cls) if key else None), None
+        return ctx, key, None, None, _internal_dead_letter(rt, m, str(e))
+    return ctx, key, msg, (_load(ctx, table, key, cls) if key else None), None
 
 
 def _routed(rt: Runtime, ctx: BatchContext, res: Any) -> list[Out]:
@@ -207,8 +209,7 @@ def _routed(rt: Runtime, ctx: BatchContext, res: Any) -> list[Out]:
 
 def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                  batch: BatchContext | None = None) -> list[Out]:
-    ctx = batch or BatchContext(rt, direct=False)
-    key, msg, user, dead = _state_input(rt, ctx, m, "users", KnownUser)
+    ctx, key, msg, user, dead = _state_input(rt, batch, m, "users", KnownUser)
     if dead is not None:
         return [dead]
     if isinstance(msg, SweepPending):
@@ -246,8 +247,7 @@ def _note_holds(rt: Runtime, table: str, key: str, pending: list[Any]) -> None:
 
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                     batch: BatchContext | None = None) -> list[Out]:
-    ctx = batch or BatchContext(rt, direct=False)
-    key, msg, contact, dead = _state_input(rt, ctx, m, "contacts", Contact)
+    ctx, key, msg, contact, dead = _state_input(rt, batch, m, "contacts", Contact)
     if dead is not None:
         return [dead]
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)

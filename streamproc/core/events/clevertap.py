@@ -7,15 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamproc.core.errors import EventError
-from streamproc.core.events.common import (
-    as_id,
-    get_object,
-    is_email,
-    json_type,
-    loads_object,
-    normalise_email,
-    stable_hash,
-)
+from streamproc.core.events.common import (as_id, get_object, is_email, json_type, loads_object,
+                                           normalise_email, stable_hash)
 from streamproc.core.events.model import CleverTapTrigger
 
 MAX_BYTES = 1_048_576

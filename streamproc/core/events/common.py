@@ -74,6 +74,27 @@ def parse_timestamp(v: Any, what: str = "timestamp") -> float:
     raise EventError("bad_timestamp", f"{what}: a {type(v).__name__} is not a timestamp")
 
 
+def required_email(email: Any, missing: str) -> str:
+    """An email field that must be present (EventError missing_email with `missing`) and look
+    like an address (bad_email)."""
+    if email is None or (isinstance(email, str) and not email.strip()):
+        raise EventError("missing_email", missing)
+    if not is_email(email):
+        shown = email[:80] if isinstance(email, str) else json_type(email)
+        raise EventError("bad_email", f"email {shown!r} is not an email address")
+    return email
+
+
+def time_or_record_ts(value: Any, what: str, record_ts: float | None, missing: str) -> float:
+    """The event's own time field if present, else the Kafka record's timestamp, else
+    EventError missing_timestamp with `missing`."""
+    if value is not None and value != "":
+        return parse_timestamp(value, what)
+    if record_ts is not None:
+        return parse_timestamp(record_ts, "record timestamp")
+    raise EventError("missing_timestamp", missing)
+
+
 def loads_json(raw: bytes | bytearray | memoryview | str | None, max_bytes: int | None = None,
                *, exact_ints: bool = False) -> Any:
     """Parse JSON with orjson. Reasons: `oversize` (len > max_bytes), `not_json` (empty, bad

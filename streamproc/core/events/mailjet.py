@@ -6,17 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from streamproc.core.errors import EventError
-from streamproc.core.events.common import (
-    as_id,
-    format_time,
-    is_email,
-    json_type,
-    loads_json,
-    normalise_email,
-    parse_timestamp,
-    stable_hash,
-    stringify_big_ints,
-)
+from streamproc.core.events.common import (as_id, format_time, json_type, loads_json,
+                                           normalise_email, required_email, stable_hash,
+                                           stringify_big_ints, time_or_record_ts)
 from streamproc.core.events.model import MAILJET_EVENTS, MailjetEvent
 
 MAX_BYTES = 1_048_576
@@ -62,20 +54,8 @@ def _parse_item(item: Any, record_ts: float | None) -> MailjetEvent:
     if event not in MAILJET_EVENTS:
         raise EventError("unknown_event", f"unknown Mailjet event {name[:40]!r}")
 
-    email = item.get("email")
-    if email is None or (isinstance(email, str) and not email.strip()):
-        raise EventError("missing_email", f"{event} event has no email")
-    if not is_email(email):
-        shown = email[:80] if isinstance(email, str) else json_type(email)
-        raise EventError("bad_email", f"email {shown!r} is not an email address")
-
-    t = item.get("time")
-    if t is not None and t != "":
-        time = parse_timestamp(t, "time")
-    elif record_ts is not None:
-        time = parse_timestamp(record_ts, "record timestamp")
-    else:
-        raise EventError("missing_timestamp", f"{event} event has no time")
+    email = required_email(item.get("email"), f"{event} event has no email")
+    time = time_or_record_ts(item.get("time"), "time", record_ts, f"{event} event has no time")
 
     message_id = _message_id(item.get("MessageID"))
     fields = {k: stringify_big_ints(v) for k, v in item.items() if k not in _MAIN}

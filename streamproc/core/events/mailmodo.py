@@ -7,15 +7,8 @@ import re
 from typing import Any
 
 from streamproc.core.errors import EventError
-from streamproc.core.events.common import (
-    as_id,
-    is_email,
-    json_type,
-    loads_object,
-    normalise_email,
-    parse_timestamp,
-    stable_hash,
-)
+from streamproc.core.events.common import (as_id, json_type, loads_object, normalise_email,
+                                           required_email, stable_hash, time_or_record_ts)
 from streamproc.core.events.model import MailmodoActivity
 
 MAX_BYTES = 1_048_576
@@ -76,20 +69,9 @@ def parse_mailmodo(raw: bytes, *, record_ts: float | None = None,
     if event is None:
         raise EventError("unknown_event", f"unknown Mailmodo activity {name[:60]!r}")
 
-    email = obj.get("email")
-    if email is None or (isinstance(email, str) and not email.strip()):
-        raise EventError("missing_email", "activity has no email")
-    if not is_email(email):
-        shown = email[:80] if isinstance(email, str) else json_type(email)
-        raise EventError("bad_email", f"email {shown!r} is not an email address")
-
-    ts = obj.get("timestamp")
-    if ts is not None and ts != "":
-        timestamp = parse_timestamp(ts, "timestamp")
-    elif record_ts is not None:
-        timestamp = parse_timestamp(record_ts, "record timestamp")
-    else:
-        raise EventError("missing_timestamp", "activity has no timestamp")
+    email = required_email(obj.get("email"), "activity has no email")
+    timestamp = time_or_record_ts(obj.get("timestamp"), "timestamp", record_ts,
+                                  "activity has no timestamp")
 
     explicit_id = as_id(obj.get("event_id"), "event_id") or as_id(obj.get("id"), "id")
     return MailmodoActivity(

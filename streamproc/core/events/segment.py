@@ -6,16 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamproc.core.errors import EventError
-from streamproc.core.events.common import (
-    as_id,
-    get_object,
-    is_email,
-    json_type,
-    loads_object,
-    normalise_email,
-    parse_timestamp,
-    stable_hash,
-)
+from streamproc.core.events.common import (as_id, get_object, is_email, json_type, loads_object,
+                                           normalise_email, parse_timestamp, stable_hash)
 from streamproc.core.events.model import SEGMENT_TYPES, SegmentEvent
 from streamproc.core.events.traits import reserved_traits
 

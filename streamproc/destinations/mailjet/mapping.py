@@ -12,7 +12,7 @@ from streamproc.config.settings import MailjetSettings
 from streamproc.core.errors import ConfigError, Permanent
 from streamproc.core.records import OP_CONTACT_UPSERT, SinkRecord
 from streamproc.destinations.outcomes import rejected
-from streamproc.destinations.property_values import Scalar, scalar
+from streamproc.destinations.property_values import Scalar, put
 from streamproc.destinations.request import HttpRequest
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -38,13 +38,7 @@ def traits_to_properties(traits: dict[str, Any], *, prefix: str = "") -> dict[st
         if not name or (not prefix and name == "email"):
             continue
         full = f"{prefix}_{name}" if prefix else name
-        if isinstance(value, dict):
-            for sub, sub_value in traits_to_properties(value, prefix=full).items():
-                out.setdefault(sub, sub_value)
-            continue
-        v = scalar(value)
-        if v is not None:
-            out.setdefault(full, v)
+        put(out, full, value, lambda nested, under: traits_to_properties(nested, prefix=under))
     return out
 
 
