@@ -192,6 +192,27 @@ def _segment_track(source_id: str, origin: str, event: str, properties: dict[str
                       source=source, now=now)
 
 
+_GO = ""  # _route_gate: the input goes on to the destination
+
+
+def _route_gate(out: ContactResult, cfg: RoutingConfig, source: str, destination: str,
+            integrations: Mapping[str, Any] | None, final: bool,
+            *checks: tuple[bool, str, bool]) -> str | None:
+    """The gate (topics.yaml switch, `integrations`), then each (applies, reason, may_wait) in
+    order: _GO when none applies; the reason when a may_wait one applies and the input may
+    wait (not final, holds on); else None, the drop appended to out.drops."""
+    drop = gate(cfg, source, destination, integrations)
+    for applies, reason, may_wait in checks:
+        if drop is None and applies:
+            if may_wait and not final and cfg.hold_seconds > 0:
+                return reason
+            drop = Drop(source, destination, reason)
+    if drop is not None:
+        out.drops.append(drop)
+        return None
+    return _GO
+
+
 # ------------------------------------------------------------------ Mailmodo activity (8, 9)
 
 
@@ -199,16 +220,11 @@ def _activity_to_segment(act: MailmodoActivity, contact: Contact, out: ContactRe
                          cfg: RoutingConfig, now: float | None,
                          source: Mapping[str, Any] | None, final: bool = False) -> str | None:
     """Route 8; returns the reason it waits for instead (not final, holds on)."""
-    drop = gate(cfg, SOURCE_MAILMODO, SEGMENT, _integrations(act))
-    if drop is None and act.event not in MAILMODO_TO_SEGMENT:
-        drop = Drop(SOURCE_MAILMODO, SEGMENT, UNSUPPORTED_EVENT)
-    if drop is None and not contact.identified:
-        if not final and cfg.hold_seconds > 0:
-            return NOT_IDENTIFIED
-        drop = Drop(SOURCE_MAILMODO, SEGMENT, NOT_IDENTIFIED)
-    if drop is not None:
-        out.drops.append(drop)
-        return None
+    verdict = _route_gate(out, cfg, SOURCE_MAILMODO, SEGMENT, _integrations(act), final,
+                          (act.event not in MAILMODO_TO_SEGMENT, UNSUPPORTED_EVENT, False),
+                          (not contact.identified, NOT_IDENTIFIED, True))
+    if verdict != _GO:
+        return verdict
     out.sink_records.append(_segment_track(
         act.event_id, MAILMODO, MAILMODO_TO_SEGMENT[act.event], dict(act.fields), act.email,
         act.email_key, act.timestamp, contact.latest_user_id, contact.latest_anonymous_id,
@@ -220,17 +236,12 @@ def _activity_to_clevertap(act: MailmodoActivity, contact: Contact, out: Contact
                            cfg: RoutingConfig, now: float | None,
                            source: Mapping[str, Any] | None, final: bool = False) -> str | None:
     """Route 9; returns the reason it waits for instead (not final, holds on)."""
-    drop = gate(cfg, SOURCE_MAILMODO, CLEVERTAP, _integrations(act))
-    if drop is None and act.event not in MAILMODO_TO_CLEVERTAP:
-        drop = Drop(SOURCE_MAILMODO, CLEVERTAP, UNSUPPORTED_EVENT)
     object_id = act.clevertap_id or contact.clevertap_id
-    if drop is None and not object_id:
-        if not final and cfg.hold_seconds > 0:
-            return NO_CLEVERTAP_ID
-        drop = Drop(SOURCE_MAILMODO, CLEVERTAP, NO_CLEVERTAP_ID)
-    if drop is not None:
-        out.drops.append(drop)
-        return None
+    verdict = _route_gate(out, cfg, SOURCE_MAILMODO, CLEVERTAP, _integrations(act), final,
+                          (act.event not in MAILMODO_TO_CLEVERTAP, UNSUPPORTED_EVENT, False),
+                          (not object_id, NO_CLEVERTAP_ID, True))
+    if verdict != _GO:
+        return verdict
     assert object_id is not None
     ts = int(act.timestamp)
     evt_data = {k: v for k, v in act.fields.items() if k not in _NOT_EVENT_DATA}
@@ -261,13 +272,9 @@ def _mailjet_to_segment(ev: MailjetEvent, contact: Contact, out: ContactResult,
                         source: Mapping[str, Any] | None, final: bool = False) -> str | None:
     """Route 11; a contact not identified yet waits for its identify (its userId), unless
     final: then the email is the anonymousId, as without holds."""
-    drop = gate(cfg, SOURCE_MAILJET, SEGMENT, _integrations(ev))
-    if drop is None and ev.event == "blocked" and not cfg.send_blocked:
-        drop = Drop(SOURCE_MAILJET, SEGMENT, BLOCKED)
-    if drop is None and ev.event not in MAILJET_TO_SEGMENT:
-        drop = Drop(SOURCE_MAILJET, SEGMENT, UNSUPPORTED_EVENT)
-    if drop is not None:
-        out.drops.append(drop)
+    if _route_gate(out, cfg, SOURCE_MAILJET, SEGMENT, _integrations(ev), final,
+                   (ev.event == "blocked" and not cfg.send_blocked, BLOCKED, False),
+                   (ev.event not in MAILJET_TO_SEGMENT, UNSUPPORTED_EVENT, False)) != _GO:
         return None
     if not contact.identified and not final and cfg.hold_seconds > 0:
         return NOT_IDENTIFIED
@@ -282,9 +289,7 @@ def _mailjet_to_segment(ev: MailjetEvent, contact: Contact, out: ContactResult,
 
 def _trigger_to_mailmodo(trig: CleverTapTrigger, out: ContactResult, cfg: RoutingConfig,
                          now: float | None, source: Mapping[str, Any] | None) -> None:
-    drop = gate(cfg, SOURCE_CLEVERTAP, MAILMODO, _integrations(trig))
-    if drop is not None:
-        out.drops.append(drop)
+    if _route_gate(out, cfg, SOURCE_CLEVERTAP, MAILMODO, _integrations(trig), True) != _GO:
         return
     payload = {"email": trig.email, "campaign_id": trig.campaign_id, "data": dict(trig.data),
                "campaign_data": dict(trig.campaign_data)}
