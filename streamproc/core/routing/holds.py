@@ -49,21 +49,10 @@ class HoldCounts:
         holds = self.holds
         return sum(1 for h in holds if h.outcome == outcome) if holds else 0
 
-    @property
-    def held(self) -> int:
-        return self._n(HELD)
-
-    @property
-    def hold_released(self) -> int:
-        return self._n(RELEASED)
-
-    @property
-    def hold_expired(self) -> int:
-        return self._n(EXPIRED)
-
-    @property
-    def hold_overflow(self) -> int:
-        return self._n(OVERFLOW)
+    held = property(lambda self: self._n(HELD))
+    hold_released = property(lambda self: self._n(RELEASED))
+    hold_expired = property(lambda self: self._n(EXPIRED))
+    hold_overflow = property(lambda self: self._n(OVERFLOW))
 
 
 def waiting(pending: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
