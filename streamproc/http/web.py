@@ -60,7 +60,8 @@ def register(runtime: Runtime) -> None:
 
     @app.page("/caught-up")
     class CaughtUp(View):
-        """One round of streamproc.ops.caught_up for the whole group (200 / 503 + what is behind)."""
+        """One round of streamproc.ops.caught_up for the whole group (200 / 503 + what is
+        behind)."""
 
         async def get(self, request: Request) -> Response:
             from streamproc.ops.caught_up import check_once

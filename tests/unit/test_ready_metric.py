@@ -1,6 +1,6 @@
 """Readiness as a metric: streamproc_ready (1 ready, 0 not) is set before each scrape by the
-refresher streamproc.http.observe installs, from streamproc.http.web.is_ready, the function GET /ready
-answers with."""
+refresher streamproc.http.observe installs, from streamproc.http.web.is_ready, the function
+GET /ready answers with."""
 
 from __future__ import annotations
 
