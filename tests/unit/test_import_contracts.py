@@ -5,6 +5,7 @@ by the maintained tool, and no import cycle among streamproc's modules (function
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,8 @@ def _lint_imports(*args: str, cwd: Path, pythonpath: Path) -> subprocess.Complet
 def test_the_layering_contracts_of_pyproject_are_kept():
     res = _lint_imports(cwd=ROOT, pythonpath=Path(streamproc.__file__).parents[1])
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "Contracts: 4 kept, 0 broken." in res.stdout, res.stdout
+    kept = re.search(r"Contracts: (\d+) kept, 0 broken", res.stdout)
+    assert kept and int(kept.group(1)) >= 4, res.stdout  # the config was read
 
 
 def test_lint_imports_fails_on_an_upward_import(tmp_path):
