@@ -74,3 +74,10 @@ def test_the_runtime_package_stays_small():
     lines, where the layer it replaced had about 1,250)."""
     lines = sum(len(p.read_text("utf-8").splitlines()) for p in (PACKAGE / "runtime").glob("*.py"))
     assert lines <= 800, lines
+
+
+def test_no_module_passes_400_lines():
+    """A module that passes ~400 lines is asking to be split (issue 17)."""
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}, long

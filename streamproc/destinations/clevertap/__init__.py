@@ -3,12 +3,9 @@ CleverTap ID (objectId). Auth is the account id and passcode headers."""
 
 from __future__ import annotations
 
-from streamproc.destinations.clevertap.mapping import (MAX_NAME_CHARS, MAX_RECORDS_PER_UPLOAD,
-                                                       MAX_VALUE_BYTES, build_requests, event_data,
-                                                       record_identity, upload_event_record,
-                                                       upload_request)
 from streamproc.config.settings import API_PATHS, CleverTapSettings
 from streamproc.core.records import CLEVERTAP
+from streamproc.destinations.clevertap.mapping import MAX_RECORDS_PER_UPLOAD, build_requests
 from streamproc.destinations.clevertap.responses import interpret
 
 NAME = CLEVERTAP
@@ -24,6 +21,6 @@ def auth(settings: CleverTapSettings) -> dict[str, str]:
             "Content-Type": "application/json; charset=utf-8"}
 
 
-__all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "MAX_NAME_CHARS",
-           "MAX_VALUE_BYTES", "auth", "build_requests", "event_data", "interpret",
-           "record_identity", "upload_event_record", "upload_request"]
+# the destination protocol (the mapping's helpers are in .mapping)
+__all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests",
+           "interpret"]

@@ -3,13 +3,9 @@ campaign triggers (triggerCampaign/{id}). Auth is the `mmApiKey` header."""
 
 from __future__ import annotations
 
-from streamproc.destinations.mailmodo.mapping import (MAX_CONTACTS_PER_BATCH, add_event_request,
-                                                      build_requests, contact_batch_request,
-                                                      contact_upsert_request, event_properties,
-                                                      traits_to_contact_properties,
-                                                      trigger_campaign_request)
 from streamproc.config.settings import API_PATHS, MailmodoSettings
 from streamproc.core.records import MAILMODO
+from streamproc.destinations.mailmodo.mapping import MAX_CONTACTS_PER_BATCH, build_requests
 from streamproc.destinations.mailmodo.responses import interpret
 
 NAME = MAILMODO
@@ -23,6 +19,6 @@ def auth(settings: MailmodoSettings) -> dict[str, str]:
     return {"mmApiKey": settings.api_key.get(), "Content-Type": "application/json"}
 
 
+# the destination protocol (the mapping's helpers are in .mapping)
 __all__ = ["NAME", "API_PATH", "INTEGRATION", "MAX_RECORDS_PER_REQUEST", "auth", "build_requests",
-           "interpret", "add_event_request", "contact_batch_request", "contact_upsert_request",
-           "event_properties", "traits_to_contact_properties", "trigger_campaign_request"]
+           "interpret"]

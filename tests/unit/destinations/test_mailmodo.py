@@ -8,7 +8,7 @@ from destination_cases import record, run_mapping_case, run_response_case
 from streamproc.config.settings import MailmodoSettings, Secret
 from streamproc.core.errors import Permanent
 from streamproc.destinations import mailmodo
-from streamproc.destinations.mailmodo import build_requests, traits_to_contact_properties
+from streamproc.destinations.mailmodo.mapping import build_requests, traits_to_contact_properties
 from streamproc.destinations.request import HttpRequest
 
 SLUG = "mailmodo"
