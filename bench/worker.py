@@ -21,7 +21,10 @@ def main() -> int:
     if src:  # another copy of the streamproc package (before/after comparisons)
         sys.path.insert(0, src)
     if os.environ.get("BENCH_DELIVERY", "off") == "off":
-        import streamproc.worker.deliver_agents as deliver_agents
+        try:
+            import streamproc.worker.deliver_agents as deliver_agents
+        except ImportError:  # a checkout from before the package re-layout (A/B baselines)
+            import streamproc.deliver_agents as deliver_agents  # type: ignore[no-redef]
 
         deliver_agents.register_delivery = lambda rt, topic: None  # type: ignore[assignment]
 
