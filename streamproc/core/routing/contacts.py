@@ -120,20 +120,21 @@ def _ready(reason: str, contact: Contact) -> bool:
 
 
 def _release(out: ContactResult, contact: Contact, cfg: RoutingConfig, now: float) -> None:
-    """Held inputs, in the order they came: a part past the hold time is decided as without
-    the state it waited for, a part whose state is there is decided as if it came now, the
-    rest wait on."""
+    """Held inputs, in the order they came: a part whose state is there is decided as if it
+    came now, whatever its age (a catch-up after a gap longer than the hold time brings the
+    state right behind it); a part still waiting is decided as without that state once past
+    the hold time; the rest wait on."""
     held, contact.pending = contact.pending, []
     for entry in held:
-        if expired(entry, cfg, now):
-            _decide(out, entry, EXPIRED, Contact(email=contact.email), cfg, now)
-            continue
         ready = [r for r in entry["waits"] if _ready(r, contact)]
         if ready:
             _decide(out, {**entry, "waits": ready}, RELEASED, contact, cfg, now)
-        if len(ready) < len(entry["waits"]):
-            contact.pending.append({**entry, "waits": [r for r in entry["waits"]
-                                                       if r not in ready]})
+        waits = [r for r in entry["waits"] if r not in ready]
+        if waits and expired(entry, cfg, now):
+            _decide(out, {**entry, "waits": waits}, EXPIRED, Contact(email=contact.email),
+                    cfg, now)
+        elif waits:
+            contact.pending.append({**entry, "waits": waits})
 
 
 def _decide(out: ContactResult, entry: dict[str, Any], outcome: str, contact: Contact,

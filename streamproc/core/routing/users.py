@@ -213,20 +213,21 @@ def _drops_for(event: SegmentEvent, cfg: RoutingConfig, reason: str) -> list[Dro
 
 
 def _release(out: UserResult, cfg: RoutingConfig, now: float) -> None:
-    """Held tracks, in the order they came: dropped `unknown_user` once past the hold time,
-    else routed when the user has an email by now, else kept."""
+    """Held tracks, in the order they came: routed when the user has an email by now, whatever
+    their age (a catch-up after a gap longer than the hold time brings the identify right
+    behind them); else dropped `unknown_user` once past the hold time; else kept."""
     assert out.user is not None
     user = out.user
     held, user.pending = user.pending, []
     out.changed = True
     for entry in held:
         event = held_event(entry)
-        if expired(entry, cfg, now):  # past its hold time, whether swept yet or not
-            out.holds.append(_USER_HOLD[EXPIRED])
-            out.drops.extend(_drops_for(event, cfg, UNKNOWN_USER))
-        elif user.emails:
+        if user.emails:
             out.holds.append(_USER_HOLD[RELEASED])
             _track(event, out, cfg, now, entry.get("source") or None)
+        elif expired(entry, cfg, now):  # still waiting and past its hold time
+            out.holds.append(_USER_HOLD[EXPIRED])
+            out.drops.extend(_drops_for(event, cfg, UNKNOWN_USER))
         else:
             user.pending.append(entry)
 

@@ -116,3 +116,35 @@ def test_a_copy_of_a_held_input_is_not_held_twice() -> None:
     assert calls(CAUGHT_UP, cfg) == Counter(
         (r.destination, r.op, r.key, r.id, json.dumps(r.payload, sort_keys=True))
         for r in pipe.records)
+
+
+def test_an_expired_hold_is_released_by_the_state_that_comes_for_it() -> None:
+    """Catch-up after a gap longer than the hold time: the inputs held before the gap and the
+    input bringing their state are processed together; the state is there, so they are
+    released (the calls of the caught-up order), not dropped as expired."""
+    cfg = RoutingConfig(hold_seconds=60.0)
+    pipe = Pipeline(cfg, {})
+    identify, track = STREAMS["segment"]
+    for step in [track] + STREAMS["mailjet"]:  # both wait for the identify only
+        pipe.feed({**step, "now": 1000.0})
+    pipe.feed({**identify, "now": 8200.0})  # the backlog, 2 h later
+    assert pipe.drops == [] and pipe.holds["hold_expired"] == 0
+    assert pipe.holds["hold_released"] == 1
+    assert [r.destination for r in pipe.records].count("segment") == 1  # the Mailjet open
+    assert calls([identify, track] + STREAMS["mailjet"], cfg) == Counter(
+        (r.destination, r.op, r.key, r.id, json.dumps(r.payload, sort_keys=True))
+        for r in pipe.records)
+
+
+def test_an_expired_part_still_waiting_is_decided_as_expired() -> None:
+    """The identify releases the Segment parts of expired Mailmodo activity; their CleverTap
+    parts, still without a CleverTap ID, are decided as expired (no_clevertap_id) then."""
+    cfg = RoutingConfig(hold_seconds=60.0)
+    pipe = Pipeline(cfg, {})
+    for step in STREAMS["mailmodo"]:
+        pipe.feed({**step, "now": 1000.0})
+    pipe.feed({**STREAMS["segment"][0], "now": 8200.0})
+    assert sorted(d.reason for d in pipe.drops) == ["no_clevertap_id", "no_clevertap_id"]
+    assert sorted(r.destination for r in pipe.records) == [
+        "mailjet", "mailmodo", "segment", "segment"]
+    assert not json.loads(pipe.contacts["ada@example.com"]).get("pending")

@@ -279,7 +279,7 @@ def _run_case(name: str) -> Pipeline:
 
 @pytest.mark.parametrize(("name", "counts"), [
     ("r05_grace_released_by_identify", {"held": 1, "hold_released": 1}),
-    ("r05_grace_expired_at_identify", {"held": 1, "hold_expired": 1}),
+    ("r05_grace_identify_after_hold_time_releases", {"held": 1, "hold_released": 1}),
     ("r05_grace_sweep_drops_expired", {"held": 1, "hold_expired": 1}),
     ("r05_grace_sweep_keeps_fresh", {"held": 1}),
     ("r05_grace_bounded_pending", {"held": 3, "hold_overflow": 1}),
