@@ -175,9 +175,7 @@ def _track(event: SegmentEvent, out: UserResult, cfg: RoutingConfig, now: float,
         pushed = hold(user, entry, cfg.max_pending)
         out.user, out.changed = user, True
         out.holds.append(_USER_HOLD[HELD])
-        out.holds.extend(_USER_HOLD[OVERFLOW] for _ in pushed)
-        for old in pushed:
-            out.drops.extend(_drops_for(held_event(old), cfg, UNKNOWN_USER))
+        _overflow(out, pushed, cfg)
         return
     out.drops.extend(drop for drop in gated.values() if drop is not None)
     if not open_dests:
@@ -210,6 +208,13 @@ def _drops_for(event: SegmentEvent, cfg: RoutingConfig, reason: str) -> list[Dro
     dests = CONTACT_DESTINATIONS if audience_change(event) else TRACK_DESTINATIONS
     return [gate(cfg, SOURCE_SEGMENT, d, event.integrations) or Drop(SOURCE_SEGMENT, d, reason)
             for d in dests]
+
+
+def _overflow(out: UserResult, pushed: list[dict[str, Any]], cfg: RoutingConfig) -> None:
+    """Held tracks pushed out beyond cfg.max_pending: decided as expired, counted overflow."""
+    out.holds.extend(_USER_HOLD[OVERFLOW] for _ in pushed)
+    for old in pushed:
+        out.drops.extend(_drops_for(held_event(old), cfg, UNKNOWN_USER))
 
 
 def _release(out: UserResult, cfg: RoutingConfig, now: float) -> None:
@@ -252,10 +257,7 @@ def _alias(event: SegmentEvent, out: UserResult) -> None:
 def _merge(msg: MergeUser, out: UserResult, cfg: RoutingConfig, now: float) -> None:
     previous = KnownUser.from_dict(msg.state)
     user = out.user or KnownUser(user_id=msg.user_id)
-    held = len(user.pending) + len(previous.pending)
-    merge_users(user, previous)
-    # merge_users keeps the newest MAX_PENDING
-    out.holds.extend(_USER_HOLD[OVERFLOW] for _ in range(held - len(user.pending)))
+    _overflow(out, merge_users(user, previous, cfg.max_pending), cfg)  # keeps the newest
     out.user, out.changed = user, True
     for email in previous.emails:  # their contacts learn the new userId
         out.contact_updates.append(ContactUpdate(

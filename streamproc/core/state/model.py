@@ -201,9 +201,11 @@ def hold(obj: KnownUser | Contact, entry: dict[str, Any],
     return pushed
 
 
-def merge_users(target: KnownUser, previous: KnownUser) -> None:
+def merge_users(target: KnownUser, previous: KnownUser,
+                limit: int = MAX_PENDING) -> list[dict[str, Any]]:
     """Alias: fold the previous id's state into `target` (emails, traits by timestamp, seen
-    times, held tracks)."""
+    times, held tracks: one entry per input id, so a merge processed twice adds none again).
+    Returns the held entries pushed out (oldest first) beyond `limit`."""
     for email in previous.emails:
         add_email(target, email, previous.email_ts.get(normalise_email(email), 0.0))
     for key, value in previous.traits.items():
@@ -212,8 +214,13 @@ def merge_users(target: KnownUser, previous: KnownUser) -> None:
     for ts in (previous.first_seen, previous.last_seen):
         if ts is not None:
             touch(target, ts)
-    target.pending = sorted(target.pending + previous.pending,
-                            key=lambda p: p.get("held_at", 0.0))[-MAX_PENDING:]
+    ids = {e["id"] for e in target.pending if e.get("id") is not None}
+    merged = sorted(target.pending + [e for e in previous.pending
+                                      if e.get("id") is None or e["id"] not in ids],
+                    key=lambda p: p.get("held_at", 0.0))
+    overflow = max(len(merged) - limit, 0)
+    target.pending = merged[overflow:]
+    return merged[:overflow]
 
 
 def _remember(ids: list[str], value: str) -> list[str]:

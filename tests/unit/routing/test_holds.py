@@ -148,3 +148,37 @@ def test_an_expired_part_still_waiting_is_decided_as_expired() -> None:
     assert sorted(r.destination for r in pipe.records) == [
         "mailjet", "mailmodo", "segment", "segment"]
     assert not json.loads(pipe.contacts["ada@example.com"]).get("pending")
+
+
+def _track(user_id: str, message_id: str) -> dict[str, Any]:
+    return {"kind": "segment", "event": {"type": "track", "userId": user_id, "event": "Paid",
+                                         "messageId": message_id,
+                                         "timestamp": "2026-11-20T10:01:00Z"}}
+
+
+def test_a_merge_processed_twice_holds_its_tracks_once() -> None:
+    """A MergeUser processed again (a batch retried after its outputs went out) adds none of
+    the tracks it brought a second time."""
+    from streamproc.core.routing.messages import MergeUser
+
+    pipe = Pipeline(RoutingConfig(hold_seconds=3600.0), {})
+    pipe.feed({**_track("u1", "t1"), "now": 1000.0})
+    merge = MergeUser(user_id="u2", previous_id="u1", state=json.loads(pipe.users["u1"]),
+                      timestamp=1.0, source_id="a1")
+    pipe.by_user(merge, 1001.0, None)
+    pipe.by_user(merge, 1002.0, None)
+    assert [e["id"] for e in json.loads(pipe.users["u2"])["pending"]] == ["t1"]
+
+
+def test_a_merge_past_max_pending_decides_the_oldest_as_overflow() -> None:
+    """Tracks brought by an alias beyond cfg.max_pending are decided like any overflow: the
+    oldest dropped unknown_user and counted, the newest max_pending kept."""
+    pipe = Pipeline(RoutingConfig(hold_seconds=3600.0, max_pending=2), {})
+    for n, (user_id, message_id) in enumerate([("u1", "t1"), ("u2", "t2"), ("u2", "t3")]):
+        pipe.feed({**_track(user_id, message_id), "now": 1000.0 + n})
+    pipe.feed({"kind": "segment", "now": 1010.0,
+               "event": {"type": "alias", "userId": "u2", "previousId": "u1",
+                         "messageId": "a1", "timestamp": "2026-11-20T10:02:00Z"}})
+    assert [(d.destination, d.reason) for d in pipe.drops] == [("mailmodo", "unknown_user")]
+    assert pipe.holds["hold_overflow"] == 1
+    assert [e["id"] for e in json.loads(pipe.users["u2"])["pending"]] == ["t2", "t3"]
