@@ -55,10 +55,9 @@ class Deliverer:
         self.policy = BackoffPolicy(initial_s=d.backoff_initial_s, max_s=d.backoff_max_s,
                                     jitter=jitter, max_retry_after_s=d.max_retry_time_s,
                                     max_elapsed_s=d.max_retry_time_s)
-        self.paused, self._paused_since = False, 0.0  # on 401/403
+        self.paused, self._paused_since, self._auth_probe_at = False, 0.0, 0.0  # on 401/403
         metrics.auth_paused.labels(self.name).set(0)
         self.outage = Outage(self.name, d, metrics, clock=clock, wall=wall)
-        self._auth_probe_at = 0.0
 
     def hold_s(self) -> float:
         """Seconds until the next probe of a paused destination (outage and/or 401/403)."""
@@ -67,19 +66,20 @@ class Deliverer:
 
     async def deliver(self, records: list[SinkRecord], *, force: bool = False) -> DeliveryReport:
         """Returns when every record is delivered, skipped (ledger), dead or held. Transient
-        failures are retried within the call (MAX_ATTEMPTS, MAX_RETRY_TIME_S); records still
-        failing then pause the destination (an outage): they and every record of a later call
-        are returned as `report.held` (the caller reads them again later, after
-        outage.wait_s()), except one probe request per call once a probe is due. A record
-        failing past its retry budget is dead-lettered (retries_exhausted); once the outage's
-        budget is spent each record is sent once and dead-lettered if it fails. Paused on
+        failures are retried within the call (MAX_ATTEMPTS, MAX_RETRY_TIME_S). Records still
+        failing then are dead-lettered (retries_exhausted) if the API answered any request of
+        the call for good (2xx, permanent 4xx: it is up, the record is what fails); else the
+        destination is paused (an outage): they and every record of a later call are returned
+        as `report.held` (read again after outage.wait_s()), except one probe request per call
+        once a probe is due. Past the retry budget (RETRY_BUDGET_S) a record is dead-lettered;
+        once the outage's budget is spent each is sent once, dead-lettered if it fails. Paused on
         401/403, records are held the same way, with one probe per AUTH_PROBE_INTERVAL_S
         (hold_s() says when). Cancellable."""
         report = DeliveryReport()
         pending = unseen(records, None if force else self.ledger, report, self.name)
         progress = {r.id: _Progress(r) for r in pending}
         backoff = self.policy.start(rng=self._rng, clock=self._clock)
-        outage = self.outage
+        outage, api_up = self.outage, False  # api_up: the API answered for good in this call
         while pending:
             draining = outage.active and outage.spent()  # each sent once, then dead-lettered
             if (outage.active and not draining and not outage.probe_due()) or \
@@ -98,7 +98,8 @@ class Deliverer:
                 delay = backoff.next_delay(state.retry_after)
                 if delay is None:  # the call's retry time is spent
                     exhausted, retry = exhausted | retry, set()
-            hold = self._hold_or_dead(exhausted, progress, report)
+            api_up = api_up or state.answered
+            hold = self._hold_or_dead(exhausted, progress, report, api_up)
             if hold or (outage.active and not draining and outage.probe_due()):
                 outage.pause(sum(not p.resolved for p in progress.values()))
             if (outage.active and not draining) or self.paused:
@@ -106,9 +107,8 @@ class Deliverer:
                     self._auth_probe_at = self._clock() + self.delivery.auth_probe_interval_s
                 report.held += [r.id for r in pending if not progress[r.id].resolved]
                 break
-            for record_id in retry:
-                klass = status_class(progress[record_id].status)
-                self.metrics.retried.labels(self.name, klass).inc()
+            for i in retry:
+                self.metrics.retried.labels(self.name, status_class(progress[i].status)).inc()
             if delay is not None:
                 log.warning("%s: %d record(s) failed (%s), retry %d in %.2fs",
                             self.name, len(retry), status_class(progress[next(iter(retry))].status),
@@ -118,9 +118,9 @@ class Deliverer:
         return report
 
     def _hold_or_dead(self, exhausted: set[str], progress: dict[str, _Progress],
-                      report: DeliveryReport) -> set[str]:
-        """Call retries spent: dead-lettered past their retry budget, else returned (held)."""
-        dead = {i for i in exhausted if self.outage.spent(i)}
+                      report: DeliveryReport, api_up: bool) -> set[str]:
+        """Call retries spent: dead if the API is up or past their budget, else returned (held)."""
+        dead = exhausted if api_up else {i for i in exhausted if self.outage.spent(i)}
         for record_id in dead:
             p = progress[record_id]
             self._dead(p, p.error, report, reason=RETRIES_EXHAUSTED)
@@ -214,6 +214,7 @@ class Deliverer:
             self._resume()
         answered = [i for i in live if not isinstance(errors[i], (Retryable, AuthError))]
         if answered:
+            state.answered = True
             self.outage.answered(answered)
         self._delivered([i for i in live if errors[i] is None], progress, report, status)
         permanent = [i for i in live if isinstance(errors[i], Permanent)]

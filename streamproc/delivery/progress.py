@@ -40,6 +40,7 @@ class Round:
     deferred: set[str] = field(default_factory=set)
     blocked_keys: set[str] = field(default_factory=set)
     retry_after: float | None = None
+    answered: bool = False  # the API answered a request for good (2xx or a permanent 4xx)
 
 
 def unseen(records: list[SinkRecord], ledger: Any, report: DeliveryReport,

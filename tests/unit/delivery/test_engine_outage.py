@@ -107,21 +107,21 @@ async def test_past_the_budget_records_are_dead_lettered_with_the_last_response(
     assert r.snap("dead_lettered") == {("fake", "5xx"): 3.0}
 
 
-async def test_a_record_the_api_keeps_failing_is_dead_lettered_after_its_own_budget():
-    """Others succeed (each success ends the destination's failing streak), so only the
-    record's own first failure bounds how long it is held."""
+async def test_a_record_the_api_keeps_failing_while_it_answers_others_is_dead_lettered():
+    """The API is up (it answers the other requests of the call): the record that exhausts its
+    in-call retries is what fails, so it is dead-lettered (redrivable) and the destination is
+    not paused; pausing would make that record the probe and stall the destination."""
     api = FakeApi()
-    api.respond = lambda doc: DOWN if "r-poison" in [i["id"] for i in doc["items"]] else OK
-    r = _outage_rig(api, retry_budget_s=100.0)
-    held_for = 0.0
-    for n in range(30):
-        report = await r.deliverer.deliver([record("-poison"), record(n)])
-        if report.dead:
-            break
-        r.clock.now += max(r.deliverer.outage.wait_s(), 10.0)
-        held_for += 10.0
-    assert [(d.record.id, d.reason) for d in report.dead] == [("r-poison", "retries_exhausted")]
-    assert 90.0 <= held_for <= 130.0
+    api.respond = lambda doc: httpx.Response(500) if doc["items"][0]["id"] == "r0" else OK
+    r = _outage_rig(api, max_attempts=3)
+    report = await r.deliverer.deliver([record(i) for i in range(4)])
+    assert [(d.record.id, d.reason, d.status, d.attempts) for d in report.dead] == [
+        ("r0", "retries_exhausted", 500, 3)]
+    assert sorted(report.delivered) == ["r1", "r2", "r3"] and report.held == []
+    assert not r.deliverer.outage.active
+    assert r.snap("destination_paused") == {("fake",): 0.0}
+    report = await r.deliverer.deliver([record(i) for i in range(4, 6)])  # nothing held back
+    assert sorted(report.delivered) == ["r4", "r5"] and report.held == []
 
 
 async def test_blips_inside_the_call_retries_never_pause():
