@@ -19,6 +19,9 @@ import orjson
 # and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
 # [message id, stage, to, drop, held, u, e, h]; decode_docs gives them back as documents.
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
+# and bytes per record value at most: well under the broker's default ~1 MB record limit (a
+# record it refuses for good would block send_all, which the batch's real outputs share)
+MAX_VALUE = 512 * 1024
 
 
 def partition_hash(message_id: str) -> int:
@@ -48,6 +51,52 @@ def encode_docs(docs: list[dict[str, Any]]) -> bytes:
     ~2 us per input on the routing path (bench/route_path.py), a quarter of the outcomes'
     budget; decode_docs still reads the compressed values earlier versions wrote."""
     return _dumps(docs)
+
+
+def pack_values(docs: list[dict[str, Any]], limit: int = MAX_VALUE,
+                most: int = PACKED) -> tuple[list[bytes], int]:
+    """Record values for the documents of one partition: JSON arrays of at most `most`
+    documents and `limit` bytes, each document encoded once (the `ins` / `routes` row
+    documents of the routing path are one document per partition and batch). Returns the
+    values and how many documents were dropped: a document that alone exceeds the limit has
+    its `ins` / `routes` rows split, else its long strings cut, else it is dropped."""
+    values: list[bytes] = []
+    parts: list[bytes] = []
+    size, dropped = 1, 0  # "[" + parts joined by "," + "]" is 1 + sum(len + 1)
+    for doc in docs:
+        raw = _dumps(doc)
+        pieces = [raw] if len(raw) + 2 <= limit else _fit(doc, limit)
+        if not pieces:
+            dropped += 1
+        for piece in pieces:
+            if parts and (size + len(piece) + 1 > limit or len(parts) >= most):
+                values.append(b"[" + b",".join(parts) + b"]")
+                parts, size = [], 1
+            parts.append(piece)
+            size += len(piece) + 1
+    if parts:
+        values.append(b"[" + b",".join(parts) + b"]")
+    return values, dropped
+
+
+CUT_CHARS = 1000  # what a string field of a too-large document is cut to
+
+
+def _fit(doc: dict[str, Any], limit: int) -> list[bytes]:
+    """A document too large for a record: its rows in halves (row documents), else its long
+    string fields but the message id cut to CUT_CHARS; [] when that is still too large."""
+    rows = doc.get("r")
+    if doc.get("k") in ("ins", "routes") and isinstance(rows, list) and len(rows) > 1:
+        half = len(rows) // 2
+        out: list[bytes] = []
+        for part in (rows[:half], rows[half:]):
+            raw = _dumps({**doc, "r": part})
+            out += [raw] if len(raw) + 2 <= limit else _fit({**doc, "r": part}, limit)
+        return out
+    cut = {k: v[:CUT_CHARS] + "...[cut]" if k != "m" and isinstance(v, str)
+           and len(v) > CUT_CHARS else v for k, v in doc.items()}
+    raw = _dumps(cut)
+    return [raw] if len(raw) + 2 <= limit else []
 
 
 def decode_docs(value: bytes | None) -> list[dict[str, Any]]:

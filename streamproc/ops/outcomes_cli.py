@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from streamproc.core.outcome_codec import PACKED, encode_docs, partition_hash, raw_message_id
+from streamproc.core.outcome_codec import pack_values, partition_hash, raw_message_id
 
 
 def outcomes_topic(topology: Any) -> str | None:
@@ -60,6 +60,6 @@ async def send_docs(settings: Any, producer: Any, topic: str | None,
     groups: dict[int, list[dict[str, Any]]] = {}
     for d in docs:  # JSON arrays per partition, as the workers write them (Outcomes.pack)
         groups.setdefault(parts[partition_hash(d["m"]) % len(parts)], []).append(d)
-    futs = [await producer.send(topic, value=encode_docs(group[i:i + PACKED]), partition=p)
-            for p, group in groups.items() for i in range(0, len(group), PACKED)]
+    futs = [await producer.send(topic, value=value, partition=p)
+            for p, group in groups.items() for value in pack_values(group)[0]]
     await asyncio.gather(*futs)

@@ -4,6 +4,7 @@ the status page read. Emails masked (setting), secrets scrubbed, response bodies
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import zlib
@@ -13,11 +14,13 @@ from typing import TYPE_CHECKING, Any, Iterable
 import orjson
 
 from streamproc.core.errors import AuthError, Permanent
-from streamproc.core.outcome_codec import PACKED, encode_docs, person_hash, raw_message_id
+from streamproc.core.outcome_codec import PACKED, pack_values, person_hash, raw_message_id
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
     from streamproc.worker.output import Out
+
+log = logging.getLogger(__name__)
 
 # Field names and the record forms: streamproc/core/outcome_codec.py.
 FAILURES_KEPT = 20  # per destination, for the status page
@@ -87,13 +90,15 @@ class Outcomes:
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
+        self.oversized = 0  # documents dropped as too large for a record (pack_values)
 
     def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = (),
              routes: list[list[Any]] = ()) -> list[Out]:
         """Outcome documents and `in` / `route` rows (see the field notes) as Kafka records:
         those of one partition (crc32 of the message id, see partition_hash) together in
         JSON arrays of at most PACKED documents, so an input's outcomes share a partition
-        without a Kafka record each (fewer, larger records)."""
+        without a Kafka record each (fewer, larger records), and of at most MAX_VALUE bytes
+        (pack_values: a record the broker refuses for good would block the batch's outputs)."""
         n = self.partitions
         groups = _by_partition(docs, "m", n)
         now = int(time.time() * 1000) / 1000
@@ -103,8 +108,15 @@ class Outcomes:
                     groups.setdefault(g, []).extend(
                         {"k": kind, "t": now, "r": part[i:i + PACKED]}
                         for i in range(0, len(part), PACKED))
-        return [(self.topic, None, encode_docs(group[i:i + PACKED]), None, g)
-                for g, group in groups.items() for i in range(0, len(group), PACKED)]
+        out: list[Out] = []
+        for g, group in groups.items():
+            values, dropped = pack_values(group)
+            if dropped:
+                self.oversized += dropped
+                log.warning("%d outcome document(s) too large for a record even cut down "
+                            "were dropped (%d so far)", dropped, self.oversized)
+            out += [(self.topic, None, v, None, g) for v in values]
+        return out
 
     def take(self) -> list[Out]:
         """The records of the documents stashed by the current agent batch (see take_outcomes)."""

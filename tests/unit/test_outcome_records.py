@@ -201,3 +201,40 @@ def test_install_switches_the_worker_off():
     o = install(on)
     assert (o.topic, o.partitions) == ("streamproc.outcomes", 6)
     assert _docs(routing_outs(on, "users", SimpleNamespace(message_id="m1"), res, False))
+
+
+def test_packed_records_stay_under_the_size_limit_with_every_document_kept():
+    """500 `try` documents with 2000-char bodies are ~1.2 MB as one array: over the broker's
+    ~1 MB record limit, which send_all would retry forever. Packing splits by size too."""
+    from streamproc.core.outcome_codec import MAX_VALUE
+
+    o = _outcomes(STREAMPROC_OUTCOMES_BODY_CHARS="2000")
+    o.partitions = 1  # all in one group: the worst case
+    rec = AttemptRecorder(o, "mailmodo")
+    body = '{"message": "' + "x" * 4000 + '"}'
+    sinks = [_sink(f"m{i}", rid=f"d{i}") for i in range(500)]
+    rec(SimpleNamespace(kind="addEvent"), 400, body,
+        [(s, 1, Permanent("HTTP 400 " + "y" * 300)) for s in sinks])
+    outs = rec.take()
+    assert len(outs) > 1 and all(len(v) <= MAX_VALUE for _, _, v, _, _ in outs)
+    assert sorted(d["m"] for o_ in outs for d in decode_docs(o_[2])) == sorted(
+        f"m{i}" for i in range(500))
+    rows = [(f"m{i}-" + "z" * 3000, "segment", "t", 0, i) for i in range(500)]  # huge ids
+    outs = o.pack([], rows)
+    assert all(len(v) <= MAX_VALUE for _, _, v, _, _ in outs)
+    assert len([d for o_ in outs for d in decode_docs(o_[2])]) == 500
+
+
+def test_a_document_larger_than_a_record_is_cut_down_or_dropped_and_counted():
+    from streamproc.core.outcome_codec import MAX_VALUE
+
+    o = _outcomes()
+    big = {"k": "try", "m": "m1", "t": 0, "d": "mailmodo", "b": "x" * (MAX_VALUE + 10),
+           "err": "e" * (MAX_VALUE + 10)}
+    [(_, _, value, _, _)] = o.pack([big])
+    [doc] = decode_docs(value)
+    assert len(value) <= MAX_VALUE and doc["m"] == "m1" and doc["d"] == "mailmodo"
+    assert len(doc["b"]) < MAX_VALUE and o.oversized == 0
+    hopeless = {"k": "dead", "m": "m" * (MAX_VALUE + 10), "t": 0}
+    assert o.pack([hopeless, {"k": "dead", "m": "m2", "t": 0}]) and o.oversized == 1
+    assert [d["m"] for _, _, v, _, _ in o.pack([hopeless]) for d in decode_docs(v)] == []
