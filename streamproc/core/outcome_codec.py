@@ -17,7 +17,8 @@ import orjson
 # h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
 # dict per input on the routing path), one `ins` / `routes` document per outcomes partition
 # and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
-# [message id, stage, to, drop, held, u, e, h]; decode_docs gives them back as documents.
+# [message id, stage, to, drop, held, u, e, h] and, when the userId is an email (masked in u)
+# other than the one hashed in h, a 9th: uh its hash; decode_docs gives them back as documents.
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 # and bytes per record value at most: well under the broker's default ~1 MB record limit (a
 # record it refuses for good would block send_all, which the batch's real outputs share)
@@ -118,13 +119,13 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
                      "o": r[4]} for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
         elif kind == "routes":
             out += [_route_doc(r, d.get("t", 0))
-                    for r in d.get("r") or () if isinstance(r, list) and len(r) == 8]
+                    for r in d.get("r") or () if isinstance(r, list) and 8 <= len(r) <= 9]
         else:
             out.append(d)
     return out
 
 
-_ROUTE_FIELDS = ("drop", "held", "u", "e", "h")  # the optional fields of a `routes` row
+_ROUTE_FIELDS = ("drop", "held", "u", "e", "h", "uh")  # the optional fields of a `routes` row
 
 
 def _route_doc(row: list[Any], t: float) -> dict[str, Any]:

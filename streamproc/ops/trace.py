@@ -17,6 +17,9 @@ from streamproc.config.settings import Settings
 from streamproc.config.topology import Topology
 from streamproc.core.outcome_codec import decode_docs, person_hash
 
+# the person fields of an outcome and their index prefix: userId, email hash, the hash of a
+# userId that is an email (masked in u) other than the one in h
+_PERSON_FIELDS = (("u", "u"), ("h", "h"), ("uh", "h"))
 PERSON_KEPT = 50  # message ids remembered per person (the newest)
 DEFAULT_LIMIT = 10
 
@@ -24,8 +27,9 @@ DEFAULT_LIMIT = 10
 class TraceIndex:
     """The index of one outcomes topic in a local RocksDB (rocksdict). Keys: `o:<partition>`
     next offset to read; `m:<message id>` its outcomes (JSON list); `u:<userId>` and
-    `h:<email hash>` [[time, message id], ...] newest last. Lookups read only what was
-    produced since the previous one; the first one reads the topic once (its retention)."""
+    `h:<email hash>` [[time, message id], ...] newest last (an email-like userId, masked in
+    the outcomes, is under h: by its hash). Lookups read only what was produced since the
+    previous one; the first one reads the topic once (its retention)."""
 
     def __init__(self, path: str | Path) -> None:
         from rocksdict import Rdict
@@ -56,9 +60,10 @@ class TraceIndex:
             if key not in outcomes:
                 outcomes[key] = self._get(key) or []
             outcomes[key].append(doc)
-            for field in ("u", "h"):
-                if doc.get(field):
-                    pkey = f"{field}:{doc[field]}"
+            for field, prefix in _PERSON_FIELDS:
+                value = doc.get(field)
+                if value and not (field == "u" and "***@" in str(value)):  # masked: no key
+                    pkey = f"{prefix}:{value}"
                     if pkey not in people:
                         people[pkey] = self._get(pkey) or []
                     people[pkey].append([doc.get("t", 0), mid])

@@ -143,7 +143,8 @@ class Outcomes:
         """One `route` row per input the result concerns (see the field notes): its sink
         records (destination, delivery id, op), drops with reasons, and whether it was held.
         An input (not a derived envelope) always gets one, with its person (u userId, e
-        masked email, h email hash): it is also what says the input reached routing."""
+        masked email, h email hash): it is also what says the input reached routing. A userId
+        that is an email is masked as emails are, and found by its hash (h, else uh)."""
         sinks, drops = res.sink_records, res.drops
         held = getattr(res, "held", 0) if getattr(res, "holds", True) else 0  # a count
         attr = _ID_ATTR.get(type(msg))
@@ -156,6 +157,7 @@ class Outcomes:
         if not sinks and not drops and not held and attr == "source_id":
             return []  # a derived envelope that changed nothing visible
         rows: dict[str, list[Any]] = {}
+        uh = None
         if own:
             user_id = getattr(msg, "user_id", None)
             email = getattr(msg, "email_key", None)
@@ -163,8 +165,12 @@ class Outcomes:
                 e, h = (_mask_key(email) if self.scrub.mask else email), person_hash(email)
             else:
                 e = h = None
+            if not isinstance(user_id, str):
+                user_id = None
+            elif self.scrub.mask and "@" in user_id:  # an email as userId: masked, hashed
+                uh, user_id = person_hash(user_id), _mask_key(user_id)
             rows[own] = [own, stage, [], [(x.destination, x.reason) for x in drops] or None,
-                         held or None, user_id if isinstance(user_id, str) else None, e, h]
+                         held or None, user_id, e, h]
         for r in sinks:
             mid = r.source.get("message_id") or own
             if not mid:
@@ -177,6 +183,12 @@ class Outcomes:
                 if email and isinstance(email, str):
                     row[7] = person_hash(email)
             row[2].append((r.destination, r.id, r.op))
+        if uh is not None:  # found by it: as h, or as uh when h is another email's
+            row = rows[own]
+            if row[7] is None or row[7] == uh:
+                row[7] = uh
+            else:
+                row.append(uh)
         return list(rows.values())
 
     # ---------------------------------------------------------------- delivery side

@@ -238,3 +238,24 @@ def test_a_document_larger_than_a_record_is_cut_down_or_dropped_and_counted():
     hopeless = {"k": "dead", "m": "m" * (MAX_VALUE + 10), "t": 0}
     assert o.pack([hopeless, {"k": "dead", "m": "m2", "t": 0}]) and o.oversized == 1
     assert [d["m"] for _, _, v, _, _ in o.pack([hopeless]) for d in decode_docs(v)] == []
+
+
+def test_an_email_like_user_id_is_masked_in_the_route_outcome_unless_turned_off():
+    """Segment userIds are often emails: with masking on, the outcome documents hold no
+    unmasked one; its hash (h, or uh when the person's email differs) still finds it."""
+    nothing = SimpleNamespace(sink_records=[], drops=[], held=0)
+    ev = SimpleNamespace(message_id="m1", user_id="Jane.Doe@Example.com", email_key=None)
+    rows = _outcomes().routed("users", ev, nothing)
+    outs = _outcomes().pack([], (), rows)
+    assert b"Jane.Doe" not in b"".join(v for _, _, v, _, _ in outs)
+    [doc] = _docs(outs)
+    assert (doc["u"], doc["h"]) == ("J***@Example.com", person_hash("jane.doe@example.com"))
+    other = SimpleNamespace(message_id="m2", user_id="jd@old.io", email_key="jane@new.io")
+    [doc] = _docs(_outcomes().pack([], (), _outcomes().routed("users", other, nothing)))
+    assert (doc["u"], doc["e"], doc["h"], doc["uh"]) == (
+        "j***@old.io", "j***@new.io", person_hash("jane@new.io"), person_hash("jd@old.io"))
+    [plain] = _docs(_outcomes(STREAMPROC_OUTCOMES_MASK_EMAILS="off").routed("users", ev, nothing))
+    assert plain["u"] == "Jane.Doe@Example.com" and "uh" not in plain
+    [doc] = _docs(_outcomes().routed("users", SimpleNamespace(message_id="m3", user_id="u-7",
+                                                              email_key=None), nothing))
+    assert doc["u"] == "u-7" and "h" not in doc  # a userId that is no email stays as it is

@@ -101,3 +101,27 @@ def test_ingest_rows_read_as_in_outcomes_and_the_person_comes_from_the_route_out
     assert all(idx.outcomes(f"m{i}") for i in range(30))
     idx.close()
 
+
+
+def test_an_email_like_user_id_masked_in_the_outcomes_still_finds_the_inputs(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from streamproc.config.settings import load_settings
+    from streamproc.worker.outcomes import Outcomes
+
+    o = Outcomes(load_settings({}), "outcomes")
+    nothing = NS(sink_records=[], drops=[], held=0)
+    outs = o.pack([], (), o.routed("users", NS(message_id="m1", user_id="Jane@Ex.com",
+                                               email_key=None), nothing)
+                  + o.routed("users", NS(message_id="m2", user_id="jd@old.io",
+                                         email_key="jane@new.io"), nothing))
+    idx = TraceIndex(tmp_path / "index")
+    idx.add([NS(partition=g, offset=i, value=v) for i, (_, _, v, _, g) in enumerate(outs)])
+    assert [t["message_id"] for t in lookup(idx, "Jane@Ex.com")] == ["m1"]
+    assert [t["message_id"] for t in lookup(idx, "jd@old.io")] == ["m2"]
+    assert [t["message_id"] for t in lookup(idx, "jane@new.io")] == ["m2"]
+    [tl] = lookup(idx, "jane@ex.com")
+    assert tl["user_id"] == "J***@Ex.com"
+    keys = b" ".join(k for k in idx.db.keys())
+    assert b"Jane@Ex.com" not in keys and b"jd@old.io" not in keys  # nor in the index
+    idx.close()
