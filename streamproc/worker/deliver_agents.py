@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 60.0
 PURGE_SCAN_KEYS = 20_000
 PURGE_MAX_DELETES = 5_000
+MAX_DECIDED = 100_000  # ids a destination's agent remembers from held batches (deliver_batch)
 
 
 class LedgerPurger:
@@ -162,11 +163,12 @@ def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: 
                     get_deliverer: Callable[[], Any], ledger: TableLedger,
                     purger: LedgerPurger | None = None) -> None:
     batches = batches_of(rt, sink, batch_size, max(linger, 0.01))
+    decided: set[str] = set()  # see deliver_batch
 
     async def deliver(stream: Any) -> None:
         async for taken in batches():
             with taken as events:
-                await deliver_batch(rt, slug, events, get_deliverer(), ledger)
+                await deliver_batch(rt, slug, events, get_deliverer(), ledger, decided)
             if purger is not None:  # tombstones on the broker before the next batch's marks
                 await purger.maybe_purge(taken.events)
 
@@ -174,13 +176,16 @@ def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: 
 
 
 async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: Any,
-                        ledger: TableLedger) -> None:
+                        ledger: TableLedger, decided: set[str]) -> None:
     """Deliver one batch of sink events; dead letters and ledger entries are on the broker
-    before returning."""
+    before returning. `decided` (the agent's, in memory): ids delivered or dead-lettered while
+    a batch was held, skipped when it is read again (forced ones too: they bypass the ledger);
+    dead ids never go to the ledger, so `dlq redrive` (not forced) still delivers them. After
+    a restart the set is empty: the worst case is one repeated dead letter (harmless)."""
     dlq = rt.topology.destinations[slug].dead_letter.name
     normal: list[SinkRecord] = []
     forced: list[SinkRecord] = []
-    out = []
+    out, bad, read = [], [], set()
     carried: dict[str, Any] = {}
     loads = SinkRecord.loads
     for ev in events:
@@ -188,34 +193,42 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
         try:
             rec = loads(m.value)
         except (ValueError, KeyError, TypeError) as e:
-            rt.metrics.dead_lettered.labels(slug, "mapping").inc()
-            out.append((dlq, m.key, dead_letter(
+            bad.append((dlq, m.key, dead_letter(
                 stage="delivery", reason="bad_sink_record", message=str(e), original=m.value,
                 destination=slug,
                 source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
             continue
+        read.add(rec.id)
+        if rec.id in decided:  # delivered or dead-lettered while this batch was held
+            continue
         carried[rec.id] = ev
         (forced if m.headers and is_forced(m.headers) else normal).append(rec)
     ledger.begin(carried)
-    held, dead = False, []
+    held, done = False, []
     try:
         for batch, force in ((normal, False), (forced, True)):
             if batch:
                 report = await deliverer.deliver(batch, force=force)
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
-                held, dead = held or bool(report.held), dead + [d.record.id for d in report.dead]
+                held = held or bool(report.held)
+                done += report.delivered + [d.record.id for d in report.dead]
                 recorder = getattr(deliverer, "on_attempt", None)
                 if isinstance(recorder, streamproc.worker.outcomes.AttemptRecorder):
                     out += recorder.take(report.dead)  # outcomes, produced with the batch
+        if bad and not held:  # unreadable: dead-lettered once, by the pass that completes
+            rt.metrics.dead_lettered.labels(slug, "mapping").inc(len(bad))
+            out = bad + out
         if out:
             await rt.output.send_all(out)
-        if held and dead:  # the batch is read again: its dead letters are not sent twice
-            ledger.mark(dead, time.time())
         await ledger.flush()  # ledger entries on the broker before the batch is done
     finally:
         ledger.end()
     if held:
+        decided.update(done)
         raise Held(slug, deliverer.hold_s())
+    decided.difference_update(read)  # done with them (a shorter re-read keeps the rest)
+    if len(decided) > MAX_DECIDED:  # ids of partitions revoked while held: never read here
+        decided.clear()
 
 
 def _waiting(rt: Runtime, slug: str, sink: str) -> None:
