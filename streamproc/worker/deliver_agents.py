@@ -198,8 +198,9 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 destination=slug,
                 source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
             continue
-        read.add(rec.id)
-        if rec.id in decided:  # delivered or dead-lettered while this batch was held
+        skip = rec.id in decided and rec.id not in read  # decided while this batch was held
+        read.add(rec.id)  # (a later copy in the same pass, e.g. a redrive, is not skipped)
+        if skip:
             continue
         carried[rec.id] = ev
         (forced if m.headers and is_forced(m.headers) else normal).append(rec)

@@ -125,3 +125,22 @@ def test_an_unreadable_sink_record_is_dead_lettered_once_not_on_every_hold_cycle
     _deliver(r, ledger, sent, batch, decided)
     reasons = [json.loads(value)["reason"] for _, _, value in sent]
     assert reasons == ["bad_sink_record"]
+
+
+def test_a_redrive_read_in_the_same_pass_as_its_held_original_is_delivered():
+    """r1 is dead-lettered while its batch is held; the operator redrives it during the outage,
+    so its copy lands behind the original and the re-read takes both: the original is skipped
+    (decided already), the copy is sent."""
+    api = FakeApi()
+    api.respond = lambda doc: {"r1": httpx.Response(400)}.get(doc["items"][0]["id"],
+                                                                httpx.Response(401))
+    r = rig(api, settings(max_attempts=2, retry_budget_s=3600.0))
+    ledger, sent, decided = Ledger(r.ledger), [], set()
+    with pytest.raises(Held):
+        _deliver(r, ledger, sent, _events(record(1), record(2)), decided)
+    assert _sent_ids(api, "r1") == 1 and len(sent) == 1  # r1 dead-lettered once
+    api.respond = lambda doc: httpx.Response(200, json={})
+    r.clock.now += 31.0
+    _deliver(r, ledger, sent, _events(record(1), record(2), record(1)), decided)
+    assert _sent_ids(api, "r1") == 2 and r.ledger.seen("r1") and r.ledger.seen("r2")
+    assert len(sent) == 1  # the original's dead letter was not repeated
