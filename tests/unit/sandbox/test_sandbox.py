@@ -1,5 +1,5 @@
 """The sandbox APIs themselves, over real sockets with httpx: vendor contracts from
-/work/shared/api-facts.md (auth, limits, partial answers) and the fault-scripting machinery."""
+the shared api-facts.md (auth, limits, partial answers) and the fault-scripting machinery."""
 
 from __future__ import annotations
 
