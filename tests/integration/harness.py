@@ -12,9 +12,10 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import httpx
 import orjson
@@ -270,3 +271,23 @@ def counter_value(metrics_text: str, name: str, **labels: str) -> float:
         if line.startswith(name + "{") and all(w in line for w in want):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+@contextmanager
+def sandboxed_worker(bootstrap: str, name: str, env: dict[str, str] | None = None, *,
+                     ready_timeout: float = 90.0) -> Iterator[tuple[Any, Topology, WorkerProcess]]:
+    """A worker on fresh prefixed topics delivering to its own sandbox APIs, ready: yields
+    (sandbox, topology, worker); stops the worker (killed if it will not stop), then the APIs."""
+    from streamproc.dev.sandbox import SandboxServer, sandbox_env
+
+    with SandboxServer() as sandbox:
+        prefix = unique_prefix()
+        topology = topology_for(prefix)
+        apply_topics(bootstrap, topology)
+        w = WorkerProcess(bootstrap, prefix, name=name,
+                          env_extra={**sandbox_env(sandbox.base_urls), **(env or {})}).start()
+        try:
+            w.wait_ready(timeout=ready_timeout)
+            yield sandbox, topology, w
+        finally:
+            w.stop_or_kill()

@@ -17,10 +17,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from streamproc.dev.samples import load_samples
-from streamproc.dev.sandbox import SandboxServer, sandbox_env
 
-from harness import (WorkerProcess, apply_topics, counter_value, produce, read_topic,
-                     topology_for, unique_prefix, wait_for)
+from harness import WorkerProcess, counter_value, produce, read_topic, sandboxed_worker, wait_for
 
 WRITE_KEY = "wk-bad-input"
 TOKEN = "hook-" + uuid.uuid4().hex
@@ -102,20 +100,15 @@ def _is_json(b: bytes) -> bool:
 
 @pytest.fixture(scope="module")
 def running(kafka_bootstrap):
-    with SandboxServer() as sandbox:
-        prefix = unique_prefix()
-        topology = topology_for(prefix)
-        apply_topics(kafka_bootstrap, topology)
-        env = {**sandbox_env(sandbox.base_urls), "STREAMPROC_INGEST_SEGMENT_WRITE_KEYS": WRITE_KEY,
-               "STREAMPROC_INGEST_WEBHOOK_TOKEN": TOKEN,
-               "STREAMPROC_INGEST_MAX_BODY_BYTES": str(MAX_BODY)}
-        w = WorkerProcess(kafka_bootstrap, prefix, env_extra=env, name="bad-input").start()
-        try:
-            w.wait_ready(timeout=120)
+    env = {"STREAMPROC_INGEST_SEGMENT_WRITE_KEYS": WRITE_KEY,
+           "STREAMPROC_INGEST_WEBHOOK_TOKEN": TOKEN,
+           "STREAMPROC_INGEST_MAX_BODY_BYTES": str(MAX_BODY)}
+    try:
+        with sandboxed_worker(kafka_bootstrap, "bad-input", env, ready_timeout=120) as (
+                _, topology, w):
             yield w, topology
             assert w.proc.poll() is None, w.log_tail()
-        finally:
-            w.stop_or_kill()
+    finally:
         print(f"\nbad-input figures: raw records by kind {dict(sorted(KINDS.items()))}; "
               f"requests by (kind, status) {dict(sorted(STATUSES.items()))}")
 

@@ -15,10 +15,9 @@ import httpx
 import pytest
 
 from streamproc.core.records import MAILJET, OP_CONTACT_UPSERT, SinkRecord
-from streamproc.dev.sandbox import Fault, SandboxServer, sandbox_env
+from streamproc.dev.sandbox import Fault
 
-from harness import (WorkerProcess, apply_topics, counter_value, produce, read_topic,
-                     topology_for, unique_prefix, wait_for)
+from harness import WorkerProcess, counter_value, produce, read_topic, sandboxed_worker, wait_for
 
 # Mailjet's in-call retry time here: it used to dead-letter after it. 3 s, not less: in the
 # flaky test a record must run out of its 8 attempts (0.15**8 * 2000 = 5e-4 records), never of
@@ -41,18 +40,8 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def outage_stack(kafka_bootstrap):
-    with SandboxServer() as sandbox:
-        prefix = unique_prefix()
-        topology = topology_for(prefix)
-        apply_topics(kafka_bootstrap, topology)
-        w = WorkerProcess(kafka_bootstrap, prefix, name="outage",
-                          env_extra={**sandbox_env(sandbox.base_urls), **_env()})
-        w.start()
-        try:
-            w.wait_ready()
-            yield kafka_bootstrap, topology, sandbox, w
-        finally:
-            w.stop_or_kill()
+    with sandboxed_worker(kafka_bootstrap, "outage", _env()) as (sandbox, topology, w):
+        yield kafka_bootstrap, topology, sandbox, w
 
 
 @pytest.fixture
