@@ -87,6 +87,11 @@ class BatchContext:
       with faust's current event set to the last event that changed it (same key, same
       partition). Values are kept as the encoded bytes, so no event sees another's in-place
       changes unless they were written;
+    - the decoded state of a key, kept beside its bytes so the next event of the key in the
+      batch does not decode it again. The invariant: `objs[k]` is only ever the decoding of
+      `values[k]`, and an object handed to an event (load) leaves `objs` until that event
+      writes it back with its new bytes (set). An event that changes nothing, or crashes
+      half-way, cannot leave an in-place change behind: the next one decodes the bytes;
     - metric counts, added up per batch and applied once per label set (a prometheus label
       lookup costs microseconds, paid several times per event otherwise).
 
@@ -94,12 +99,13 @@ class BatchContext:
     through faust's table API and flush it at once, like a plain table access (no changelog
     send is left un-awaited: only an agent batch, which awaits them, writes directly)."""
 
-    __slots__ = ("rt", "values", "writers", "counts", "event", "direct")
+    __slots__ = ("rt", "values", "objs", "writers", "counts", "event", "direct")
 
     def __init__(self, rt: Runtime, direct: bool = True) -> None:
         self.rt = rt
         self.direct = direct  # batched writes the agent awaits; else faust's table API
         self.values: dict[tuple[str, str], bytes | None] = {}
+        self.objs: dict[tuple[str, str], Any] = {}  # decoded values[k], see the invariant
         self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
         self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
         self.event: Any = None  # the event being handled (set by the agent)
@@ -121,9 +127,22 @@ class BatchContext:
         self.values[k] = raw
         return raw
 
-    def set(self, table: str, key: str, value: bytes) -> None:
+    def load(self, table: str, key: str, cls: type) -> Any:
+        """The decoded state of a key (None: no state), for the event being handled: its own
+        object, taken out of `objs` (see the invariant in the class notes)."""
+        obj = self.objs.pop((table, key), None)
+        if obj is not None:
+            return obj
+        raw = self.get(table, key)
+        return cls.loads(raw) if raw is not None else None
+
+    def set(self, table: str, key: str, value: bytes, obj: Any = None) -> None:
+        """The key's new bytes; `obj`, when given, is the object they encode (kept for the
+        next event of the key)."""
         k = (table, key)
         self.values[k] = value
+        if obj is not None:
+            self.objs[k] = obj
         self.writers.pop(k, None)  # keep write order = order of the last change
         self.writers[k] = self.event
 
@@ -171,11 +190,6 @@ def _writers(rt: Runtime) -> dict[str, TableWriter]:
 _NO_WRITERS: dict[str, TableWriter] = {}
 
 
-def _load(ctx: BatchContext, table: str, key: str, cls: type) -> Any:
-    raw = ctx.get(table, key)
-    return cls.from_dict(orjson.loads(raw)) if raw is not None else None
-
-
 def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Out]:
     out = []
     sinks = rt.topology.destinations
@@ -197,7 +211,7 @@ def _state_input(rt: Runtime, batch: BatchContext | None, m: Any, table: str, cl
         msg = decode(m.value)
     except ValueError as e:
         return ctx, key, None, None, _internal_dead_letter(rt, m, str(e))
-    return ctx, key, msg, (_load(ctx, table, key, cls) if key else None), None
+    return ctx, key, msg, (ctx.load(table, key, cls) if key else None), None
 
 
 def _routed(rt: Runtime, ctx: BatchContext, res: Any) -> list[Out]:
@@ -219,7 +233,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
     else:
         res = route_user_event(msg, user, cfg, now, _source(m))
     if res.changed and res.user is not None and key:
-        ctx.set("users", key, orjson.dumps(res.user.to_dict()))
+        ctx.set("users", key, res.user.dumps(), res.user)
         _note_holds(rt, "users", key, res.user.pending)
     _count_holds(rt, ctx, res)
     out = _routed(rt, ctx, res) + routing_outs(rt, "users", msg, res, batch is not None)
@@ -252,7 +266,7 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
         return [dead]
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
-        ctx.set("contacts", key, orjson.dumps(res.contact.to_dict()))
+        ctx.set("contacts", key, res.contact.dumps(), res.contact)
         _note_holds(rt, "contacts", key, res.contact.pending)
     _count_holds(rt, ctx, res)
     out = _routed(rt, ctx, res) + routing_outs(rt, "contacts", msg, res, batch is not None)

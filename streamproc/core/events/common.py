@@ -106,11 +106,11 @@ def loads_json(raw: bytes | bytearray | memoryview | str | None, max_bytes: int 
         raise EventError("oversize", f"{len(data)} bytes exceeds the {max_bytes} byte limit")
     if data.startswith(_BOM):
         data = data[len(_BOM):]
-    if not data.strip():
-        raise EventError("not_json", "empty record")
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
+        if not data.strip():  # checked only here: strip() copies the record
+            raise EventError("not_json", "empty record") from None
         raise EventError("not_json", f"not JSON: {e}") from None
     if exact_ints and _has_big_float(value):
         # orjson turns integers above 2^64 into (lossy) floats; the stdlib keeps them exact.

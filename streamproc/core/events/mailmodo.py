@@ -51,7 +51,17 @@ def canonical_event(name: Any) -> str | None:
     """'Email Opened', 'open', 'OPENED' -> 'opened'; None when not a known activity."""
     if not isinstance(name, str):
         return None
-    return _EVENT_MAP.get(re.sub(r"[\s\-.]+", "_", name.strip().lower()))
+    canon = _CANONICAL.get(name, False)
+    if canon is False:  # not seen yet (names recur: mapped once, bounded)
+        if len(_CANONICAL) >= 1_000:
+            _CANONICAL.clear()
+        canon = _CANONICAL[name] = _EVENT_MAP.get(
+            _EVENT_SEPARATORS.sub("_", name.strip().lower()))
+    return canon
+
+
+_EVENT_SEPARATORS = re.compile(r"[\s\-.]+")
+_CANONICAL: dict[str, str | None] = {}
 
 
 def parse_mailmodo(raw: bytes, *, record_ts: float | None = None,

@@ -15,9 +15,18 @@ ADDRESS_TRAITS = ("city", "country", "postalCode", "state", "street")
 COMPANY_TRAITS = ("name", "id", "industry", "employee_count", "plan")
 
 
+_SEPARATORS = re.compile(r"[\s_\-]+")
+_FOLDED: dict[str, str] = {}  # trait names recur: folded once (bounded, cleared when full)
+
+
 def _fold(name: str) -> str:
     """Spelling-insensitive form: 'first_name', 'First Name', 'firstName' -> 'firstname'."""
-    return re.sub(r"[\s_\-]+", "", name).lower()
+    folded = _FOLDED.get(name)
+    if folded is None:
+        if len(_FOLDED) >= 10_000:
+            _FOLDED.clear()
+        folded = _FOLDED[name] = _SEPARATORS.sub("", name).lower()
+    return folded
 
 
 _TOP = {_fold(n): n for n in RESERVED_TRAITS}

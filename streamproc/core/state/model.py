@@ -4,10 +4,11 @@ them. Traits merge last-write-wins per key by event timestamp; emails are kept m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
+from msgspec import Struct, field
 
 from streamproc.core.events.common import normalise_email
 
@@ -15,8 +16,7 @@ MAX_PENDING = 100  # held inputs per user / contact; the oldest is dropped beyon
 MAX_IDS = 20  # user ids / anonymous ids remembered per contact (most recent last)
 
 
-@dataclass(slots=True)
-class KnownUser:
+class KnownUser(Struct):
     user_id: str
     emails: list[str] = field(default_factory=list)  # as sent, deduped by key, most recent last
     email_ts: dict[str, float] = field(default_factory=dict)  # normalised email -> event time
@@ -58,15 +58,19 @@ class KnownUser:
         )
 
     def dumps(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        return _ENCODE(self)
 
     @classmethod
     def loads(cls, raw: bytes) -> KnownUser:
-        return cls.from_dict(orjson.loads(raw))
+        """A table value, decoded by msgspec straight into the Struct; a value it refuses (an
+        older or hand-written shape, e.g. a null list) is read field by field (from_dict)."""
+        try:
+            return _DECODE[cls](raw)  # type: ignore[no-any-return]
+        except msgspec.DecodeError:
+            return cls.from_dict(orjson.loads(raw))
 
 
-@dataclass(slots=True)
-class Contact:
+class Contact(Struct):
     email: str  # as last sent; the table key is normalise_email(email)
     user_ids: list[str] = field(default_factory=list)  # most recent last
     anonymous_ids: list[str] = field(default_factory=list)  # most recent last
@@ -114,11 +118,20 @@ class Contact:
         )
 
     def dumps(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        return _ENCODE(self)
 
     @classmethod
     def loads(cls, raw: bytes) -> Contact:
-        return cls.from_dict(orjson.loads(raw))
+        """A table value, decoded by msgspec straight into the Struct; a value it refuses (an
+        older or hand-written shape, e.g. a null list) is read field by field (from_dict)."""
+        try:
+            return _DECODE[cls](raw)  # type: ignore[no-any-return]
+        except msgspec.DecodeError:
+            return cls.from_dict(orjson.loads(raw))
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = {cls: msgspec.json.Decoder(cls).decode for cls in (KnownUser, Contact)}
 
 
 # ------------------------------------------------------------------ update functions (in place)
