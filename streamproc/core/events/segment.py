@@ -9,7 +9,7 @@ from streamproc.core.errors import EventError
 from streamproc.core.events.common import (as_id, get_object, is_email, json_type, loads_object,
                                            normalise_email, parse_timestamp, stable_hash)
 from streamproc.core.events.model import SEGMENT_TYPES, SegmentEvent
-from streamproc.core.events.traits import reserved_traits
+from streamproc.core.events.traits import reserved_trait
 
 MAX_BYTES = 32 * 1024  # Segment's per-message limit
 TIMESTAMP_FIELDS = ("timestamp", "originalTimestamp", "receivedAt", "sentAt")
@@ -94,9 +94,9 @@ def _email(mtype: str, traits: dict[str, Any], context: dict[str, Any]) -> str |
     if mtype not in ("identify", "track"):
         return None
     ctx_traits = context.get("traits") or {}
-    candidates = [reserved_traits(ctx_traits).get("email")]
+    candidates = [reserved_trait(ctx_traits, "email") if isinstance(ctx_traits, dict) else None]
     if mtype == "identify":
-        candidates.insert(0, reserved_traits(traits).get("email"))
+        candidates.insert(0, reserved_trait(traits, "email"))
     for c in candidates:
         if is_email(c):
             return c

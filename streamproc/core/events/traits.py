@@ -60,6 +60,18 @@ def reserved_traits(traits: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def reserved_trait(traits: dict[str, Any], name: str) -> Any:
+    """reserved_traits(traits).get(name) for a top-level reserved trait, without the copy:
+    the spec spelling if present, else the first variant spelling, else None."""
+    if name in traits:
+        return traits[name]
+    folded = _fold(name)
+    for key, value in traits.items():
+        if _fold(key) == folded:
+            return value
+    return None
+
+
 def snake_case(name: str) -> str:
     """Engage audience / computed trait key: 'High Value Users' and 'highValueUsers' ->
     'high_value_users'; 'HTTPServer' -> 'http_server'; already snake_case is unchanged."""

@@ -34,12 +34,13 @@ class RoutingConfig:
 
     def record(self, destination: str, op: str, key: str, source_id: str,
                payload: dict[str, Any], *, part: str = "", source: Mapping[str, Any] | None = None,
-               now: float | None = None) -> SinkRecord:
-        """A sink record with its delivery id; `source` ({topic, partition, offset}) defaults
-        to self.source, and gains message_id = source_id."""
+               now: float | None = None, rid: str | None = None) -> SinkRecord:
+        """A sink record with its delivery id (`rid`: that id, computed by the caller already);
+        `source` ({topic, partition, offset}) defaults to self.source, and gains message_id =
+        source_id."""
         meta = dict(self.source if source is None else source)
         meta["message_id"] = source_id
         extra = {} if now is None else {"created_at": now}
         return SinkRecord(destination=destination, op=op, key=key,
-                          id=delivery_id(source_id, destination, op, part),
+                          id=rid or delivery_id(source_id, destination, op, part),
                           payload=payload, source=meta, **extra)

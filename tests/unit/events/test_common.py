@@ -110,3 +110,13 @@ def test_reserved_traits_spec_spelling_wins_and_others_untouched():
                                        "favorite_color": "blue",
                                        "address": {"postalCode": "10115", "city": "Berlin"}}
     assert reserved_traits("nope") == {}
+
+
+@pytest.mark.parametrize("traits", [
+    {"email": "a@x.io"}, {"Email": "b@x.io"}, {"e-mail": "c@x.io", "EMAIL": "d@x.io"},
+    {"E mail": "e@x.io", "email": "f@x.io"}, {"name": "n"}, {}, {"email": None},
+])
+def test_reserved_trait_is_reserved_traits_get(traits: dict) -> None:
+    from streamproc.core.events.traits import reserved_trait, reserved_traits
+
+    assert reserved_trait(traits, "email") == reserved_traits(traits).get("email")

@@ -97,3 +97,4 @@ def test_a_change_not_written_back_is_not_seen_by_the_next_event() -> None:
     again.emails.append("b@x.io")  # an event that crashes or changes nothing: no set()
     third = batch.load("users", "u1", KnownUser)
     assert third is not again and third.emails == ["a@x.io"]
+
