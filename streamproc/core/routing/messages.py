@@ -84,6 +84,8 @@ CONTEXT_KEPT = ("traits", "personas")
 
 def _slim_context(ev: SegmentEvent) -> dict[str, Any]:
     context = ev.context
+    if "traits" not in context and "personas" not in context:  # the common case, cheaply
+        return {}
     return {k: context[k] for k in CONTEXT_KEPT if k in context}
 
 
