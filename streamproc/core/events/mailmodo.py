@@ -53,15 +53,17 @@ def canonical_event(name: Any) -> str | None:
         return None
     canon = _CANONICAL.get(name, False)
     if canon is False:  # not seen yet (names recur: mapped once, bounded)
-        if len(_CANONICAL) >= 1_000:
-            _CANONICAL.clear()
-        canon = _CANONICAL[name] = _EVENT_MAP.get(
-            _EVENT_SEPARATORS.sub("_", name.strip().lower()))
+        canon = _EVENT_MAP.get(_EVENT_SEPARATORS.sub("_", name.strip().lower()))
+        if len(name) <= EVENT_CACHED_LEN:  # bounded in bytes too: a 1 MB name is not kept
+            if len(_CANONICAL) >= 1_000:
+                _CANONICAL.clear()
+            _CANONICAL[name] = canon
     return canon
 
 
 _EVENT_SEPARATORS = re.compile(r"[\s\-.]+")
 _CANONICAL: dict[str, str | None] = {}
+EVENT_CACHED_LEN = 64
 
 
 def parse_mailmodo(raw: bytes, *, record_ts: float | None = None,

@@ -17,15 +17,20 @@ COMPANY_TRAITS = ("name", "id", "industry", "employee_count", "plan")
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
 _FOLDED: dict[str, str] = {}  # trait names recur: folded once (bounded, cleared when full)
+# Longer names are folded each time, not kept: the cache is bounded in bytes, not only in
+# entries (10,000 entries of 30 kB names, one per 32 kB message, would keep ~600 MB alive).
+FOLD_CACHED_LEN = 128
 
 
 def _fold(name: str) -> str:
     """Spelling-insensitive form: 'first_name', 'First Name', 'firstName' -> 'firstname'."""
     folded = _FOLDED.get(name)
     if folded is None:
-        if len(_FOLDED) >= 10_000:
-            _FOLDED.clear()
-        folded = _FOLDED[name] = _SEPARATORS.sub("", name).lower()
+        folded = _SEPARATORS.sub("", name).lower()
+        if len(name) <= FOLD_CACHED_LEN:
+            if len(_FOLDED) >= 10_000:
+                _FOLDED.clear()
+            _FOLDED[name] = folded
     return folded
 
 
