@@ -138,11 +138,13 @@ class BatchContext:
 
     def set(self, table: str, key: str, value: bytes, obj: Any = None) -> None:
         """The key's new bytes; `obj`, when given, is the object they encode (kept for the
-        next event of the key)."""
+        next event of the key); without it, an object kept for older bytes is dropped."""
         k = (table, key)
         self.values[k] = value
         if obj is not None:
             self.objs[k] = obj
+        else:
+            self.objs.pop(k, None)
         self.writers.pop(k, None)  # keep write order = order of the last change
         self.writers[k] = self.event
 
