@@ -110,8 +110,8 @@ def encode(obj: Envelope) -> bytes:
         finally:
             obj.raw = raw
     context = obj.context
-    obj.context = _slim_context(obj)
     try:
+        obj.context = _slim_context(obj)
         return _encode(obj)
     finally:
         obj.raw, obj.context = raw, context
