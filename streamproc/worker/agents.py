@@ -257,8 +257,8 @@ def _count_holds(rt: Runtime, ctx: BatchContext, res: Any) -> None:
 def _note_holds(rt: Runtime, table: str, key: str, pending: list[Any]) -> None:
     """Keep the sweeper's index of keys holding inputs (streamproc/worker/holds_sweep.py)."""
     idx = index(rt)
-    if pending or key in idx.keys[table]:
-        idx.note(table, key, pending)
+    if pending or key in idx.keys[table]:  # a copy: the batch's next event of the key may
+        idx.note(table, key, list(pending))  # append to the state's own list (BatchContext)
 
 
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
