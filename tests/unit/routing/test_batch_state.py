@@ -98,3 +98,17 @@ def test_a_change_not_written_back_is_not_seen_by_the_next_event() -> None:
     third = batch.load("users", "u1", KnownUser)
     assert third is not again and third.emails == ["a@x.io"]
 
+
+
+def test_the_hold_index_keeps_its_own_copy_of_a_pending_list() -> None:
+    """The batch keeps the state object for the key's next event, which may append to its
+    pending list in place before it writes (or crashes): the index must not see that."""
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    track = parse_segment(json.dumps({"type": "track", "userId": "u9", "event": "E",
+                                      "messageId": "t1", "timestamp": 1714557600}).encode())
+    batch = BatchContext(rt, direct=False)
+    user_outputs(rt, cfg, _msg(track, 0), NOW, batch)  # held: the user has no email yet
+    kept = batch.objs[("users", "u9")]
+    noted = rt.hold_index.keys["users"]["u9"][1]
+    assert len(kept.pending) == 1 and noted == kept.pending
+    assert noted is not kept.pending
