@@ -44,8 +44,8 @@ def count_holds(rt: Runtime, ctx: Any, res: Any) -> None:
 
 
 class HoldIndex:
-    """Keys holding inputs on this worker: table -> key -> (not due before, its pending list;
-    the list is the decoded state value's own, never changed after the write). Kept by the
+    """Keys holding inputs on this worker: table -> key -> (not due before, a copy of its
+    pending list as written: agents._note_holds). Kept by the
     state agents (note: no work beyond a dict write) and rebuilt by a bounded scan of the active
     stores whenever they change (a restart, a rebalance)."""
 
