@@ -18,7 +18,9 @@ from streamproc.core.routing.drops import (
     BLOCKED, EXPIRED, HELD, MISSING_TEMPLATE_NAME, NO_CLEVERTAP_ID, NOT_IDENTIFIED, OVERFLOW,
     RELEASED, SOURCE_CLEVERTAP, SOURCE_MAILJET, SOURCE_MAILMODO, UNSUPPORTED_EVENT, Drop, Hold,
 )
-from streamproc.core.routing.holds import HoldCounts, already_held, expired, held_entry, held_event
+from streamproc.core.routing.holds import (
+    HoldCounts, already_held, expired, held_entry, held_event, hold_event,
+)
 from streamproc.core.routing.integrations import gate
 from streamproc.core.routing.messages import ContactUpdate, SweepContact
 from streamproc.core.state.model import (
@@ -110,9 +112,9 @@ def _hold(out: ContactResult, contact: Contact, msg: MailmodoActivity | MailjetE
         return
     kind = SOURCE_MAILMODO if isinstance(msg, MailmodoActivity) else SOURCE_MAILJET
     entry = {**held_entry(now or 0.0, kind, msg, msg.event_id, source), "waits": waits}
-    out.holds.extend(Hold(kind, reason, HELD) for reason in waits)
+    out.holds += [hold_event(kind, reason, HELD) for reason in waits]
     for old in hold(contact, entry, cfg.max_pending):
-        _decide(out, old, OVERFLOW, Contact(email=contact.email), cfg, now)
+        _decide(out, old, old["waits"], OVERFLOW, Contact(email=contact.email), cfg, now)
 
 
 def _ready(reason: str, contact: Contact) -> bool:
@@ -128,23 +130,22 @@ def _release(out: ContactResult, contact: Contact, cfg: RoutingConfig, now: floa
     for entry in held:
         ready = [r for r in entry["waits"] if _ready(r, contact)]
         if ready:
-            _decide(out, {**entry, "waits": ready}, RELEASED, contact, cfg, now)
+            _decide(out, entry, ready, RELEASED, contact, cfg, now)
         waits = [r for r in entry["waits"] if r not in ready]
         if waits and expired(entry, cfg, now):
-            _decide(out, {**entry, "waits": waits}, EXPIRED, Contact(email=contact.email),
-                    cfg, now)
+            _decide(out, entry, waits, EXPIRED, Contact(email=contact.email), cfg, now)
         elif waits:
             contact.pending.append({**entry, "waits": waits})
 
 
-def _decide(out: ContactResult, entry: dict[str, Any], outcome: str, contact: Contact,
-            cfg: RoutingConfig, now: float | None) -> None:
-    """Decide a held entry's waiting parts against `contact` (a blank one: as without the
+def _decide(out: ContactResult, entry: dict[str, Any], waits: list[str], outcome: str,
+            contact: Contact, cfg: RoutingConfig, now: float | None) -> None:
+    """Decide the parts `waits` of a held entry against `contact` (a blank one: as without the
     state), holding nothing again."""
     msg = held_event(entry)
     source = entry.get("source") or None
-    for reason in entry["waits"]:
-        out.holds.append(Hold(entry["kind"], reason, outcome))
+    for reason in waits:
+        out.holds.append(hold_event(entry["kind"], reason, outcome))
         part = _PARTS[(entry["kind"], reason)]
         part(msg, contact, out, cfg, now, source, final=True)
 

@@ -8,8 +8,20 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from streamproc.core.routing.drops import (EXPIRED, HELD, OVERFLOW, RELEASED, SOURCE_SEGMENT,
-                                           UNKNOWN_USER)
+                                           UNKNOWN_USER, Hold)
 from streamproc.core.routing.messages import KINDS, Envelope, decode, encode
+
+
+_HOLDS: dict[tuple[str, str, str], Hold] = {}
+
+
+def hold_event(source: str, reason: str, outcome: str) -> Hold:
+    """The Hold (source, reason, outcome), one shared instance each (they are immutable)."""
+    key = (source, reason, outcome)
+    h = _HOLDS.get(key)
+    if h is None:
+        h = _HOLDS[key] = Hold(source, reason, outcome)
+    return h
 
 
 def expired(entry: dict[str, Any], cfg: Any, now: float) -> bool:
@@ -36,7 +48,10 @@ def held_event(entry: dict[str, Any]) -> Any:
 def already_held(pending: list[dict[str, Any]], input_id: str) -> bool:
     """True when this input (same source id) is held already: a replayed or redelivered
     copy is not held twice (deciding it twice would give the same delivery ids)."""
-    return any(e.get("id") == input_id for e in pending)
+    for e in pending:  # a plain loop: a generator costs more than the few entries it reads
+        if e.get("id") == input_id:
+            return True
+    return False
 
 
 class HoldCounts:
@@ -47,7 +62,13 @@ class HoldCounts:
 
     def _n(self, outcome: str) -> int:
         holds = self.holds
-        return sum(1 for h in holds if h.outcome == outcome) if holds else 0
+        if not holds:
+            return 0
+        n = 0
+        for h in holds:  # a plain loop: read for every routed input that holds anything
+            if h.outcome == outcome:
+                n += 1
+        return n
 
     held = property(lambda self: self._n(HELD))
     hold_released = property(lambda self: self._n(RELEASED))
