@@ -5,9 +5,9 @@ STREAMPROC_BENCH_BOOTSTRAP_SERVERS). Each prints its figures and writes bench/re
     python -m bench --small              # smoke sizes (a few minutes)
     python -m bench --only routing,state # a subset
 
-Full sizes: routing 200k events + 2k/s x 30 s steady; state 1M contacts; scale 200k events with
-1 and 2 workers; route_path 100k events in-process; delivery (bench/delivery.py) 100k records
-per destination. Sizes can also be set per benchmark with BENCH_* variables (see each module)."""
+Full sizes: routing 200k events + 2k/s x 30 s steady; holds 100k events in three runs (holds on
+state first, reversed, holds off); state 1M contacts; scale 200k events with 1 and 2 workers;
+route_path 100k events in-process; delivery (bench/delivery.py) 100k records per destination. Sizes can also be set per benchmark with BENCH_* variables (see each module)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ import traceback
 
 from bench.common import BROKER_PID_ENV, Broker, log
 
-ORDER = ("route_path", "routing", "state", "scale", "delivery")
+ORDER = ("route_path", "routing", "holds", "state", "scale", "delivery")
 SMALL = {
     "route_path": ["--events", "20000"],
     "routing": ["--events", "20000", "--rate", "2000", "--seconds", "10"],
+    "holds": ["--events", "20000"],
     "state": ["--contacts", "20000"],
     "scale": ["--events", "20000"],
     "delivery": ["--records", "2000", "--trickle", "100"],

@@ -75,13 +75,21 @@ def runtime(store: str) -> Any:
     return rt
 
 
-def run(n: int, store: str, profile: bool, cpu: bool = False) -> dict[str, Any]:
+def run(n: int, store: str, profile: bool, cpu: bool = False, raws: list[Any] | None = None,
+        hold_seconds: float | None = None) -> dict[str, Any]:
+    """`raws`: these records in this order (bench/holds.py), else gen.mixed(n); `hold_seconds`:
+    STREAMPROC_HOLD_SECONDS for this run, else the default."""
+    import dataclasses
+
     from streamproc.core.routing.config import RoutingConfig
     import streamproc.worker.agents as agents
 
     rt = runtime(store)
+    if hold_seconds is not None:
+        rt.settings = dataclasses.replace(rt.settings, routing=dataclasses.replace(
+            rt.settings.routing, hold_seconds=hold_seconds))
     cfg = RoutingConfig.from_settings(rt.settings, rt.topology.enabled)
-    raws = gen.mixed(n)
+    raws = gen.mixed(n) if raws is None else raws
     names = {src: t.name for src, t in rt.topology.inputs.items()}
     by_user = rt.topology.internal["by_user"].name
     by_contact = rt.topology.internal["by_contact"].name

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every benchmark (python -m bench): routing, state, scale, route_path, delivery.
+# Run every benchmark (python -m bench): route_path, routing, holds, state, scale, delivery.
 # Each prints its figures and writes bench/results/<name>.json. Loopback only; stops by itself.
 #   bench/run_all.sh            full sizes (run on a quiet machine)
 #   bench/run_all.sh --small    smoke sizes
