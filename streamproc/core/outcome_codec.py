@@ -16,9 +16,11 @@ import orjson
 # delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
 # h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
 # dict per input on the routing path), one `ins` / `routes` document per outcomes partition
-# and batch: `ins` rows [message id, source, topic, partition, offset], `routes` rows
-# [message id, stage, to, drop, held, u, e, h] and, when the userId is an email (masked in u)
-# other than the one hashed in h, a 9th: uh its hash; decode_docs gives them back as documents.
+# and batch: `ins` documents name the source and topic once (src, tp) and hold rows
+# [message id, partition, offset] (earlier writers: [message id, source, topic, partition,
+# offset] rows, still read), `routes` rows [message id, stage, to, drop, held, u, e, h] and,
+# when the userId is an email (masked in u) other than the one hashed in h, a 9th: uh its
+# hash; decode_docs gives them back as documents.
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 # and bytes per record value at most: well under the broker's default ~1 MB record limit (a
 # record it refuses for good would block send_all, which the batch's real outputs share)
@@ -61,6 +63,10 @@ def pack_values(docs: list[dict[str, Any]], limit: int = MAX_VALUE,
     documents of the routing path are one document per partition and batch). Returns the
     values and how many documents were dropped: a document that alone exceeds the limit has
     its `ins` / `routes` rows split, else its long strings cut, else it is dropped."""
+    if 0 < len(docs) <= most:  # the usual case: one value, encoded in one call
+        whole = _dumps(docs)
+        if len(whole) <= limit:
+            return [whole], 0
     values: list[bytes] = []
     parts: list[bytes] = []
     size, dropped = 1, 0  # "[" + parts joined by "," + "]" is 1 + sum(len + 1)
@@ -114,9 +120,14 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
             continue
         kind = d.get("k")
         if kind == "ins":
-            t = d.get("t", 0)
-            out += [{"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2], "p": r[3],
-                     "o": r[4]} for r in d.get("r") or () if isinstance(r, list) and len(r) == 5]
+            t, src, tp = d.get("t", 0), d.get("src"), d.get("tp")
+            for r in d.get("r") or ():
+                if isinstance(r, list) and len(r) == 3:  # source and topic in the document
+                    out.append({"k": "in", "m": r[0], "t": t, "src": src, "tp": tp, "p": r[1],
+                                "o": r[2]})
+                elif isinstance(r, list) and len(r) == 5:  # the earlier form
+                    out.append({"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2],
+                                "p": r[3], "o": r[4]})
         elif kind == "routes":
             out += [_route_doc(r, d.get("t", 0))
                     for r in d.get("r") or () if isinstance(r, list) and 8 <= len(r) <= 9]

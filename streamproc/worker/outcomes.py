@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import zlib
-from collections import defaultdict, deque
+from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 import orjson
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # Field names and the record forms: streamproc/core/outcome_codec.py.
 FAILURES_KEPT = 20  # per destination, for the status page
+PEOPLE_CACHED = 50_000  # emails whose masked form and hash are kept (a person's events recur)
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _SECRET_FIELD = re.compile(
@@ -85,46 +86,88 @@ class Outcomes:
         cfg = settings.outcomes
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
-        self.rows: list[tuple[Any, ...]] = []  # its `in` rows (ingest_outs)
+        self.ins: list[tuple[str, Any, list[Any]]] = []  # its (source, raw record, events)
         self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
         self.oversized = 0  # documents dropped as too large for a record (pack_values)
+        self._people: dict[str, tuple[str, str]] = {}  # email -> (as shown, person_hash)
 
-    def pack(self, docs: list[dict[str, Any]], rows: list[tuple[Any, ...]] = (),
+    def pack(self, docs: list[dict[str, Any]], rows: Iterable[tuple[Any, ...]] = (),
              routes: list[list[Any]] = ()) -> list[Out]:
-        """Outcome documents and `in` / `route` rows (see the field notes) as Kafka records:
-        those of one partition (crc32 of the message id, see partition_hash) together in
-        JSON arrays of at most PACKED documents, so an input's outcomes share a partition
-        without a Kafka record each (fewer, larger records), and of at most MAX_VALUE bytes
-        (pack_values: a record the broker refuses for good would block the batch's outputs)."""
+        """Outcome documents, `in` rows (message id, source, topic, partition, offset) and
+        `route` rows (see the field notes) as Kafka records."""
+        ins: dict[tuple[str, str], list[list[Any]]] = {}
         n = self.partitions
-        groups = _by_partition(docs, "m", n)
+        for mid, source, tp, p, off in rows:
+            parts = ins.get((source, tp))
+            if parts is None:
+                parts = ins[(source, tp)] = [[] for _ in range(n)]
+            parts[_crc32(mid.encode()) % n].append((mid, p, off))
+        return self._records(docs, ins, routes)
+
+    def take(self) -> list[Out]:
+        """The records of the outcomes stashed by the current agent batch (see take_outcomes):
+        its raw records' `in` rows are made here, in one pass (ingest_outs only notes them)."""
+        docs, stash, routes = self.pending, self.ins, self.routes
+        if not docs and not stash and not routes:
+            return []
+        self.pending, self.ins, self.routes = [], [], []
+        n, ids, crc32 = self.partitions, _ID_ATTR, _crc32
+        ins: dict[tuple[str, str], list[list[Any]]] = {}
+        last: tuple[str, str] | None = None
+        parts: list[list[Any]] = []
+        for source, m, events in stash:
+            tp = m.topic
+            if last is None or source != last[0] or tp != last[1]:
+                last = (source, tp)
+                parts = ins.get(last)  # type: ignore[assignment]
+                if parts is None:
+                    parts = ins[last] = [[] for _ in range(n)]
+            p, off = m.partition, m.offset
+            for ev in events:
+                attr = ids.get(type(ev))
+                if attr is None:
+                    message_id(ev)
+                    attr = ids[type(ev)]
+                mid = getattr(ev, attr) if attr else None
+                if mid:
+                    parts[crc32(mid.encode()) % n].append((mid, p, off))
+        return self._records(docs, ins, routes)
+
+    def _records(self, docs: list[dict[str, Any]], ins: dict[tuple[str, str], list[list[Any]]],
+                 routes: list[list[Any]]) -> list[Out]:
+        """Documents and rows as records: those of one partition (crc32 of the message id, see
+        partition_hash) together in JSON arrays of at most PACKED documents, so an input's
+        outcomes share a partition without a Kafka record each (fewer, larger records), and
+        of at most MAX_VALUE bytes (pack_values: a record the broker refuses for good would
+        block the batch's outputs). `in` rows travel as `ins` documents per source and topic
+        (src, tp) with rows [message id, partition, offset]; `route` rows as `routes` ones."""
+        n = self.partitions
+        groups = _by_partition(docs, "m", n) if docs else {}
         now = int(time.time() * 1000) / 1000
-        for kind, items in (("ins", rows), ("routes", routes)):
-            if items:
-                for g, part in _by_partition(items, 0, n).items():
+        for (source, tp), parts in ins.items():
+            for g, part in enumerate(parts):
+                if part:
                     groups.setdefault(g, []).extend(
-                        {"k": kind, "t": now, "r": part[i:i + PACKED]}
+                        {"k": "ins", "t": now, "src": source, "tp": tp, "r": part[i:i + PACKED]}
                         for i in range(0, len(part), PACKED))
+        if routes:
+            for g, part in _by_partition(routes, 0, n).items():
+                groups.setdefault(g, []).extend(
+                    {"k": "routes", "t": now, "r": part[i:i + PACKED]}
+                    for i in range(0, len(part), PACKED))
         out: list[Out] = []
+        topic = self.topic
         for g, group in groups.items():
             values, dropped = pack_values(group)
             if dropped:
                 self.oversized += dropped
                 log.warning("%d outcome document(s) too large for a record even cut down "
                             "were dropped (%d so far)", dropped, self.oversized)
-            out += [(self.topic, None, v, None, g) for v in values]
+            out += [(topic, None, v, None, g) for v in values]
         return out
-
-    def take(self) -> list[Out]:
-        """The records of the documents stashed by the current agent batch (see take_outcomes)."""
-        docs, rows, routes = self.pending, self.rows, self.routes
-        if not docs and not rows and not routes:
-            return []
-        self.pending, self.rows, self.routes = [], [], []
-        return self.pack(docs, rows, routes)
 
     # ---------------------------------------------------------------- routing side
 
@@ -145,6 +188,12 @@ class Outcomes:
         An input (not a derived envelope) always gets one, with its person (u userId, e
         masked email, h email hash): it is also what says the input reached routing. A userId
         that is an email is masked as emails are, and found by its hash (h, else uh)."""
+        rows: list[list[Any]] = []
+        self.route_rows(stage, msg, res, rows)
+        return rows
+
+    def route_rows(self, stage: str, msg: Any, res: Any, rows: list[list[Any]]) -> None:
+        """routed(), appending the rows to `rows` (the batch's stash)."""
         sinks, drops = res.sink_records, res.drops
         held = getattr(res, "held", 0) if getattr(res, "holds", True) else 0  # a count
         attr = _ID_ATTR.get(type(msg))
@@ -152,44 +201,62 @@ class Outcomes:
             message_id(msg)
             attr = _ID_ATTR[type(msg)]
         own = (getattr(msg, attr) or None) if attr else None
-        if not own and not sinks:
-            return []
-        if not sinks and not drops and not held and attr == "source_id":
-            return []  # a derived envelope that changed nothing visible
-        rows: dict[str, list[Any]] = {}
+        if not own:
+            if not sinks:
+                return
+        elif not sinks and not drops and not held and attr == "source_id":
+            return  # a derived envelope that changed nothing visible
+        row = None  # the input's own row
         uh = None
         if own:
             user_id = getattr(msg, "user_id", None)
             email = getattr(msg, "email_key", None)
             if email and isinstance(email, str):
-                e, h = (_mask_key(email) if self.scrub.mask else email), person_hash(email)
+                e, h = self._people.get(email) or self._person(email)
             else:
                 e = h = None
             if not isinstance(user_id, str):
                 user_id = None
-            elif self.scrub.mask and "@" in user_id:  # an email as userId: masked, hashed
-                uh, user_id = person_hash(user_id), _mask_key(user_id)
-            rows[own] = [own, stage, [], [(x.destination, x.reason) for x in drops] or None,
-                         held or None, user_id, e, h]
+            elif "@" in user_id and self.scrub.mask:  # an email as userId: masked, hashed
+                user_id, uh = self._people.get(user_id) or self._person(user_id)
+            row = [own, stage, [], [(x.destination, x.reason) for x in drops] if drops else None,
+                   held or None, user_id, e, h]
+            rows.append(row)
+        others: dict[str, list[Any]] | None = None  # rows of other inputs (released holds)
         for r in sinks:
             mid = r.source.get("message_id") or own
-            if not mid:
+            if mid == own:
+                this = row
+            elif not mid:
                 continue
-            row = rows.get(mid)
-            if row is None:
-                row = rows[mid] = [mid, stage, [], None, None, None, None, None]
-            if row[7] is None:  # the person, for lookups by email
+            else:
+                if others is None:
+                    others = {}
+                this = others.get(mid)
+                if this is None:
+                    this = others[mid] = [mid, stage, [], None, None, None, None, None]
+                    rows.append(this)
+            if this is None:  # no own id: rows per sink's input only
+                continue
+            if this[7] is None:  # the person, for lookups by email
                 email = r.payload.get("email") or (r.key if "@" in r.key else None)
                 if email and isinstance(email, str):
-                    row[7] = person_hash(email)
-            row[2].append((r.destination, r.id, r.op))
+                    this[7] = (self._people.get(email) or self._person(email))[1]
+            this[2].append((r.destination, r.id, r.op))
         if uh is not None:  # found by it: as h, or as uh when h is another email's
-            row = rows[own]
-            if row[7] is None or row[7] == uh:
-                row[7] = uh
+            if row[7] is None or row[7] == uh:  # type: ignore[index]
+                row[7] = uh  # type: ignore[index]
             else:
-                row.append(uh)
-        return list(rows.values())
+                row.append(uh)  # type: ignore[union-attr]
+
+    def _person(self, email: str) -> tuple[str, str]:
+        """(the email as the outcomes show it, its person_hash), cached (bounded)."""
+        people = self._people
+        if len(people) >= PEOPLE_CACHED:
+            people.clear()
+        pair = people[email] = (_mask_key(email) if self.scrub.mask else email,
+                                person_hash(email))
+        return pair
 
     # ---------------------------------------------------------------- delivery side
 
@@ -252,10 +319,11 @@ class AttemptRecorder:
 
 def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]]:
     """Outcome documents or rows by partition: crc32 of their message id (item[key]) % n."""
-    groups: defaultdict[int, list[Any]] = defaultdict(list)
+    parts: list[list[Any]] = [[] for _ in range(n)]
+    crc32 = _crc32
     for item in items:
-        groups[_crc32(item[key].encode()) % n].append(item)
-    return groups
+        parts[crc32(item[key].encode()) % n].append(item)
+    return {g: part for g, part in enumerate(parts) if part}
 
 
 def message_id(ev: Any) -> str | None:
@@ -292,12 +360,10 @@ def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> 
     o = rt.outcomes
     if o is None:
         return []
-    rows = o.routed(stage, msg, res)
     if batched:
-        if rows:
-            o.routes += rows
+        o.route_rows(stage, msg, res, o.routes)
         return []
-    return o.pack([], (), rows)
+    return o.pack([], (), o.routed(stage, msg, res))
 
 
 def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],
@@ -307,15 +373,15 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
     o = rt.outcomes
     if o is None:
         return []
-    tp, p, off = m.topic, m.partition, m.offset
-    rows = [(mid, source, tp, p, off) for mid in map(message_id, events) if mid]
     docs = o.ingest_dead(source, m, errors) if errors else []
-    if batched:
-        o.rows += rows
+    if batched:  # the rows are made by take(), for the whole batch in one pass
+        if events:
+            o.ins.append((source, m, events))
         if docs:
             o.pending += docs
         return []
-    return o.pack(docs, rows)
+    tp, p, off = m.topic, m.partition, m.offset
+    return o.pack(docs, [(mid, source, tp, p, off) for mid in map(message_id, events) if mid])
 
 
 def take_outcomes(rt: Runtime) -> list[Out]:
