@@ -134,7 +134,8 @@ class Batch:
 
     def __init__(self, consumer: Any, chunks: list[Chunk]) -> None:
         self.consumer, self.chunks, self.ended = consumer, chunks, False
-        self.events = [FeedEvent(m) for m in round_robin([c.messages for c in chunks])]
+        tps = {c.tp: [m for k in chunks if k.tp == c.tp for m in k.messages] for c in chunks}
+        self.events = [FeedEvent(m) for m in round_robin(list(tps.values()))]  # per partition
 
     def __enter__(self) -> list[FeedEvent]:
         return self.events
@@ -169,9 +170,8 @@ async def take(app: Any, feed: Feed, max_: int, within: float) -> AsyncIterator[
         try:  # popped records not ended in a batch (the agent stopped) are read again
             n = sum(len(c.messages) for c in chunks)
             while n < max_ and (left := deadline - loop.time()) > 0 and await feed.wait(left):
-                more = feed.pop(max_ - n)
-                chunks += more
-                n += sum(len(c.messages) for c in more)
+                chunks += feed.pop(max_ - n)
+                n = sum(len(c.messages) for c in chunks)
             if not flow.is_active():
                 await flow.acquire()  # a rebalance is on: its seeks decide what is stale
             checkpoint = app.consumer.checkpoint

@@ -74,6 +74,22 @@ def test_feed_pops_whole_and_split_chunks_in_order():
     assert round_robin([[1, 2, 3], [4]]) == [1, 4, 2, 3]
 
 
+def test_a_batch_keeps_each_partitions_order_across_its_chunks():
+    """Two chunks of one partition in a batch (popped before and within its wait) were
+    interleaved as two lists: offset 2 of A came before offset 1."""
+    cp = Checkpoint()
+    cp.assign({A: 0, B: 0})
+    ea, eb = cp.epoch(A), cp.epoch(B)
+    chunks = [Chunk(A, ea, [msg(A, 0), msg(A, 1)]), Chunk(B, eb, [msg(B, 0)]),
+              Chunk(A, ea, [msg(A, 2), msg(A, 3)])]
+    events = Batch(FakeConsumer(cp), chunks).events
+    got = [(e.message.partition, e.message.offset) for e in events]
+    for tp in (A, B):
+        offsets = [o for p, o in got if p == tp.partition]
+        assert offsets == sorted(offsets)
+    assert len(got) == 5
+
+
 class FakeConsumer:
     def __init__(self, cp):
         self.checkpoint, self.rewound = cp, []
