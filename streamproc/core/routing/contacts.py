@@ -191,7 +191,7 @@ def _segment_track(source_id: str, origin: str, event: str, properties: dict[str
         "integrations": {INTEGRATION_NAMES[origin]: False},
     })
     return cfg.record(SEGMENT, OP_TRACK, email_key, source_id, {"message": message},
-                      source=source, now=now)
+                      source=source, now=now, rid=rid)
 
 
 _GO = ""  # _route_gate: the input goes on to the destination
