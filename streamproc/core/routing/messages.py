@@ -14,7 +14,7 @@ from streamproc.core.events.model import (CleverTapTrigger, MailjetEvent, Mailmo
                                           SegmentEvent)
 
 
-class ContactUpdate(Struct, tag="contact_update", tag_field="kind"):
+class ContactUpdate(Struct, tag="contact_update", tag_field="kind", gc=False):
     """users -> contacts: a Segment identify (or audience change) touched this contact."""
 
     email: str  # as sent
@@ -28,7 +28,7 @@ class ContactUpdate(Struct, tag="contact_update", tag_field="kind"):
     trait_ts: dict[str, float] = field(default_factory=dict)  # per-key time (else timestamp)
 
 
-class MergeUser(Struct, tag="merge_user", tag_field="kind"):
+class MergeUser(Struct, tag="merge_user", tag_field="kind", gc=False):
     """users -> users: alias. `state` (KnownUser.to_dict of previous_id) merges into user_id."""
 
     user_id: str  # the by-user key
@@ -38,13 +38,13 @@ class MergeUser(Struct, tag="merge_user", tag_field="kind"):
     source_id: str = ""  # messageId of the alias
 
 
-class SweepPending(Struct, tag="sweep_pending", tag_field="kind"):
+class SweepPending(Struct, tag="sweep_pending", tag_field="kind", gc=False):
     """timer -> users: decide this user's held tracks that are past the hold time."""
 
     user_id: str  # the by-user key
 
 
-class SweepContact(Struct, tag="sweep_contact", tag_field="kind"):
+class SweepContact(Struct, tag="sweep_contact", tag_field="kind", gc=False):
     """timer -> contacts: decide this contact's held inputs that are past the hold time."""
 
     email_key: str  # the by-contact key

@@ -16,7 +16,7 @@ MAX_PENDING = 100  # held inputs per user / contact; the oldest is dropped beyon
 MAX_IDS = 20  # user ids / anonymous ids remembered per contact (most recent last)
 
 
-class KnownUser(Struct):
+class KnownUser(Struct, gc=False):
     user_id: str
     emails: list[str] = field(default_factory=list)  # as sent, deduped by key, most recent last
     email_ts: dict[str, float] = field(default_factory=dict)  # normalised email -> event time
@@ -70,7 +70,7 @@ class KnownUser(Struct):
             return cls.from_dict(orjson.loads(raw))
 
 
-class Contact(Struct):
+class Contact(Struct, gc=False):
     email: str  # as last sent; the table key is normalise_email(email)
     user_ids: list[str] = field(default_factory=list)  # most recent last
     anonymous_ids: list[str] = field(default_factory=list)  # most recent last
