@@ -4,7 +4,10 @@ encoded/decoded as in the worker, state in a dict or in rocksdict), timed per st
 the Python cost streamproc adds on top of faust and aiokafka; compare it with the worker's CPU
 per input from bench/routing.py to see how much of that is ours.
 
-    python -m bench.route_path [--events N] [--store dict|rocksdict] [--cpu] [--profile]"""
+    python -m bench.route_path [--events N] [--store dict|rocksdict] [--cpu] [--worker-gc]
+                               [--profile]
+
+STREAMPROC_* variables apply as in the worker (e.g. STREAMPROC_OUTCOMES=off)."""
 
 from __future__ import annotations
 
@@ -52,6 +55,27 @@ class RocksTable:
         self.db[key.encode()] = value
 
 
+def _settings(default: Any) -> Any:
+    """The STREAMPROC_* environment (e.g. STREAMPROC_OUTCOMES=off, STREAMPROC_HOLD_SECONDS=0),
+    as the worker reads it; Settings() alone ignored it."""
+    try:
+        from streamproc.config.settings import load_settings
+    except ImportError:  # an old checkout
+        return default()
+    return load_settings()
+
+
+def _worker_gc(settings: Any) -> None:
+    """The collector as the worker runs it (streamproc/app/run.py): its threshold, and what is
+    alive now (modules, the generated records) frozen."""
+    try:
+        from streamproc.worker import gc_tuning
+    except ImportError:  # a checkout from before the package re-layout
+        from streamproc import gc_tuning  # type: ignore[no-redef]
+    gc_tuning.configure(settings.gc_threshold)
+    gc_tuning.freeze_startup_heap(settings.gc_threshold)
+
+
 def runtime(store: str) -> Any:
     from streamproc.config.settings import Settings
     from streamproc.config.topology import load_topology
@@ -66,7 +90,7 @@ def runtime(store: str) -> Any:
     else:
         tables = {"users": {}, "contacts": {}}
     rt = SimpleNamespace(topology=topo, metrics=Metrics(), tables=tables, table_writers={},
-                         outcomes=None, hold_index=None, settings=Settings())
+                         outcomes=None, hold_index=None, settings=_settings(Settings))
     try:
         from streamproc.worker.outcomes import install
     except ImportError:  # before outcomes (issue 15)
@@ -76,9 +100,10 @@ def runtime(store: str) -> Any:
 
 
 def run(n: int, store: str, profile: bool, cpu: bool = False, raws: list[Any] | None = None,
-        hold_seconds: float | None = None) -> dict[str, Any]:
+        hold_seconds: float | None = None, worker_gc: bool = False) -> dict[str, Any]:
     """`raws`: these records in this order (bench/holds.py), else gen.mixed(n); `hold_seconds`:
-    STREAMPROC_HOLD_SECONDS for this run, else the default."""
+    STREAMPROC_HOLD_SECONDS for this run, else the default; `worker_gc`: the worker's GC
+    tuning (STREAMPROC_GC_THRESHOLD, the start-up heap frozen), else Python's defaults."""
     import dataclasses
 
     from streamproc.core.routing.config import RoutingConfig
@@ -90,6 +115,8 @@ def run(n: int, store: str, profile: bool, cpu: bool = False, raws: list[Any] | 
             rt.settings.routing, hold_seconds=hold_seconds))
     cfg = RoutingConfig.from_settings(rt.settings, rt.topology.enabled)
     raws = gen.mixed(n) if raws is None else raws
+    if worker_gc:
+        _worker_gc(rt.settings)
     names = {src: t.name for src, t in rt.topology.inputs.items()}
     by_user = rt.topology.internal["by_user"].name
     by_contact = rt.topology.internal["by_contact"].name
@@ -137,7 +164,8 @@ def run(n: int, store: str, profile: bool, cpu: bool = False, raws: list[Any] | 
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     total = t_ingest + t_users + t_contacts
     res = {
-        "events": n, "store": store, "clock": "cpu" if cpu else "wall", "sink_records": n_sink,
+        "events": n, "store": store, "clock": "cpu" if cpu else "wall",
+        "gc": "worker" if worker_gc else "default", "sink_records": n_sink,
         "users_stage_events": n_user, "contacts_stage_events": n_contact,
         "us_per_input": {"ingest": round(t_ingest / n * 1e6, 1),
                          "users": round(t_users / n * 1e6, 1),
@@ -190,10 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--cpu", action="store_true",
                     help="time the stages in CPU time of the thread instead of wall time")
+    ap.add_argument("--worker-gc", action="store_true",
+                    help="the worker's GC tuning (STREAMPROC_GC_THRESHOLD) instead of Python's "
+                         "defaults")
     ap.add_argument("--name", default="route_path")
     args = ap.parse_args(argv)
-    write_result(args.name, {"sizes": {"events": args.events},
-                             "result": run(args.events, args.store, args.profile, args.cpu)})
+    write_result(args.name, {"sizes": {"events": args.events}, "result": run(
+        args.events, args.store, args.profile, args.cpu, worker_gc=args.worker_gc)})
     return 0
 
 
