@@ -36,12 +36,15 @@ def partition_hash(message_id: str) -> int:
 
 def person_hash(email: str) -> str:
     """The lookup key of an email (trimmed, lowercased), kept even when emails are masked.
-    Cached: a person's events recur (bounded, cleared when full)."""
+    Cached: a person's events recur (bounded, cleared when full; a key longer than an email
+    can be, e.g. a userId, is not kept)."""
     h = _HASHES.get(email)
     if h is None:
         if len(_HASHES) >= 100_000:
             _HASHES.clear()
-        h = _HASHES[email] = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+        h = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+        if len(email) <= 254:
+            _HASHES[email] = h
     return h
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # Field names and the record forms: streamproc/core/outcome_codec.py.
 FAILURES_KEPT = 20  # per destination, for the status page
 PEOPLE_CACHED = 50_000  # emails whose masked form and hash are kept (a person's events recur)
+PERSON_CHARS = 254  # the longest email (is_email): longer keys are not kept
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _SECRET_FIELD = re.compile(
@@ -250,12 +251,14 @@ class Outcomes:
                 row.append(uh)  # type: ignore[union-attr]
 
     def _person(self, email: str) -> tuple[str, str]:
-        """(the email as the outcomes show it, its person_hash), cached (bounded)."""
+        """(the email as the outcomes show it, its person_hash), cached (bounded in entries,
+        and in bytes: a key longer than an email can be, e.g. a userId, is not kept)."""
         people = self._people
         if len(people) >= PEOPLE_CACHED:
             people.clear()
-        pair = people[email] = (_mask_key(email) if self.scrub.mask else email,
-                                person_hash(email))
+        pair = (_mask_key(email) if self.scrub.mask else email, person_hash(email))
+        if len(email) <= PERSON_CHARS:
+            people[email] = pair
         return pair
 
     # ---------------------------------------------------------------- delivery side

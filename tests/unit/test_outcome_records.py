@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import orjson
 
 from streamproc.core.errors import Permanent, Retryable
+from streamproc.core import outcome_codec
 from streamproc.core.outcome_codec import decode_docs, partition_hash, person_hash, raw_message_id
 from streamproc.worker.outcomes import AttemptRecorder, Outcomes, Scrubber, mask_email, message_id
 from streamproc.config.settings import load_settings
@@ -259,3 +260,15 @@ def test_an_email_like_user_id_is_masked_in_the_route_outcome_unless_turned_off(
     [doc] = _docs(_outcomes().routed("users", SimpleNamespace(message_id="m3", user_id="u-7",
                                                               email_key=None), nothing))
     assert doc["u"] == "u-7" and "h" not in doc  # a userId that is no email stays as it is
+
+
+def test_the_person_cache_keeps_no_key_longer_than_an_email():
+    """A userId with an '@' is any string up to a record's size: the 50,000 (and 100,000
+    hashes) kept could hold gigabytes. Longer than an email can be, it is masked, not kept."""
+    nothing = SimpleNamespace(sink_records=[], drops=[], held=0)
+    o, long_id = _outcomes(), "x" * 5000 + "@example.com"
+    ev = SimpleNamespace(message_id="m1", user_id=long_id, email_key="jo@ex.com")
+    [doc] = _docs(o.routed("users", ev, nothing))
+    assert doc["u"] == "x***@example.com" and doc["uh"] == person_hash(long_id)
+    assert long_id not in o._people and "jo@ex.com" in o._people
+    assert long_id not in outcome_codec._HASHES and "jo@ex.com" in outcome_codec._HASHES
