@@ -328,12 +328,21 @@ def _ingest_agent(rt: Runtime, source: str, topic: Any) -> None:
             with taken as events:
                 batch = BatchContext(rt)
                 out: list[Out] = []
+                _discard_outcomes(rt)
                 for ev in events:
                     out += ingest_outputs(rt, source, ev.message, batch)
                 await rt.output.send_all(out + take_outcomes(rt))
                 batch.flush_counts()
 
     rt.app.agent(topic, name=f"streamproc.ingest.{source}")(ingest)
+
+
+def _discard_outcomes(rt: Runtime) -> Any:
+    """At an agent batch's start, the outcome stash without what a batch that failed before
+    take_outcomes left in it (that batch is read again); rt.outcomes."""
+    if rt.outcomes is not None:
+        rt.outcomes.rollback()
+    return rt.outcomes
 
 
 StateHandler = Callable[[Any, float, "BatchContext"], list[Out]]
@@ -355,11 +364,15 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
     out: list[Out] = []
     now = time.time()
     batch = BatchContext(rt)
+    outcomes = _discard_outcomes(rt)
     for ev in events:
         batch.event = ev
+        mark = outcomes.mark() if outcomes is not None else None
         try:
             out += handle(ev.message, now, batch)
         except Exception as e:  # a routing bug must not ack-and-lose the record
+            if mark is not None:  # its outcome rows name sinks that are not sent
+                outcomes.rollback(mark)  # type: ignore[union-attr]
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                           ev.message.offset)
             batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")

@@ -145,7 +145,7 @@ def register_delivery(rt: Runtime, topic: Callable[[Any], Any]) -> None:
             if "deliverer" not in state:
                 client = build_client(module, dest_settings)
                 state["client"] = client
-                outcomes = streamproc.worker.outcomes.of(rt)
+                outcomes = rt.outcomes
                 state["deliverer"] = Deliverer(
                     module, dest_settings, client, ledger, rt.metrics, on_attempt=None
                     if outcomes is None else streamproc.worker.outcomes.AttemptRecorder(outcomes, slug))

@@ -137,6 +137,13 @@ class Outcomes:
                     parts[crc32(mid.encode()) % n].append((mid, p, off))
         return self._records(docs, ins, routes)
 
+    def mark(self) -> tuple[int, int, int]:
+        return len(self.pending), len(self.ins), len(self.routes)
+
+    def rollback(self, mark: tuple[int, int, int] = (0, 0, 0)) -> None:
+        """Drop the stash after `mark` (a crashed input's; by default all: a failed batch's)."""
+        del self.pending[mark[0]:], self.ins[mark[1]:], self.routes[mark[2]:]
+
     def _records(self, docs: list[dict[str, Any]], ins: dict[tuple[str, str], list[list[Any]]],
                  routes: list[list[Any]]) -> list[Out]:
         """Documents and rows as records: those of one partition (crc32 of the message id, see
@@ -342,7 +349,6 @@ def message_id(ev: Any) -> str | None:
 _ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
 
 
-
 def install(rt: Runtime) -> Outcomes | None:
     """The worker's Outcomes (rt.outcomes), or None when STREAMPROC_OUTCOMES=off."""
     if not rt.settings.outcomes.enabled:
@@ -351,10 +357,6 @@ def install(rt: Runtime) -> Outcomes | None:
     spec = rt.topology.internal["outcomes"]
     rt.outcomes = o = Outcomes(rt.settings, spec.name, spec.partitions)
     return o
-
-
-def of(rt: Runtime) -> Outcomes | None:
-    return rt.outcomes
 
 
 def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> list[Out]:
