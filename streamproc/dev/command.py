@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from streamproc.dev.localkafka import LocalKafka, free_port
+from streamproc.dev.localkafka import LocalKafka, free_port, terminate
 
 
 def _log(msg: str) -> None:
@@ -80,11 +80,7 @@ def run_dev(args: argparse.Namespace) -> int:
     finally:
         if worker is not None and worker.poll() is None:
             _log("stopping the worker ...")
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            terminate(worker, 60)
         if sandbox is not None:
             sandbox.stop()
         if kafka is not None:

@@ -264,13 +264,8 @@ class LocalKafka:
         return "\n".join(lines)
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
@@ -336,3 +331,18 @@ def _cluster_id_at(kwargs: dict[str, Any]) -> str | None:
                 await admin.close()
 
     return asyncio.run(probe())
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds. True when it was
+    gone or stopped on SIGTERM."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return False

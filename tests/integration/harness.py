@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamproc.config.topics import reconcile
 from streamproc.config.topology import Topology, load_topology
-from streamproc.dev.localkafka import free_port
+from streamproc.dev.localkafka import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,15 +107,9 @@ class WorkerProcess:
     def stop(self, timeout: float = 60.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                raise AssertionError(f"worker {self.name} did not stop on SIGTERM within "
-                                     f"{timeout}s:\n{self.log_tail()}")
+        if not terminate(self.proc, timeout):
+            raise AssertionError(f"worker {self.name} did not stop on SIGTERM within "
+                                 f"{timeout}s:\n{self.log_tail()}")
         code = self.proc.returncode
         self.proc = None
         return code

@@ -102,19 +102,17 @@ def encode(obj: Envelope) -> bytes:
         raise TypeError(f"no envelope kind for {type(obj).__name__}")
     if not isinstance(obj, _SLIMMED):
         return _encode(obj)
-    raw = obj.raw
-    obj.raw = _slim_raw(obj)  # synchronous: nothing else sees the object meanwhile
-    if not isinstance(obj, SegmentEvent):
-        try:
-            return _encode(obj)
-        finally:
-            obj.raw = raw
-    context = obj.context
-    try:
-        obj.context = _slim_context(obj)
+    raw, segment = obj.raw, isinstance(obj, SegmentEvent)
+    context = obj.context if segment else None  # type: ignore[union-attr]
+    try:  # synchronous: nothing else sees the object meanwhile
+        obj.raw = _slim_raw(obj)
+        if segment:
+            obj.context = _slim_context(obj)  # type: ignore[union-attr, arg-type]
         return _encode(obj)
     finally:
-        obj.raw, obj.context = raw, context
+        obj.raw = raw
+        if segment:
+            obj.context = context  # type: ignore[union-attr]
 
 
 def decode(raw: bytes) -> Envelope:

@@ -16,7 +16,24 @@ MAX_PENDING = 100  # held inputs per user / contact; the oldest is dropped beyon
 MAX_IDS = 20  # user ids / anonymous ids remembered per contact (most recent last)
 
 
-class KnownUser(Struct, gc=False):
+class _StateValue(Struct, gc=False):
+    """A table value's codec: msgspec JSON, every field written; gc=False as the events
+    (plain data without cycles, see streamproc/core/events/model.py)."""
+
+    def dumps(self) -> bytes:
+        return _ENCODE(self)
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Any:
+        """A table value, decoded by msgspec straight into the Struct; a value it refuses (an
+        older or hand-written shape, e.g. a null list) is read field by field (from_dict)."""
+        try:
+            return _DECODE[cls](raw)
+        except msgspec.DecodeError:
+            return cls.from_dict(orjson.loads(raw))  # type: ignore[attr-defined]
+
+
+class KnownUser(_StateValue):
     user_id: str
     emails: list[str] = field(default_factory=list)  # as sent, deduped by key, most recent last
     email_ts: dict[str, float] = field(default_factory=dict)  # normalised email -> event time
@@ -57,20 +74,9 @@ class KnownUser(Struct, gc=False):
             trait_off=dict(d.get("trait_off") or {}),
         )
 
-    def dumps(self) -> bytes:
-        return _ENCODE(self)
-
-    @classmethod
-    def loads(cls, raw: bytes) -> KnownUser:
-        """A table value, decoded by msgspec straight into the Struct; a value it refuses (an
-        older or hand-written shape, e.g. a null list) is read field by field (from_dict)."""
-        try:
-            return _DECODE[cls](raw)  # type: ignore[no-any-return]
-        except msgspec.DecodeError:
-            return cls.from_dict(orjson.loads(raw))
 
 
-class Contact(Struct, gc=False):
+class Contact(_StateValue):
     email: str  # as last sent; the table key is normalise_email(email)
     user_ids: list[str] = field(default_factory=list)  # most recent last
     anonymous_ids: list[str] = field(default_factory=list)  # most recent last
@@ -117,17 +123,6 @@ class Contact(Struct, gc=False):
             last_seen=d.get("last_seen"), pending=list(d.get("pending") or []),
         )
 
-    def dumps(self) -> bytes:
-        return _ENCODE(self)
-
-    @classmethod
-    def loads(cls, raw: bytes) -> Contact:
-        """A table value, decoded by msgspec straight into the Struct; a value it refuses (an
-        older or hand-written shape, e.g. a null list) is read field by field (from_dict)."""
-        try:
-            return _DECODE[cls](raw)  # type: ignore[no-any-return]
-        except msgspec.DecodeError:
-            return cls.from_dict(orjson.loads(raw))
 
 
 _ENCODE = msgspec.json.Encoder().encode
