@@ -15,6 +15,10 @@ latency.
 topics of its own: an A/B of the worker itself ("baseline" in the result).
 --baseline-env NAME=VALUE: the baseline worker's environment; alone, an A/B of one setting on
 this checkout (e.g. STREAMPROC_OUTCOMES=off vs the default on).
+--rounds N (with a baseline): N pairs of bursts on the same broker, the order alternating
+(baseline first, then this checkout first, ...) so that neither side always runs on the warmer
+or the more loaded broker; the result has every round and, per side, the mean CPU-s per 1k
+inputs and events/s, with the ratio of the means ("ab").
 
 Throughput = inputs / (first internal record appended -> last sink record appended), from
 broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
@@ -102,6 +106,7 @@ def analyse(bootstrap: str, topo: Any, raws: list[gen.Raw], t_from: str,
         "duplicate_delivery_ids": len(sink_recs) - len(ids),
         "sink_records_without_input": unknown,
         "internal_records": len(int_ts),
+        "outcome_records": sum(end_offsets(bootstrap, [topo.internal["outcomes"].name]).values()),
         "latency_from_input": latency_summary(lat_in),
     }
     if t_from == "processing":
@@ -233,6 +238,21 @@ def worker_counts(w: Worker) -> dict[str, Any]:
     }
 
 
+def ab_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per side, the mean CPU-s per 1k inputs and events/s over the rounds, and this side's
+    change against the baseline as the ratio of the means (and per round)."""
+    out: dict[str, Any] = {"rounds": len(rounds)}
+    for field, name in (("worker_cpu_s_per_1k_inputs", "cpu_s_per_1k"),
+                        ("events_per_s", "events_per_s")):
+        a = [r["baseline"][field] for r in rounds]
+        b = [r["burst"][field] for r in rounds]
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        out[name] = {"baseline_mean": round(ma, 5), "this_mean": round(mb, 5),
+                     "change_pct": round((mb / ma - 1) * 100, 1),
+                     "per_round_pct": [round((y / x - 1) * 100, 1) for x, y in zip(a, b)]}
+    return out
+
+
 def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: list[str],
           timeout: float, profile: str | None, src: Any = None,
           env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -356,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment of the baseline worker (repeatable); without --baseline "
                          "the baseline is this checkout, e.g. --baseline-env STREAMPROC_OUTCOMES=off")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="with a baseline: pairs of bursts, alternating which side runs first")
     args = ap.parse_args(argv)
     base_env = dict(kv.split("=", 1) for kv in args.baseline_env)
     timeout = max(180.0, args.events / 400)
@@ -363,25 +385,49 @@ def main(argv: list[str] | None = None) -> int:
                                      "steady_seconds": args.seconds,
                                      "steady_warmup_seconds": args.warmup}}
     t = time.monotonic()
+    ab = bool(args.baseline or base_env)
+    if args.rounds < 1 or (args.rounds > 1 and not ab):
+        ap.error("--rounds: at least 1, and more than 1 only with --baseline/--baseline-env")
     with Broker() as broker, Workdir("routing") as wd:
-        if args.baseline or base_env:
+        def base() -> dict[str, Any]:
             log(f"baseline worker from {args.baseline or 'this checkout'} {base_env} ...")
-            doc["baseline"] = burst(broker.bootstrap, wd, args.events, [], [], timeout, None,
-                                    src=Path(args.baseline).resolve() if args.baseline else None,
-                                    env=base_env)
-            doc["baseline"]["env"] = base_env
-        doc["burst"] = burst(broker.bootstrap, wd, args.events,
-                             [] if args.no_bare else args.bare_modes.split(","),
-                             [m for m in args.faust_modes.split(",") if m and not args.no_bare],
-                             timeout, os.path.abspath(args.profile) if args.profile else None)
+            res = burst(broker.bootstrap, wd, args.events, [], [], timeout, None,
+                        src=Path(args.baseline).resolve() if args.baseline else None,
+                        env=base_env)
+            res["env"] = base_env
+            return res
+
+        def this(first: bool) -> dict[str, Any]:
+            return burst(broker.bootstrap, wd, args.events,
+                         [] if args.no_bare or not first else args.bare_modes.split(","),
+                         [m for m in args.faust_modes.split(",")
+                          if m and not args.no_bare and first],
+                         timeout, os.path.abspath(args.profile) if args.profile else None)
+
+        rounds = []
+        for i in range(args.rounds):
+            if not ab:
+                rounds.append({"burst": this(True)})
+            elif i % 2 == 0:  # baseline first in even rounds, this checkout first in odd ones
+                b = base()
+                rounds.append({"baseline": b, "burst": this(i == 0), "order": "baseline first"})
+            else:
+                t_ = this(False)
+                rounds.append({"baseline": base(), "burst": t_, "order": "this first"})
+        doc.update(rounds[0])
+        if args.rounds > 1:
+            doc["rounds"] = rounds
+            doc["ab"] = ab_summary(rounds)
         if not args.no_steady:
             doc["steady"] = steady(broker.bootstrap, wd, args.rate, args.seconds,
                                    timeout=max(120.0, args.seconds * 4), warmup_s=args.warmup)
-    if "baseline" in doc:
-        a, b = doc["baseline"], doc["burst"]
-        log(f"A/B: baseline {a['events_per_s']} events/s, {a['worker_cpu_s_per_1k_inputs']} "
-            f"cpu-s per 1k; this {b['events_per_s']} events/s, "
-            f"{b['worker_cpu_s_per_1k_inputs']} cpu-s per 1k")
+    for r in doc.get("rounds", [doc] if "baseline" in doc else []):
+        a, b = r["baseline"], r["burst"]
+        log(f"A/B ({r.get('order', 'baseline first')}): baseline {a['events_per_s']} events/s, "
+            f"{a['worker_cpu_s_per_1k_inputs']} cpu-s per 1k; this {b['events_per_s']} "
+            f"events/s, {b['worker_cpu_s_per_1k_inputs']} cpu-s per 1k")
+    if "ab" in doc:
+        log(f"A/B over {args.rounds} rounds: {doc['ab']}")
     doc["took_s"] = round(time.monotonic() - t, 1)
     write_result(args.name, doc)
     return 0
