@@ -11,7 +11,6 @@ import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
-import orjson
 
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import PACKED, pack_values, person_hash, raw_message_id
@@ -183,9 +182,11 @@ class Outcomes:
         return rows
 
     def route_rows(self, stage: str, msg: Any, res: Any, rows: list[list[Any]]) -> None:
-        """routed(), appending the rows to `rows` (the batch's stash)."""
+        """routed(), appending the rows to `rows` (the batch's stash). Run for every routed
+        input: plain local code, one row list per input, its person looked up once."""
         sinks, drops = res.sink_records, res.drops
-        held = getattr(res, "held", 0) if getattr(res, "holds", True) else 0  # a count
+        holds = getattr(res, "holds", True)
+        held = (getattr(res, "held", 0) or None) if holds else None  # a count
         attr = _ID_ATTR.get(type(msg))
         if attr is None:
             message_id(msg)
@@ -196,48 +197,57 @@ class Outcomes:
                 return
         elif not sinks and not drops and not held and attr == "source_id":
             return  # a derived envelope that changed nothing visible
-        row = None  # the input's own row
-        uh = None
+        people, person = self._people, self._person
+        row = uh = h = None  # the input's own row; its person's hashes
         if own:
             user_id = getattr(msg, "user_id", None)
             email = getattr(msg, "email_key", None)
             if email and isinstance(email, str):
-                e, h = self._people.get(email) or self._person(email)
+                e, h = people.get(email) or person(email)
             else:
-                e = h = None
+                e = None
             if not isinstance(user_id, str):
                 user_id = None
             elif "@" in user_id and self.scrub.mask:  # an email as userId: masked, hashed
-                user_id, uh = self._people.get(user_id) or self._person(user_id)
+                user_id, uh = people.get(user_id) or person(user_id)
             row = [own, stage, [], [(x.destination, x.reason) for x in drops] if drops else None,
-                   held or None, user_id, e, h]
+                   held, user_id, e, h]
             rows.append(row)
+        to = row[2] if row is not None else None
         others: dict[str, list[Any]] | None = None  # rows of other inputs (released holds)
         for r in sinks:
             mid = r.source.get("message_id") or own
             if mid == own:
-                this = row
-            elif not mid:
+                if to is None:  # no own id: rows per sink's input only
+                    continue
+                to.append((r.destination, r.id, r.op))
+                if h is None:  # the person, for lookups by email
+                    h = self._sink_person(r)
+                    row[7] = h  # type: ignore[index]
                 continue
-            else:
-                if others is None:
-                    others = {}
-                this = others.get(mid)
-                if this is None:
-                    this = others[mid] = [mid, stage, [], None, None, None, None, None]
-                    rows.append(this)
-            if this is None:  # no own id: rows per sink's input only
+            if not mid:
                 continue
-            if this[7] is None:  # the person, for lookups by email
-                email = r.payload.get("email") or (r.key if "@" in r.key else None)
-                if email and isinstance(email, str):
-                    this[7] = (self._people.get(email) or self._person(email))[1]
+            if others is None:
+                others = {}
+            this = others.get(mid)
+            if this is None:
+                this = others[mid] = [mid, stage, [], None, None, None, None, None]
+                rows.append(this)
             this[2].append((r.destination, r.id, r.op))
+            if this[7] is None:
+                this[7] = self._sink_person(r)
         if uh is not None:  # found by it: as h, or as uh when h is another email's
             if row[7] is None or row[7] == uh:  # type: ignore[index]
                 row[7] = uh  # type: ignore[index]
             else:
                 row.append(uh)  # type: ignore[union-attr]
+
+    def _sink_person(self, r: Any) -> str | None:
+        """The person hash of a sink record's email (payload, else an email key), or None."""
+        email = r.payload.get("email") or (r.key if "@" in r.key else None)
+        if email and isinstance(email, str):
+            return (self._people.get(email) or self._person(email))[1]
+        return None
 
     def _person(self, email: str) -> tuple[str, str]:
         """(the email as the outcomes show it, its person_hash), cached (bounded in entries,
@@ -360,14 +370,20 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
     o = rt.outcomes
     if o is None:
         return []
-    docs = o.ingest_dead(source, m, errors) if errors else []
     tp, p, off = m.topic, m.partition, m.offset
-    rows = [(mid, source, tp, p, off) for mid in map(message_id, events) if mid]
+    rows = []
+    for ev in events:
+        attr = _ID_ATTR.get(type(ev))
+        mid = getattr(ev, attr) if attr else message_id(ev)
+        if mid:
+            rows.append((mid, source, tp, p, off))
+    docs = o.ingest_dead(source, m, errors) if errors else None
     if batched:  # packed by take(), with the batch's other outcomes
         o.ins += rows
-        o.pending += docs
+        if docs:
+            o.pending += docs
         return []
-    return o.pack(docs, rows)
+    return o.pack(docs or [], rows)
 
 
 def take_outcomes(rt: Runtime) -> list[Out]:
