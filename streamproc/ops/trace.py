@@ -173,7 +173,8 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
             dests[d["d"]] = {**dests.get(d["d"], {}), "state": "dead_lettered",
                              "reason": d.get("r"), "status": d.get("s")}
         elif kind == "dead":
-            dests["*"] = {"state": "dead_lettered", "reason": d.get("r"), "stage": "ingest"}
+            dests["*"] = {"state": "dead_lettered", "reason": d.get("r"),
+                          "stage": d.get("stage", "ingest")}
         elif kind in ("redrive", "replay"):
             dests.setdefault(d.get("d") or "*", {})["state"] = _AGAIN[kind]
     return {"message_id": message_id, "source": first.get("src"),

@@ -37,6 +37,9 @@ def describe(d: dict[str, Any]) -> tuple[str, str]:
     if kind == "dead":
         if d.get("stage") == "ingest":
             return "dead-lettered", f"at ingest: {d.get('r')} ({d.get('msg', '')})"
+        if d.get("stage") == "routing":
+            return "dead-lettered", (f"at routing ({d.get('st')}): {d.get('r')} "
+                                     f"({d.get('msg', '')}); see streamproc dlq")
         return "dead-lettered", (f"{d.get('d')}: {d.get('r')} (HTTP {d.get('s')}, "
                                  f"{d.get('n')} attempt(s)); see streamproc dlq")
     return str(kind), orjson.dumps({k: v for k, v in d.items() if k not in "kmt"}).decode()

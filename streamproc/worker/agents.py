@@ -10,7 +10,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-import orjson
 
 from streamproc import runtime
 from streamproc.core.errors import EventError
@@ -24,7 +23,8 @@ from streamproc.core.state.model import Contact, KnownUser
 from streamproc.runtime import TableWriter, set_current_event
 from streamproc.worker.batching import STATE_STORE_OPTIONS, batches_of, table_kwargs
 from streamproc.worker.holds_sweep import count_holds, index, register_sweeper
-from streamproc.worker.outcomes import ingest_outs, routing_outs, take_outcomes
+from streamproc.worker.outcomes import (ingest_outs, routing_dead_outs, routing_outs,
+                                        take_outcomes)
 from streamproc.worker.output import Out
 
 if TYPE_CHECKING:
@@ -203,16 +203,18 @@ def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Ou
 
 
 def _state_input(rt: Runtime, batch: BatchContext | None, m: Any, table: str, cls: type,
-                 ) -> tuple[BatchContext, str | None, Any, Any, Out | None]:
+                 ) -> tuple[BatchContext, str | None, Any, Any, list[Out] | None]:
     """(batch context, key, decoded internal message, current state or None, None) for a
-    record of a state agent; (context, key, None, None, dead letter) for an envelope that does
-    not decode. Without a batch, the context is the record's own (flushed by the caller)."""
+    record of a state agent; (context, key, None, None, its dead letter and outcome) for an
+    envelope that does not decode. Without a batch, the context is the record's own (flushed
+    by the caller)."""
     ctx = batch or BatchContext(rt, direct=False)
     key = _decode_key(m.key)
     try:
         msg = decode(m.value)
     except ValueError as e:
-        return ctx, key, None, None, _internal_dead_letter(rt, m, str(e))
+        return ctx, key, None, None, [_internal_dead_letter(rt, m, str(e)), *routing_dead_outs(
+            rt, table, m, "bad_envelope", str(e), batch is not None)]
     return ctx, key, msg, (ctx.load(table, key, cls) if key else None), None
 
 
@@ -227,7 +229,7 @@ def user_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                  batch: BatchContext | None = None) -> list[Out]:
     ctx, key, msg, user, dead = _state_input(rt, batch, m, "users", KnownUser)
     if dead is not None:
-        return [dead]
+        return dead
     if isinstance(msg, SweepPending):
         if user is None:
             return []
@@ -265,7 +267,7 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
                     batch: BatchContext | None = None) -> list[Out]:
     ctx, key, msg, contact, dead = _state_input(rt, batch, m, "contacts", Contact)
     if dead is not None:
-        return [dead]
+        return dead
     res = route_contact_event(msg, contact, cfg, _source(m), now=now)
     if res.changed and res.contact is not None and key:
         ctx.set("contacts", key, res.contact.dumps(), res.contact)
@@ -381,6 +383,8 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
                                     message=f"{type(e).__name__}: {e}",
                                     original=ev.message.value,
                                     source=_source(ev.message))))
+            out += routing_dead_outs(rt, name, ev.message, "routing_error",
+                                     f"{type(e).__name__}: {e}", True)
     out += take_outcomes(rt)  # the batch's outcome records (streamproc trace)
     staged = batch.flush_tables()  # changelog records of the changed keys, sent now
     try:

@@ -5,15 +5,15 @@ the status page read. Emails masked (setting), secrets scrubbed, response bodies
 from __future__ import annotations
 
 import logging
-import re
 import time
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
-
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import PACKED, pack_values, person_hash, raw_message_id
+from streamproc.core.routing.messages import decode
+from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
@@ -25,58 +25,7 @@ log = logging.getLogger(__name__)
 FAILURES_KEPT = 20  # per destination, for the status page
 PEOPLE_CACHED = 50_000  # emails whose masked form and hash are kept (a person's events recur)
 PERSON_CHARS = 254  # the longest email (is_email): longer keys are not kept
-
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
-_SECRET_FIELD = re.compile(
-    r"""(["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|api[_-]?secret|"""
-    r"""password|passcode|authorization|write[_-]?key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,&}]+)""",
-    re.IGNORECASE)
-_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 _crc32 = zlib.crc32
-
-
-def _mask_key(email: str) -> str:
-    """mask_email for one address (no regex: the ingest hot path)."""
-    at = email.find("@")
-    return email[:1] + "***" + email[at:] if at > 0 else mask_email(email)
-
-
-def mask_email(text: str) -> str:
-    return _EMAIL.sub(r"\1***@\2", text)
-
-
-class Scrubber:
-    """Makes text safe for the outcomes topic: secret fields and auth headers replaced by ***,
-    the configured credentials removed wherever they appear, emails masked (when on), and
-    the result truncated."""
-
-    def __init__(self, secrets: Iterable[str] = (), *, mask: bool = True, limit: int = 500):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-        self.mask, self.limit = mask, limit
-
-    def __call__(self, text: str | None) -> str:
-        if not text:
-            return ""
-        text = text[: self.limit * 4]  # bound the regex work on huge bodies
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
-        text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)
-        if self.mask:
-            text = mask_email(text)
-        return text[: self.limit]
-
-    def email(self, email: str | None) -> str | None:
-        if not email:
-            return None
-        return mask_email(email) if self.mask else email
-
-
-def configured_secrets(settings: Any) -> list[str]:
-    s = settings
-    values = [s.mailmodo.api_key.get(), s.segment.write_key.get(), s.clevertap.passcode.get(),
-              s.mailjet.api_secret.get(), s.mailjet.api_key, s.ingest.webhook_token.get()]
-    return [v for v in values + list(s.ingest.segment_write_keys) if v]
 
 
 class Outcomes:
@@ -171,6 +120,17 @@ class Outcomes:
                  "msg": self.scrub(err.message)} for err in errors]
         return out
 
+    def routing_dead(self, stage: str, m: Any, reason: str, message: str
+                     ) -> list[dict[str, Any]]:
+        """The `dead` outcome of a record a routing stage dead-lettered (an envelope that does
+        not decode, a routing error): under its input's id, else its raw id."""
+        try:
+            mid = message_id(decode(m.value))
+        except ValueError:
+            mid = None
+        return [{"k": "dead", "m": mid or raw_message_id(m), "t": int(time.time() * 1000) / 1000,
+                 "stage": "routing", "st": stage, "r": reason, "msg": self.scrub(message)}]
+
     def routed(self, stage: str, msg: Any, res: Any) -> list[list[Any]]:
         """One `route` row per input the result concerns (see the field notes): its sink
         records (destination, delivery id, op), drops with reasons, and whether it was held.
@@ -255,7 +215,7 @@ class Outcomes:
         people = self._people
         if len(people) >= PEOPLE_CACHED:
             people.clear()
-        pair = (_mask_key(email) if self.scrub.mask else email, person_hash(email))
+        pair = (mask_key(email) if self.scrub.mask else email, person_hash(email))
         if len(email) <= PERSON_CHARS:
             people[email] = pair
         return pair
@@ -361,6 +321,19 @@ def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> 
         o.route_rows(stage, msg, res, o.routes)
         return []
     return o.pack([], (), o.routed(stage, msg, res))
+
+
+def routing_dead_outs(rt: Runtime, stage: str, m: Any, reason: str, message: str,
+                      batched: bool) -> list[Out]:
+    """The `dead` outcome of a record a routing stage dead-lettered, as routing_outs."""
+    o = rt.outcomes
+    if o is None:
+        return []
+    docs = o.routing_dead(stage, m, reason, message)
+    if batched:
+        o.pending += docs
+        return []
+    return o.pack(docs)
 
 
 def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],

@@ -10,7 +10,8 @@ import orjson
 from streamproc.core.errors import Permanent, Retryable
 from streamproc.core import outcome_codec
 from streamproc.core.outcome_codec import decode_docs, partition_hash, person_hash, raw_message_id
-from streamproc.worker.outcomes import AttemptRecorder, Outcomes, Scrubber, mask_email, message_id
+from streamproc.worker.outcomes import AttemptRecorder, Outcomes, message_id
+from streamproc.worker.scrub import Scrubber, mask_email
 from streamproc.config.settings import load_settings
 from streamproc.core.records import SinkRecord
 from streamproc.core.routing.drops import Drop

@@ -84,3 +84,48 @@ def test_a_failed_batchs_leftovers_are_not_sent_with_the_next() -> None:
         rt, "users", [_event(0), _event(1)],
         lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
     assert _routed_ids(rt) == ["m0", "m1"]
+
+
+def _dead_docs(rt: Any) -> list[dict[str, Any]]:
+    return [d for topic, _k, v, *_ in rt.output.sent if topic == "t.outcomes"
+            for d in decode_docs(v) if d["k"] == "dead"]
+
+
+def test_a_crashed_input_is_traced_as_dead_lettered_at_routing() -> None:
+    """Its dead letter has an outcome too: `streamproc trace m2` ends in it, not after the
+    `in` row with nothing (a support engineer would look for a lost record)."""
+    from streamproc.ops.trace import timeline
+    from streamproc.ops.trace_text import describe
+
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+
+    def handle(m: Any, now: float, batch: Any) -> list[Any]:
+        if m.offset == 2:
+            raise RuntimeError("a bug in routing, token=abcd1234")
+        return agents.user_outputs(rt, cfg, m, now, batch)
+
+    asyncio.run(agents._process_state_batch(rt, "users", [_event(i) for i in range(4)], handle))
+    dead = _dead_docs(rt)
+    assert [(d["m"], d["stage"], d["st"], d["r"]) for d in dead] == [
+        ("m2", "routing", "users", "routing_error")]
+    assert "abcd1234" not in dead[0]["msg"] and "RuntimeError" in dead[0]["msg"]
+    found = timeline("m2", dead)
+    assert found["destinations"] == {"*": {"state": "dead_lettered", "reason": "routing_error",
+                                           "stage": "routing"}}
+    assert describe(dead[0])[1].startswith("at routing (users): routing_error")
+
+
+def test_an_envelope_that_does_not_decode_is_traced_by_its_raw_id() -> None:
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    bad = _Ev(SimpleNamespace(key=b"u1", value=b'{"kind":"nope","message_id":"m9"}',
+                              topic="t.by_user", partition=1, offset=7))
+    worse = _Ev(SimpleNamespace(key=b"u1", value=b"\xff", topic="t.by_user", partition=1,
+                                offset=8))
+    asyncio.run(agents._process_state_batch(
+        rt, "users", [bad, worse], lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
+    assert sorted((d["m"], d["st"], d["r"]) for d in _dead_docs(rt)) == [
+        ("m9", "users", "bad_envelope"), ("t.by_user:1:8", "users", "bad_envelope")]
+    # without an agent batch (tools, tests) the outcome comes back as a record
+    out = agents.user_outputs(rt, cfg, worse.message, 0.0)
+    assert [d["r"] for topic, _k, v, *_ in out if topic == "t.outcomes"
+            for d in decode_docs(v)] == ["bad_envelope"]

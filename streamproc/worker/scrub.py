@@ -1,0 +1,59 @@
+"""What outcome records may show of a text: secret fields and auth headers replaced by ***, the
+configured credentials removed wherever they appear, emails masked (a setting), the result
+truncated (streamproc/worker/outcomes.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_SECRET_FIELD = re.compile(
+    r"""(["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|api[_-]?secret|"""
+    r"""password|passcode|authorization|write[_-]?key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,&}]+)""",
+    re.IGNORECASE)
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def mask_key(email: str) -> str:
+    """mask_email for one address (no regex: the ingest hot path)."""
+    at = email.find("@")
+    return email[:1] + "***" + email[at:] if at > 0 else mask_email(email)
+
+
+def mask_email(text: str) -> str:
+    return _EMAIL.sub(r"\1***@\2", text)
+
+
+class Scrubber:
+    """Makes text safe for the outcomes topic: secret fields and auth headers replaced by ***,
+    the configured credentials removed wherever they appear, emails masked (when on), and
+    the result truncated."""
+
+    def __init__(self, secrets: Iterable[str] = (), *, mask: bool = True, limit: int = 500):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.mask, self.limit = mask, limit
+
+    def __call__(self, text: str | None) -> str:
+        if not text:
+            return ""
+        text = text[: self.limit * 4]  # bound the regex work on huge bodies
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
+        text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)
+        if self.mask:
+            text = mask_email(text)
+        return text[: self.limit]
+
+    def email(self, email: str | None) -> str | None:
+        if not email:
+            return None
+        return mask_email(email) if self.mask else email
+
+
+def configured_secrets(settings: Any) -> list[str]:
+    s = settings
+    values = [s.mailmodo.api_key.get(), s.segment.write_key.get(), s.clevertap.passcode.get(),
+              s.mailjet.api_secret.get(), s.mailjet.api_key, s.ingest.webhook_token.get()]
+    return [v for v in values + list(s.ingest.segment_write_keys) if v]
