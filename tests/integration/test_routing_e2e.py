@@ -8,6 +8,8 @@ from collections import Counter
 
 from harness import produce, read_topic, wait_for
 
+from streamproc.core.outcome_codec import decode_docs
+
 A, B, C = "Ada@Example.com", "ada@work.example.com", "Cleo@Example.com"
 
 
@@ -175,3 +177,10 @@ def test_undecodable_internal_records_are_dead_lettered(stack):
     assert sorted(d["original"] for d in dlq) == ['"not an envelope"', "[1,2]"]
     assert 'streamproc_dead_lettered_ingest_total{reason="bad_envelope",source="internal"} 2.0' \
         in w.metrics()
+    # and traceable: a dead outcome each, sent with the dead letter (by raw id: no message id)
+    dead = [d for r in read_topic(stack.bootstrap, stack.topic("outcomes"), settle=0)
+            for d in decode_docs(r.value) if d["k"] == "dead"]
+    assert sorted((d["stage"], d["st"], d["r"]) for d in dead) == [
+        ("routing", "contacts", "bad_envelope"), ("routing", "users", "bad_envelope")]
+    assert sorted(d["m"].rsplit(":", 2)[0] for d in dead) == sorted(
+        [stack.topic("by_contact"), stack.topic("by_user")]), dead
