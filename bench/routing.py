@@ -240,12 +240,17 @@ def worker_counts(w: Worker) -> dict[str, Any]:
 
 def ab_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per side, the mean CPU-s per 1k inputs and events/s over the rounds, and this side's
-    change against the baseline as the ratio of the means (and per round)."""
-    out: dict[str, Any] = {"rounds": len(rounds)}
-    for field, name in (("worker_cpu_s_per_1k_inputs", "cpu_s_per_1k"),
-                        ("events_per_s", "events_per_s")):
-        a = [r["baseline"][field] for r in rounds]
-        b = [r["burst"][field] for r in rounds]
+    change against the baseline as the ratio of the means (and per round). A round that
+    timed out or lacks a figure on either side is left out (counted in `left_out`)."""
+    fields = (("worker_cpu_s_per_1k_inputs", "cpu_s_per_1k"), ("events_per_s", "events_per_s"))
+    ok = [r for r in rounds if all(r[side].get(f) and not r[side].get("timed_out")
+                                   for side in ("baseline", "burst") for f, _ in fields)]
+    out: dict[str, Any] = {"rounds": len(ok), "left_out": len(rounds) - len(ok)}
+    if not ok:  # no round gave both figures on both sides (timed out, no window)
+        return out
+    for field, name in fields:
+        a = [r["baseline"][field] for r in ok]
+        b = [r["burst"][field] for r in ok]
         ma, mb = sum(a) / len(a), sum(b) / len(b)
         out[name] = {"baseline_mean": round(ma, 5), "this_mean": round(mb, 5),
                      "change_pct": round((mb / ma - 1) * 100, 1),
@@ -388,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     ab = bool(args.baseline or base_env)
     if args.rounds < 1 or (args.rounds > 1 and not ab):
         ap.error("--rounds: at least 1, and more than 1 only with --baseline/--baseline-env")
+    if args.rounds > 1 and args.rounds % 2:
+        ap.error("--rounds: an even number, so that each side runs first as often")
+    if args.rounds > 1 and args.profile:
+        ap.error("--profile profiles one side only: not with --rounds")
     with Broker() as broker, Workdir("routing") as wd:
         def base() -> dict[str, Any]:
             log(f"baseline worker from {args.baseline or 'this checkout'} {base_env} ...")

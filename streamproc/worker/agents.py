@@ -367,14 +367,14 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
     now = time.time()
     batch = BatchContext(rt)
     outcomes = _discard_outcomes(rt)
+    rows = outcomes.routes if outcomes is not None else []  # a state stage stashes only these
     for ev in events:
         batch.event = ev
-        mark = outcomes.mark() if outcomes is not None else None
+        mark = len(rows)
         try:
             out += handle(ev.message, now, batch)
         except Exception as e:  # a routing bug must not ack-and-lose the record
-            if mark is not None:  # its outcome rows name sinks that are not sent
-                outcomes.rollback(mark)  # type: ignore[union-attr]
+            del rows[mark:]  # its route rows name sinks that are not sent
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                           ev.message.offset)
             batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")
