@@ -35,13 +35,14 @@ def capture(n: int) -> tuple[Any, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     routes: list[tuple[Any, ...]] = []
     orig_in, orig_route = agents.ingest_outs, agents.routing_outs
 
-    def ingest_outs(rt_: Any, *args: Any) -> Any:  # (..., batched): replayed batched
-        ins.append(args[:-1])
-        return orig_in(rt_, *args)
+    def ingest_outs(rt_: Any, source: str, m: Any, events: Any, errors: Any, batched: bool
+                    ) -> Any:
+        ins.append((source, m, events, errors))
+        return orig_in(rt_, source, m, events, errors, batched)
 
-    def routing_outs(rt_: Any, *args: Any) -> Any:
-        routes.append(args[:-1])
-        return orig_route(rt_, *args)
+    def routing_outs(rt_: Any, stage: str, msg: Any, res: Any, batched: bool) -> Any:
+        routes.append((stage, msg, res))
+        return orig_route(rt_, stage, msg, res, batched)
 
     agents.ingest_outs, agents.routing_outs = ingest_outs, routing_outs  # type: ignore[assignment]
     try:

@@ -15,13 +15,12 @@ import orjson
 # r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
 # delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
 # h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
-# dict per input on the routing path), `routes` documents per outcomes partition and batch
-# with rows [message id, stage, to, drop, held, u, e, h] and, when the userId is an email
-# (masked in u) other than the one hashed in h, a 9th: uh its hash. An input's own row also
-# carries its `in` part: [.., uh or null, src, tp, partition, offset, ingest ms] (14 fields;
-# the envelope brought it from the ingest agent). Earlier writers sent `in` rows apart, as
-# `ins` documents ([message id, partition, offset] rows under src and tp, or 5-field rows),
-# still read; decode_docs gives all of them back as documents.
+# dict per input on the routing path), one `ins` / `routes` document per outcomes partition
+# and batch: `ins` documents name the source and topic once (src, tp) and hold rows
+# [message id, partition, offset] (earlier writers: [message id, source, topic, partition,
+# offset] rows, still read), `routes` rows [message id, stage, to, drop, held, u, e, h] and,
+# when the userId is an email (masked in u) other than the one hashed in h, a 9th: uh its
+# hash; decode_docs gives them back as documents.
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 # and bytes per record value at most: well under the broker's default ~1 MB record limit (a
 # record it refuses for good would block send_all, which the batch's real outputs share)
@@ -133,15 +132,8 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
                     out.append({"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2],
                                 "p": r[3], "o": r[4]})
         elif kind == "routes":
-            t = d.get("t", 0)
-            for r in d.get("r") or ():
-                if isinstance(r, list) and len(r) == 14:  # with the input's `in` part
-                    out.append({"k": "in", "m": r[0], "t": r[13] / 1000 if isinstance(
-                        r[13], (int, float)) else t, "src": r[9], "tp": r[10], "p": r[11],
-                        "o": r[12]})
-                    out.append(_route_doc(r[:9], t))
-                elif isinstance(r, list) and 8 <= len(r) <= 9:
-                    out.append(_route_doc(r, t))
+            out += [_route_doc(r, d.get("t", 0))
+                    for r in d.get("r") or () if isinstance(r, list) and 8 <= len(r) <= 9]
         else:
             out.append(d)
     return out

@@ -51,9 +51,8 @@ def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None 
     events, errors = parse_input(source, m)
     out: list[Out] = []
     target = topo.internal["by_user" if source == "segment" else "by_contact"].name
-    at = None if rt.outcomes is None else [m.partition, m.offset, int(time.time() * 1000)]
-    for ev in events:  # `at`: the `in` part of its outcome row, with its route (outcomes.py)
-        key, ev.at = key_for(ev), at
+    for ev in events:
+        key = key_for(ev)
         value = encode(ev)
         if len(value) > MAX_RECORD_BYTES:  # the broker would refuse it for good: dead letter
             errors.append(EventError("oversize", f"the parsed event is {len(value)} bytes, "
@@ -67,7 +66,7 @@ def ingest_outputs(rt: Runtime, source: str, m: Any, batch: BatchContext | None 
         out.append((topo.internal["dead_letter"].name, m.key, dead_letter(
             stage="ingest", reason=err.reason, message=err.message, original=m.value,
             source={**_source(m), "input": source, "key": _decode_key(m.key)})))
-    out += ingest_outs(rt, source, m, errors, batch is not None)
+    out += ingest_outs(rt, source, m, events, errors, batch is not None)
     if batch is None:
         ctx.flush()
     return out

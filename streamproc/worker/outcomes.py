@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import PACKED, pack_values, person_hash, raw_message_id
-from streamproc.core.routing.messages import KINDS, decode
+from streamproc.core.routing.messages import decode
 from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
 
 if TYPE_CHECKING:
@@ -31,12 +31,11 @@ _crc32 = zlib.crc32
 class Outcomes:
     """The worker's outcome writer (rt.outcomes, None when switched off)."""
 
-    def __init__(self, settings: Any, topic: str, partitions: int = 6,
-                 inputs: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Any, topic: str, partitions: int = 6) -> None:
         cfg = settings.outcomes
         self.topic, self.partitions = topic, partitions
-        self.inputs = inputs or {}  # source -> the raw topic its ingest agent reads
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
+        self.ins: list[tuple[str, str, str, int, int]] = []  # its `in` rows (see pack)
         self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
@@ -44,35 +43,52 @@ class Outcomes:
         self.oversized = 0  # documents dropped as too large for a record (pack_values)
         self._people: dict[str, tuple[str, str]] = {}  # email -> (as shown, person_hash)
 
-    def pack(self, docs: list[dict[str, Any]], routes: list[list[Any]] = ()) -> list[Out]:
-        """Outcome documents and `route` rows (see the field notes) as Kafka records."""
-        return self._records(docs, routes)
+    def pack(self, docs: list[dict[str, Any]], rows: Iterable[tuple[Any, ...]] = (),
+             routes: list[list[Any]] = ()) -> list[Out]:
+        """Outcome documents, `in` rows (message id, source, topic, partition, offset) and
+        `route` rows (see the field notes) as Kafka records."""
+        ins: dict[tuple[str, str], list[list[Any]]] = {}
+        n = self.partitions
+        for mid, source, tp, p, off in rows:
+            parts = ins.get((source, tp))
+            if parts is None:
+                parts = ins[(source, tp)] = [[] for _ in range(n)]
+            parts[_crc32(mid.encode()) % n].append((mid, p, off))
+        return self._records(docs, ins, routes)
 
     def take(self) -> list[Out]:
         """The records of the outcomes stashed by the current agent batch (see take_outcomes).
         The stash holds rows of strings and numbers, never the batch's parsed events: kept to
         the batch's end, those would be freed here, cold in the cache (README, Outcomes)."""
-        docs, routes = self.pending, self.routes
-        if not docs and not routes:
+        docs, rows, routes = self.pending, self.ins, self.routes
+        if not docs and not rows and not routes:
             return []
-        self.pending, self.routes = [], []
-        return self._records(docs, routes)
+        self.pending, self.ins, self.routes = [], [], []
+        return self.pack(docs, rows, routes)
 
     def rollback(self) -> None:
         """Drop the stash (what a batch that failed before take left; it is read again). A
         crashed input's rows are dropped by the state agent: `routes` after its start (a state
         stage stashes route rows only, routing_dead docs after the crash)."""
-        del self.pending[:], self.routes[:]
+        del self.pending[:], self.ins[:], self.routes[:]
 
-    def _records(self, docs: list[dict[str, Any]], routes: list[list[Any]]) -> list[Out]:
+    def _records(self, docs: list[dict[str, Any]], ins: dict[tuple[str, str], list[list[Any]]],
+                 routes: list[list[Any]]) -> list[Out]:
         """Documents and rows as records: those of one partition (crc32 of the message id, see
         partition_hash) together in JSON arrays of at most PACKED documents, so an input's
         outcomes share a partition without a Kafka record each (fewer, larger records), and
         of at most MAX_VALUE bytes (pack_values: a record the broker refuses for good would
-        block the batch's outputs). `route` rows travel as `routes` documents."""
+        block the batch's outputs). `in` rows travel as `ins` documents per source and topic
+        (src, tp) with rows [message id, partition, offset]; `route` rows as `routes` ones."""
         n = self.partitions
         groups = _by_partition(docs, "m", n) if docs else {}
         now = int(time.time() * 1000) / 1000
+        for (source, tp), parts in ins.items():
+            for g, part in enumerate(parts):
+                if part:
+                    groups.setdefault(g, []).extend(
+                        {"k": "ins", "t": now, "src": source, "tp": tp, "r": part[i:i + PACKED]}
+                        for i in range(0, len(part), PACKED))
         if routes:
             for g, part in _by_partition(routes, 0, n).items():
                 groups.setdefault(g, []).extend(
@@ -107,16 +123,11 @@ class Outcomes:
         """The `dead` outcome of a record a routing stage dead-lettered (an envelope that does
         not decode, a routing error): under its input's id, else its raw id."""
         try:
-            msg = decode(m.value)
+            mid = message_id(decode(m.value))
         except ValueError:
-            msg = None
-        mid = (msg is not None and message_id(msg)) or raw_message_id(m)
-        source = _SOURCE.get(type(msg))
-        at = msg.at if source is not None else None  # type: ignore[union-attr]
-        out = [{"k": "in", "m": mid, "t": at[2] / 1000, "src": source,
-                "tp": self.inputs.get(source), "p": at[0], "o": at[1]}] if at and len(at) == 3 else []
-        return out + [{"k": "dead", "m": mid, "t": int(time.time() * 1000) / 1000,
-                       "stage": "routing", "st": stage, "r": reason, "msg": self.scrub(message)}]
+            mid = None
+        return [{"k": "dead", "m": mid or raw_message_id(m), "t": int(time.time() * 1000) / 1000,
+                 "stage": "routing", "st": stage, "r": reason, "msg": self.scrub(message)}]
 
     def routed(self, stage: str, msg: Any, res: Any) -> list[list[Any]]:
         """One `route` row per input the result concerns (see the field notes): its sink
@@ -186,14 +197,9 @@ class Outcomes:
                 this[7] = self._sink_person(r)
         if uh is not None:  # found by it: as h, or as uh when h is another email's
             if row[7] is None or row[7] == uh:  # type: ignore[index]
-                row[7], uh = uh, None  # type: ignore[index]
-        if row is not None:  # the input's `in` part: [.. uh, src, tp, partition, offset, ms]
-            source = _SOURCE.get(type(msg))
-            at = msg.at if source is not None else None
-            if at is not None and len(at) == 3:
-                row += (uh, source, self.inputs.get(source), at[0], at[1], at[2])
-            elif uh is not None:
-                row.append(uh)
+                row[7] = uh  # type: ignore[index]
+            else:
+                row.append(uh)  # type: ignore[union-attr]
 
     def _sink_person(self, r: Any) -> str | None:
         """The person hash of a sink record's email (payload, else an email key), or None."""
@@ -292,8 +298,6 @@ def message_id(ev: Any) -> str | None:
 
 
 _ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
-_SOURCE = {cls: kind for kind, cls in KINDS.items()  # input event class -> its source (the
-           if "at" in cls.__struct_fields__}  # envelopes that carry where they came from)
 
 
 def install(rt: Runtime) -> Outcomes | None:
@@ -302,8 +306,7 @@ def install(rt: Runtime) -> Outcomes | None:
         rt.outcomes = None
         return None
     spec = rt.topology.internal["outcomes"]
-    rt.outcomes = o = Outcomes(rt.settings, spec.name, spec.partitions,
-                               {source: t.name for source, t in rt.topology.inputs.items()})
+    rt.outcomes = o = Outcomes(rt.settings, spec.name, spec.partitions)
     return o
 
 
@@ -316,7 +319,7 @@ def routing_outs(rt: Runtime, stage: str, msg: Any, res: Any, batched: bool) -> 
     if batched:
         o.route_rows(stage, msg, res, o.routes)
         return []
-    return o.pack([], o.routed(stage, msg, res))
+    return o.pack([], (), o.routed(stage, msg, res))
 
 
 def routing_dead_outs(rt: Runtime, stage: str, m: Any, reason: str, message: str,
@@ -332,19 +335,27 @@ def routing_dead_outs(rt: Runtime, stage: str, m: Any, reason: str, message: str
     return o.pack(docs)
 
 
-def ingest_outs(rt: Runtime, source: str, m: Any, errors: list[Any], batched: bool
-                ) -> list[Out]:
-    """The `in` and `dead` outcomes of a raw record that did not (fully) parse, as
-    routing_outs. A parsed input's `in` part travels in its envelope (`at`, set by the ingest
-    agent) and is written with its route row: no row per input at ingest."""
+def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: list[Any],
+                batched: bool) -> list[Out]:
+    """The `in` outcomes (rows, see the field notes) and ingest `dead` ones of one raw
+    record, as routing_outs."""
     o = rt.outcomes
-    if o is None or not errors:
+    if o is None:
         return []
-    docs = o.ingest_dead(source, m, errors)
-    if batched:
-        o.pending += docs
+    tp, p, off = m.topic, m.partition, m.offset
+    rows = []
+    for ev in events:
+        attr = _ID_ATTR.get(type(ev))
+        mid = getattr(ev, attr) if attr else message_id(ev)
+        if mid:
+            rows.append((mid, source, tp, p, off))
+    docs = o.ingest_dead(source, m, errors) if errors else None
+    if batched:  # packed by take(), with the batch's other outcomes
+        o.ins += rows
+        if docs:
+            o.pending += docs
         return []
-    return o.pack(docs)
+    return o.pack(docs or [], rows)
 
 
 def take_outcomes(rt: Runtime) -> list[Out]:

@@ -69,46 +69,24 @@ def test_agent_batches_stash_outcomes_until_taken():
 
     o = _outcomes()
     rt = SimpleNamespace(outcomes=o)
-    m = SimpleNamespace(topic="t", partition=0, offset=1, value=b'{"messageId": "m1"}')
-    err = SimpleNamespace(reason="bad_type", message="type is not a string")
-    assert ingest_outs(rt, "segment", m, [], True) == [] and take_outcomes(rt) == []  # parsed
-    assert ingest_outs(rt, "segment", m, [err], True) == []
-    assert [(d["k"], d["m"]) for d in _docs(take_outcomes(rt))] == [("in", "m1"), ("dead", "m1")]
+    ev = SimpleNamespace(message_id="m1", user_id=None, email_key=None)
+    m = SimpleNamespace(topic="t", partition=0, offset=1, value=b"{}")
+    assert ingest_outs(rt, "segment", m, [ev], [], True) == []
+    assert [d["m"] for d in _docs(take_outcomes(rt))] == ["m1"]
     assert take_outcomes(rt) == []
-    assert [d["m"] for d in _docs(ingest_outs(rt, "segment", m, [err], False))] == ["m1", "m1"]
-    assert ingest_outs(SimpleNamespace(outcomes=None), "s", m, [err], True) == []
+    assert [d["m"] for d in _docs(ingest_outs(rt, "segment", m, [ev], [], False))] == ["m1"]
+    assert ingest_outs(SimpleNamespace(outcomes=None), "s", m, [ev], [], True) == []
 
 
-def test_the_route_row_carries_the_inputs_in_part_from_its_envelope():
-    """The ingest agent writes no row per input: the envelope carries [partition, offset,
-    ingest ms] (`at`) and the route row the `in` part, read back as the `in` outcome."""
-    import json
+def test_ingested_rows_and_the_route_outcome_carries_the_person_masked_unless_turned_off():
+    from streamproc.worker.outcomes import ingest_outs
 
-    from streamproc.core.events.segment import parse_segment
-
-    ev = parse_segment(json.dumps({"type": "track", "event": "E", "userId": "u1",
-                                   "messageId": "m1", "timestamp": 1714557600}).encode())
-    ev.at = [2, 7, 1796612805455]
-    o = Outcomes(load_settings(ENV), "outcomes", inputs={"segment": "segment.raw"})
-    nothing = SimpleNamespace(sink_records=[], drops=[], held=0)
-    [inp, route] = decode_docs(o.pack([], o.routed("users", ev, nothing))[0][2])
-    assert inp == {"k": "in", "m": "m1", "t": 1796612805.455, "src": "segment",
-                   "tp": "segment.raw", "p": 2, "o": 7}
-    assert (route["k"], route["m"], route["u"]) == ("route", "m1", "u1")
-    email_id = parse_segment(json.dumps({
-        "type": "identify", "userId": "jd@old.io", "messageId": "m2", "timestamp": 1714557600,
-        "traits": {"email": "jane@new.io"}}).encode())
-    email_id.at = [0, 1, 1796612805000]
-    [inp, route] = decode_docs(o.pack([], o.routed("users", email_id, nothing))[0][2])
-    assert (inp["m"], inp["o"], route["u"], route["h"], route["uh"]) == (
-        "m2", 1, "j***@old.io", person_hash("jane@new.io"), person_hash("jd@old.io"))
-    ev.at = None  # an envelope from before (or from a worker with outcomes off): no `in`
-    assert [d["k"] for d in decode_docs(o.pack([], o.routed("users", ev, nothing))[0][2])] == [
-        "route"]
-
-
-def test_the_route_outcome_carries_the_person_masked_unless_turned_off():
     ev = SimpleNamespace(message_id="m1", user_id="u1", email="Jo@Ex.com", email_key="jo@ex.com")
+    m = SimpleNamespace(topic="segment.raw", partition=2, offset=7, value=b"{}")
+    rt = SimpleNamespace(outcomes=_outcomes())
+    [doc] = _docs(ingest_outs(rt, "segment", m, [ev], [], False))
+    assert doc | {"t": 0} == {"k": "in", "m": "m1", "t": 0, "src": "segment",
+                              "tp": "segment.raw", "p": 2, "o": 7}
     nothing = SimpleNamespace(sink_records=[], drops=[], held=0)
     [route] = _docs(_outcomes().routed("users", ev, nothing))  # an input always gets one
     assert (route["k"], route["m"], route["to"]) == ("route", "m1", [])
@@ -243,8 +221,7 @@ def test_packed_records_stay_under_the_size_limit_with_every_document_kept():
     assert len(outs) > 1 and all(len(v) <= MAX_VALUE for _, _, v, _, _ in outs)
     assert sorted(d["m"] for o_ in outs for d in decode_docs(o_[2])) == sorted(
         f"m{i}" for i in range(500))
-    rows = [[f"m{i}-" + "z" * 3000, "users", [], None, None, None, None, None]
-            for i in range(500)]  # huge ids
+    rows = [(f"m{i}-" + "z" * 3000, "segment", "t", 0, i) for i in range(500)]  # huge ids
     outs = o.pack([], rows)
     assert all(len(v) <= MAX_VALUE for _, _, v, _, _ in outs)
     assert len([d for o_ in outs for d in decode_docs(o_[2])]) == 500
@@ -271,12 +248,12 @@ def test_an_email_like_user_id_is_masked_in_the_route_outcome_unless_turned_off(
     nothing = SimpleNamespace(sink_records=[], drops=[], held=0)
     ev = SimpleNamespace(message_id="m1", user_id="Jane.Doe@Example.com", email_key=None)
     rows = _outcomes().routed("users", ev, nothing)
-    outs = _outcomes().pack([], rows)
+    outs = _outcomes().pack([], (), rows)
     assert b"Jane.Doe" not in b"".join(v for _, _, v, _, _ in outs)
     [doc] = _docs(outs)
     assert (doc["u"], doc["h"]) == ("J***@Example.com", person_hash("jane.doe@example.com"))
     other = SimpleNamespace(message_id="m2", user_id="jd@old.io", email_key="jane@new.io")
-    [doc] = _docs(_outcomes().pack([], _outcomes().routed("users", other, nothing)))
+    [doc] = _docs(_outcomes().pack([], (), _outcomes().routed("users", other, nothing)))
     assert (doc["u"], doc["e"], doc["h"], doc["uh"]) == (
         "j***@old.io", "j***@new.io", person_hash("jane@new.io"), person_hash("jd@old.io"))
     [plain] = _docs(_outcomes(STREAMPROC_OUTCOMES_MASK_EMAILS="off").routed("users", ev, nothing))

@@ -36,9 +36,6 @@ class SegmentEvent(Struct, tag="segment", **_ENVELOPE):
     group_id: str | None = None
     previous_id: str | None = None  # alias
     raw: dict[str, Any] = field(default_factory=dict)  # the whole original message
-    # where the input came from, set by the ingest agent when outcomes are on: [raw partition,
-    # raw offset, ingest time in ms] (streamproc/worker/outcomes.py: the `in` part of its row)
-    at: list[int] | None = None
 
     @property
     def context_traits(self) -> dict[str, Any]:
@@ -63,9 +60,6 @@ class MailmodoActivity(Struct, tag="mailmodo", **_ENVELOPE):
     clevertap_id: str | None
     event_id: str  # stable id of this activity (explicit id field, else a hash of the body)
     raw: dict[str, Any]
-    # where the input came from, set by the ingest agent when outcomes are on: [raw partition,
-    # raw offset, ingest time in ms] (streamproc/worker/outcomes.py: the `in` part of its row)
-    at: list[int] | None = None
 
 
 MAILJET_EVENTS = ("sent", "open", "click", "bounce", "blocked", "spam", "unsub")
@@ -80,9 +74,6 @@ class MailjetEvent(Struct, tag="mailjet", **_ENVELOPE):
     fields: dict[str, Any]  # the rest (mj_campaign_id, url, ip, error, ...), big ints as strings
     event_id: str  # stable id: MessageID + event + time, else a hash of the object
     raw: dict[str, Any]
-    # where the input came from, set by the ingest agent when outcomes are on: [raw partition,
-    # raw offset, ingest time in ms] (streamproc/worker/outcomes.py: the `in` part of its row)
-    at: list[int] | None = None
 
 
 class CleverTapTrigger(Struct, tag="clevertap", **_ENVELOPE):
@@ -96,6 +87,3 @@ class CleverTapTrigger(Struct, tag="clevertap", **_ENVELOPE):
     clevertap_id: str | None
     event_id: str  # stable id of this profile within its call
     raw: dict[str, Any]
-    # where the input came from, set by the ingest agent when outcomes are on: [raw partition,
-    # raw offset, ingest time in ms] (streamproc/worker/outcomes.py: the `in` part of its row)
-    at: list[int] | None = None
