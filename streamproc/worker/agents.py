@@ -212,7 +212,7 @@ def _state_input(rt: Runtime, batch: BatchContext | None, m: Any, table: str, cl
     key = _decode_key(m.key)
     try:
         msg = decode(m.value)
-    except ValueError as e:
+    except (ValueError, TypeError, RecursionError) as e:  # TypeError: a null value
         return ctx, key, None, None, [_internal_dead_letter(rt, m, str(e)), *routing_dead_outs(
             rt, table, m, "bad_envelope", str(e), batch is not None)]
     return ctx, key, msg, (ctx.load(table, key, cls) if key else None), None

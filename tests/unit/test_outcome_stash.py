@@ -129,3 +129,35 @@ def test_an_envelope_that_does_not_decode_is_traced_by_its_raw_id() -> None:
     out = agents.user_outputs(rt, cfg, worse.message, 0.0)
     assert [d["r"] for topic, _k, v, *_ in out if topic == "t.outcomes"
             for d in decode_docs(v)] == ["bad_envelope"]
+
+
+def _envelope(value: Any, offset: int, topic: str = "t.by_user") -> Any:
+    return _Ev(SimpleNamespace(key=b"u1", value=value, topic=topic, partition=0, offset=offset))
+
+
+def test_a_record_no_envelope_can_come_from_is_dead_lettered_and_the_batch_goes_on() -> None:
+    """A null value (a tombstone) or an envelope nested too deep for the decoder: dead-lettered
+    as bad envelopes with their outcome, the batch's other inputs routed (review of 4115eba:
+    the outcome code re-raised from the crash path and the batch was read again forever)."""
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    deep = (b'{"kind":"sweep_pending","user_id":"u1","x":' + b"[" * 100_000
+            + b"]" * 100_000 + b"}")
+    asyncio.run(agents._process_state_batch(
+        rt, "users", [_event(0), _envelope(None, 5), _envelope(deep, 6), _event(1)],
+        lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
+    assert _routed_ids(rt) == ["m0", "m1"]
+    dead = [json.loads(v) for topic, _k, v, *_ in rt.output.sent if topic == "t.dead_letter"]
+    assert [d["reason"] for d in dead] == ["bad_envelope", "bad_envelope"]
+    assert sorted(d["m"] for d in _dead_docs(rt)) == ["t.by_user:0:5", "t.by_user:0:6"]
+
+
+def test_an_envelope_that_does_not_decode_is_traced_by_the_id_its_input_is_traced_by() -> None:
+    """A Mailjet event's id is its event_id (its MessageID is shared by the email's events);
+    a derived envelope's is the source_id of the Segment message it came from."""
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    mailjet = b'{"kind":"mailjet","message_id":"1942","event_id":"1942:open:1714557600"}'
+    update = b'{"kind":"contact_update","email_key":5,"source_id":"seg-42"}'
+    asyncio.run(agents._process_state_batch(
+        rt, "users", [_envelope(mailjet, 1), _envelope(update, 2)],
+        lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
+    assert sorted(d["m"] for d in _dead_docs(rt)) == ["1942:open:1714557600", "seg-42"]
