@@ -20,7 +20,8 @@ from streamproc.core.routing.contacts import route_contact_event
 from streamproc.core.routing.messages import SweepPending, decode, encode, key_for
 from streamproc.core.routing.users import route_user_event, sweep_pending
 from streamproc.core.state.model import Contact, KnownUser
-from streamproc.runtime import TableWriter, set_current_event
+from streamproc.runtime import TableWriter
+from streamproc.worker.batch_context import BatchContext
 from streamproc.worker.batching import STATE_STORE_OPTIONS, batches_of, table_kwargs
 from streamproc.worker.holds_sweep import count_holds, index, register_sweeper
 from streamproc.worker.outcomes import (ingest_outs, routing_dead_outs, routing_outs,
@@ -77,119 +78,6 @@ def _decode_key(k: bytes | None) -> str | None:
 
 
 # ------------------------------------------------------------------------------ state
-
-
-class BatchContext:
-    """What one agent batch shares, so per-event work stays small:
-
-    - a write-back view of the state tables: each key is read from RocksDB at most once per
-      batch, and written (RocksDB + changelog record) at most once, at the end of the batch,
-      with faust's current event set to the last event that changed it (same key, same
-      partition). Values are kept as the encoded bytes, so no event sees another's in-place
-      changes unless they were written;
-    - the decoded state of a key, kept beside its bytes so the next event of the key in the
-      batch does not decode it again. The invariant: `objs[k]` is only ever the decoding of
-      `values[k]`, and an object handed to an event (load) leaves `objs` until that event
-      writes it back with its new bytes (set). An event that changes nothing, or crashes
-      half-way, cannot leave an in-place change behind: the next one decodes the bytes;
-    - metric counts, added up per batch and applied once per label set (a prometheus label
-      lookup costs microseconds, paid several times per event otherwise).
-
-    Called without a batch (tests, tools), the state functions make a context that writes
-    through faust's table API and flush it at once, like a plain table access (no changelog
-    send is left un-awaited: only an agent batch, which awaits them, writes directly)."""
-
-    __slots__ = ("rt", "values", "objs", "writers", "counts", "event", "direct")
-
-    def __init__(self, rt: Runtime, direct: bool = True) -> None:
-        self.rt = rt
-        self.direct = direct  # batched writes the agent awaits; else faust's table API
-        self.values: dict[tuple[str, str], bytes | None] = {}
-        self.objs: dict[tuple[str, str], Any] = {}  # decoded values[k], see the invariant
-        self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
-        self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
-        self.event: Any = None  # the event being handled (set by the agent)
-
-    def get(self, table: str, key: str) -> bytes | None:
-        k = (table, key)
-        try:
-            return self.values[k]
-        except KeyError:
-            pass
-        ev = self.event
-        writer = _writers(self.rt).get(table) if self.direct else None
-        if ev is not None and writer is not None and writer.direct():
-            raw = writer.db(ev.message.partition).get(key.encode())
-        else:
-            if ev is not None:  # faust reads the current event's partition store
-                set_current_event(ev)
-            raw = self.rt.tables[table].get(key)
-        self.values[k] = raw
-        return raw
-
-    def load(self, table: str, key: str, cls: type) -> Any:
-        """The decoded state of a key (None: no state), for the event being handled: its own
-        object, taken out of `objs` (see the invariant in the class notes)."""
-        obj = self.objs.pop((table, key), None)
-        if obj is not None:
-            return obj
-        raw = self.get(table, key)
-        return cls.loads(raw) if raw is not None else None
-
-    def set(self, table: str, key: str, value: bytes, obj: Any = None) -> None:
-        """The key's new bytes; `obj`, when given, is the object they encode (kept for the
-        next event of the key); without it, an object kept for older bytes is dropped."""
-        k = (table, key)
-        self.values[k] = value
-        if obj is not None:
-            self.objs[k] = obj
-        else:
-            self.objs.pop(k, None)
-        self.writers.pop(k, None)  # keep write order = order of the last change
-        self.writers[k] = self.event
-
-    def count(self, metric: Any, *labels: str, n: int = 1) -> None:
-        k = (metric, labels)
-        self.counts[k] = self.counts.get(k, 0) + n
-
-    def flush_tables(self) -> list[runtime.Staged]:
-        """Send the changed keys' changelog records, one record batch per table partition
-        (TableWriter.stage); the batch awaits them with its outputs, then apply() writes each
-        partition's RocksDB store. Through the table API when the store is not faust's
-        RocksDB store (unit tests' memory tables), or without a batch (direct=False)."""
-        writers = _writers(self.rt) if self.direct else _NO_WRITERS
-        groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
-        for (table, key), event in self.writers.items():
-            value = self.values[(table, key)]
-            writer = writers.get(table)
-            if event is not None and writer is not None and writer.direct():
-                group = groups.setdefault((table, event.message.partition), [])
-                group.append((key.encode(), value))
-                continue
-            if event is not None:
-                set_current_event(event)
-            self.rt.tables[table][key] = value
-        self.writers.clear()
-        return [writers[table].stage(partition, entries)
-                for (table, partition), entries in groups.items()]
-
-    def flush_counts(self) -> None:
-        for (metric, labels), n in self.counts.items():
-            (metric.labels(*labels) if labels else metric).inc(n)
-        self.counts.clear()
-
-    def flush(self) -> None:
-        self.flush_tables()
-        self.flush_counts()
-
-
-def _writers(rt: Runtime) -> dict[str, TableWriter]:
-    """The state tables' writers (register() adds them; none in tests that build a Runtime
-    by hand: the table API is used then)."""
-    return rt.table_writers
-
-
-_NO_WRITERS: dict[str, TableWriter] = {}
 
 
 def _sink_outputs(rt: Runtime, ctx: BatchContext, records: list[Any]) -> list[Out]:
