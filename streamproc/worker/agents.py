@@ -236,6 +236,7 @@ def _discard_outcomes(rt: Runtime) -> Any:
 
 
 StateHandler = Callable[[Any, float, "BatchContext"], list[Out]]
+_STATE = {"users": KnownUser, "contacts": Contact}
 
 
 def _state_agent(rt: Runtime, name: str, topic: Any, handle: StateHandler) -> None:
@@ -256,13 +257,19 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
     batch = BatchContext(rt)
     outcomes = _discard_outcomes(rt)
     rows = outcomes.routes if outcomes is not None else []  # a state stage stashes only these
+    batch.undo = {}
     for ev in events:
         batch.event = ev
         mark = len(rows)
+        if batch.undo:
+            batch.undo.clear()
         try:
             out += handle(ev.message, now, batch)
         except Exception as e:  # a routing bug must not ack-and-lose the record
-            del rows[mark:]  # its route rows name sinks that are not sent
+            del rows[mark:]  # its route rows name sinks that are not sent, nor is its state:
+            for table, key in batch.revert():  # what it released stays held
+                _note_holds(rt, table, key, getattr(
+                    batch.load(table, key, _STATE[table]), "pending", None) or [])
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                           ev.message.offset)
             batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")

@@ -33,7 +33,7 @@ class BatchContext:
     through faust's table API and flush it at once, like a plain table access (no changelog
     send is left un-awaited: only an agent batch, which awaits them, writes directly)."""
 
-    __slots__ = ("rt", "values", "objs", "writers", "counts", "event", "direct")
+    __slots__ = ("rt", "values", "objs", "writers", "counts", "event", "direct", "undo")
 
     def __init__(self, rt: Runtime, direct: bool = True) -> None:
         self.rt = rt
@@ -43,6 +43,9 @@ class BatchContext:
         self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
         self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
         self.event: Any = None  # the event being handled (set by the agent)
+        # (values, writers) entries of the keys the event being handled changed, as they were
+        # before it: revert() puts them back when it crashes (None: not kept)
+        self.undo: dict[tuple[str, str], tuple[Any, Any]] | None = None
 
     def get(self, table: str, key: str) -> bytes | None:
         k = (table, key)
@@ -74,6 +77,9 @@ class BatchContext:
         """The key's new bytes; `obj`, when given, is the object they encode (kept for the
         next event of the key); without it, an object kept for older bytes is dropped."""
         k = (table, key)
+        undo = self.undo
+        if undo is not None and k not in undo:
+            undo[k] = (self.values.get(k, _UNSET), self.writers.get(k, _UNSET))
         self.values[k] = value
         if obj is not None:
             self.objs[k] = obj
@@ -81,6 +87,23 @@ class BatchContext:
             self.objs.pop(k, None)
         self.writers.pop(k, None)  # keep write order = order of the last change
         self.writers[k] = self.event
+
+    def revert(self) -> list[tuple[str, str]]:
+        """Put back what the event being handled changed (it crashed: what it decided is not
+        sent, so neither may its state change be, e.g. held inputs it released would be lost);
+        returns the (table, key) reverted. Their decoded objects are dropped: the next event
+        decodes the bytes (the invariant above)."""
+        undo, self.undo = self.undo or {}, {}
+        for k, (value, writer) in undo.items():
+            self.objs.pop(k, None)
+            if value is _UNSET:
+                self.values.pop(k, None)
+            else:
+                self.values[k] = value
+            self.writers.pop(k, None)
+            if writer is not _UNSET:
+                self.writers[k] = writer
+        return list(undo)
 
     def count(self, metric: Any, *labels: str, n: int = 1) -> None:
         k = (metric, labels)
@@ -124,3 +147,4 @@ def _writers(rt: Runtime) -> dict[str, TableWriter]:
 
 
 _NO_WRITERS: dict[str, TableWriter] = {}
+_UNSET = object()  # no entry (BatchContext.undo)

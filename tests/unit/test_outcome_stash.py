@@ -161,3 +161,34 @@ def test_an_envelope_that_does_not_decode_is_traced_by_the_id_its_input_is_trace
         rt, "users", [_envelope(mailjet, 1), _envelope(update, 2)],
         lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
     assert sorted(d["m"] for d in _dead_docs(rt)) == ["1942:open:1714557600", "seg-42"]
+
+
+def test_a_crashed_input_leaves_the_state_as_it_was_so_what_it_released_stays_held() -> None:
+    """An identify that released its user's held track and then crashed (review of 4115eba):
+    the track's sink records went with the crashed input's outputs, so the state change that
+    released it must go too. The track stays held (and is released by the next identify or a
+    redrive of the crashed one), not lost with a trace ending in `held`."""
+    from streamproc.core.state.model import KnownUser
+
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    track, identify = _event(1, "u2"), _event(0, "u2")  # the track first: it is held
+
+    def crash_after_routing(m: Any, now: float, batch: Any) -> list[Any]:
+        out = agents.user_outputs(rt, cfg, m, now, batch)
+        if m.offset == 0:
+            raise RuntimeError("a bug after routing")
+        return out
+
+    asyncio.run(agents._process_state_batch(rt, "users", [track, identify],
+                                            crash_after_routing))
+    assert not [t for t, *_ in rt.output.sent if t.startswith("t.sink")]
+    state = KnownUser.loads(rt.tables["users"]["u2"])
+    assert len(state.pending) == 1  # the track, still held
+    assert not state.emails  # and the identify's own change is not kept either
+    rt.output.sent.clear()
+    asyncio.run(agents._process_state_batch(  # the identify again (a redrive): released
+        rt, "users", [identify], lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
+    sources = {json.loads(v)["source"].get("message_id")
+               for t, _k, v, *_ in rt.output.sent if t.startswith("t.sink")}
+    assert sources == {"m0", "m1"}  # the identify's own records, and the released track's
+    assert not KnownUser.loads(rt.tables["users"]["u2"]).pending
