@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from streamproc.core.routing.messages import decode
+
 # Field names (compact: a few outcomes per input): k kind, m input message id, t unix time,
 # d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
 # r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
@@ -146,6 +148,34 @@ def _route_doc(row: list[Any], t: float) -> dict[str, Any]:
     doc = {"k": "route", "m": row[0], "t": t, "st": row[1], "to": row[2] or []}
     doc.update((k, v) for k, v in zip(_ROUTE_FIELDS, row[3:]) if v)
     return doc
+
+
+# An envelope's id: the first of these it has (a Mailjet event has both its own event_id and
+# the MessageID its email's events share; a derived envelope has its input's source_id).
+ID_FIELDS = ("event_id", "message_id", "source_id")
+
+
+def envelope_id(m: Any) -> str:
+    """The id a record of a repartition topic is traced by: its envelope's first id field (as
+    streamproc.worker.outcomes.message_id); for one that does not decode, the first of those
+    id fields its JSON has; else its topic:partition:offset. Never raises (any value, None
+    included)."""
+    try:
+        env = decode(m.value)
+        mid = next((getattr(env, a) for a in ID_FIELDS if hasattr(env, a)), None)
+        if isinstance(mid, str) and mid:
+            return mid
+    except Exception:  # noqa: BLE001 - not an envelope (None, bad JSON, too deep, ...)
+        pass
+    try:
+        doc = orjson.loads(m.value)
+        for attr in ID_FIELDS:
+            v = doc.get(attr) if isinstance(doc, dict) else None
+            if isinstance(v, str) and v:
+                return v
+    except Exception:  # noqa: BLE001
+        pass
+    return f"{m.topic}:{m.partition}:{m.offset}"
 
 
 def raw_message_id(m: Any) -> str:

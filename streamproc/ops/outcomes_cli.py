@@ -10,7 +10,8 @@ from typing import Any, Iterable
 
 import orjson
 
-from streamproc.core.outcome_codec import pack_values, partition_hash, raw_message_id
+from streamproc.core.outcome_codec import (envelope_id, pack_values, partition_hash,
+                                           raw_message_id)
 
 
 def outcomes_topic(topology: Any) -> str | None:
@@ -26,7 +27,12 @@ def redrive_docs(plans: Iterable[Any]) -> list[dict[str, Any]]:
         doc = p.entry.doc or {}
         rec = doc.get("record") or {}
         mid = (rec.get("source") or {}).get("message_id")
-        if not mid:  # an ingest or routing dead letter: the original input is re-produced
+        src = doc.get("source") if isinstance(doc.get("source"), dict) else {}
+        if not mid and doc.get("stage") == "routing":  # an envelope: as its dead outcome
+            mid = envelope_id(SimpleNamespace(value=p.value, topic=src.get("topic"),
+                                              partition=src.get("partition"),
+                                              offset=src.get("offset")))
+        elif not mid:  # an ingest dead letter: the original input is re-produced
             mid = raw_message_id(SimpleNamespace(value=p.value, topic=p.entry.topic,
                                                  partition=p.entry.partition,
                                                  offset=p.entry.offset))

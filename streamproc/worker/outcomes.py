@@ -10,11 +10,9 @@ import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
-import orjson
-
 from streamproc.core.errors import AuthError, Permanent
-from streamproc.core.outcome_codec import PACKED, pack_values, person_hash, raw_message_id
-from streamproc.core.routing.messages import decode
+from streamproc.core.outcome_codec import (ID_FIELDS, PACKED, envelope_id, pack_values,
+                                           person_hash, raw_message_id)
 from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
 
 if TYPE_CHECKING:
@@ -290,37 +288,15 @@ def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]
     return {g: part for g, part in enumerate(parts) if part}
 
 
-def envelope_id(m: Any) -> str:
-    """The id a record of a repartition topic is traced by: its envelope's message_id(); for
-    one that does not decode, the first of those id fields its JSON has; else its
-    topic:partition:offset. Never raises (any value, None included)."""
-    try:
-        mid = message_id(decode(m.value))
-        if mid:
-            return mid
-    except Exception:  # noqa: BLE001 - not an envelope (None, bad JSON, too deep, ...)
-        pass
-    try:
-        doc = orjson.loads(m.value)
-        for attr in _ID_FIELDS:
-            v = doc.get(attr) if isinstance(doc, dict) else None
-            if isinstance(v, str) and v:
-                return v
-    except Exception:  # noqa: BLE001
-        pass
-    return f"{m.topic}:{m.partition}:{m.offset}"
-
-
 def message_id(ev: Any) -> str | None:
     """The id an input is traced by: Segment's messageId, else the event's stable id
     (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
     attr = _ID_ATTR.get(type(ev))
     if attr is None:
-        attr = _ID_ATTR[type(ev)] = next((a for a in _ID_FIELDS if hasattr(ev, a)), "")
+        attr = _ID_ATTR[type(ev)] = next((a for a in ID_FIELDS if hasattr(ev, a)), "")
     return (getattr(ev, attr) or None) if attr else None
 
 
-_ID_FIELDS = ("event_id", "message_id", "source_id")  # the first an envelope has is its id
 _ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
 
 

@@ -192,3 +192,23 @@ def test_a_crashed_input_leaves_the_state_as_it_was_so_what_it_released_stays_he
                for t, _k, v, *_ in rt.output.sent if t.startswith("t.sink")}
     assert sources == {"m0", "m1"}  # the identify's own records, and the released track's
     assert not KnownUser.loads(rt.tables["users"]["u2"]).pending
+
+
+def test_a_redriven_routing_dead_letter_is_traced_under_the_same_id_as_its_dead_outcome() -> None:
+    """So the trace reads `redriven` after `dead-lettered at routing`, not two inputs."""
+    from streamproc.ops.outcomes_cli import redrive_docs
+
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    values = [b'{"kind":"contact_update","email_key":5,"source_id":"seg-42"}',
+              b'{"kind":"mailjet","message_id":"1942","event_id":"1942:open:1714557600"}',
+              b"not json"]
+    asyncio.run(agents._process_state_batch(
+        rt, "users", [_envelope(v, i) for i, v in enumerate(values)],
+        lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)))
+    dlq = [(json.loads(v), v) for topic, _k, v, *_ in rt.output.sent if topic == "t.dead_letter"]
+    plans = [SimpleNamespace(entry=SimpleNamespace(doc=doc, topic="t.dead_letter", partition=0,
+                                                   offset=100 + i),
+                             value=doc["original"].encode("latin-1"), topic="t.by_user")
+             for i, (doc, _raw) in enumerate(dlq)]
+    assert sorted(d["m"] for d in redrive_docs(plans)) == sorted(
+        d["m"] for d in _dead_docs(rt)) == ["1942:open:1714557600", "seg-42", "t.by_user:0:2"]
