@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
+from streamproc.core.logs import secrets_of
+
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _SECRET_FIELD = re.compile(
     r"""(["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|api[_-]?secret|"""
@@ -53,7 +55,7 @@ class Scrubber:
 
 
 def configured_secrets(settings: Any) -> list[str]:
-    s = settings
-    values = [s.mailmodo.api_key.get(), s.segment.write_key.get(), s.clevertap.passcode.get(),
-              s.mailjet.api_secret.get(), s.mailjet.api_key, s.ingest.webhook_token.get()]
-    return [v for v in values + list(s.ingest.segment_write_keys) if v]
+    """What the log filter masks (core.logs.secrets_of: every credential, the Kafka SASL
+    password, the Basic tokens built from them), and Mailjet's public API key."""
+    return [*secrets_of(settings), *([settings.mailjet.api_key] if settings.mailjet.api_key
+                                      else [])]
