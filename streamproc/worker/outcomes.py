@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import (ID_FIELDS, PACKED, envelope_id, pack_values,
                                            person_hash, raw_message_id)
+from streamproc.core.routing.messages import decode
 from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
 
 if TYPE_CHECKING:
@@ -123,12 +124,34 @@ class Outcomes:
         """The `dead` outcome of a record a routing stage dead-lettered (an envelope that does
         not decode, a routing error): under its input's id (envelope_id). Never raises: it
         runs where the record is dead-lettered, and must not fail the batch instead."""
+        doc = {"k": "dead", "m": envelope_id(m), "t": int(time.time() * 1000) / 1000,
+               "stage": "routing", "st": stage, "r": reason, "msg": ""}
         try:
-            msg = self.scrub(message)
-        except Exception:  # noqa: BLE001 - the dead letter matters, not its outcome text
-            msg = ""
-        return [{"k": "dead", "m": envelope_id(m), "t": int(time.time() * 1000) / 1000,
-                 "stage": "routing", "st": stage, "r": reason, "msg": msg}]
+            doc["msg"] = self.scrub(message)
+            doc.update(self._who(m.value))
+        except Exception:  # noqa: BLE001 - the dead letter matters, not its outcome's details
+            log.exception("the dead outcome of %s:%s:%s is incomplete", m.topic, m.partition,
+                          m.offset)
+        return [doc]
+
+    def _who(self, value: Any) -> dict[str, Any]:
+        """The person fields of an envelope (u, e, h, uh, as its route row has them), so that
+        `streamproc trace <email | userId>` finds it dead-lettered; {} if it does not decode."""
+        try:
+            env = decode(value)
+        except Exception:  # noqa: BLE001 - not an envelope
+            return {}
+        who: dict[str, Any] = {}
+        email, user_id = getattr(env, "email_key", None), getattr(env, "user_id", None)
+        if isinstance(email, str) and email:
+            who["e"], who["h"] = self._people.get(email) or self._person(email)
+        if isinstance(user_id, str) and user_id:
+            if "@" in user_id and self.scrub.mask:
+                who["u"], uh = self._people.get(user_id) or self._person(user_id)
+                who["uh" if who.get("h", uh) != uh else "h"] = uh
+            else:
+                who["u"] = user_id
+        return who
 
     def routed(self, stage: str, msg: Any, res: Any) -> list[list[Any]]:
         """One `route` row per input the result concerns (see the field notes): its sink

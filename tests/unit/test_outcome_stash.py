@@ -109,6 +109,7 @@ def test_a_crashed_input_is_traced_as_dead_lettered_at_routing() -> None:
     assert [(d["m"], d["stage"], d["st"], d["r"]) for d in dead] == [
         ("m2", "routing", "users", "routing_error")]
     assert "abcd1234" not in dead[0]["msg"] and "RuntimeError" in dead[0]["msg"]
+    assert dead[0]["u"] == "u1"  # found by `streamproc trace u1` too
     found = timeline("m2", dead)
     assert found["destinations"] == {"*": {"state": "dead_lettered", "reason": "routing_error",
                                            "stage": "routing"}}
@@ -212,3 +213,22 @@ def test_a_redriven_routing_dead_letter_is_traced_under_the_same_id_as_its_dead_
              for i, (doc, _raw) in enumerate(dlq)]
     assert sorted(d["m"] for d in redrive_docs(plans)) == sorted(
         d["m"] for d in _dead_docs(rt)) == ["1942:open:1714557600", "seg-42", "t.by_user:0:2"]
+
+
+def test_a_dead_lettered_input_is_found_by_its_person(tmp_path: Any) -> None:
+    from streamproc.core.outcome_codec import person_hash
+    from streamproc.ops.trace import TraceIndex, lookup
+
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+
+    def crash(m: Any, now: float, batch: Any) -> list[Any]:
+        raise RuntimeError("a bug")
+
+    asyncio.run(agents._process_state_batch(rt, "users", [_event(0, "jo@ex.io")], crash))
+    [dead] = _dead_docs(rt)
+    assert (dead["u"], dead["h"], dead.get("e")) == ("j***@ex.io", person_hash("jo@ex.io"), None)
+    idx = TraceIndex(tmp_path / "index")
+    outs = [o for o in rt.output.sent if o[0] == "t.outcomes"]
+    idx.add([SimpleNamespace(partition=o[4], offset=i, value=o[2]) for i, o in enumerate(outs)])
+    assert [t["message_id"] for t in lookup(idx, "Jo@Ex.io")] == ["m0"]
+    idx.close()
