@@ -10,7 +10,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-
 from streamproc import runtime
 from streamproc.core.errors import EventError
 from streamproc.core.events.inputs import parse_input
@@ -268,8 +267,11 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
         except Exception as e:  # a routing bug must not ack-and-lose the record
             del rows[mark:]  # its route rows name sinks that are not sent, nor is its state:
             for table, key in batch.revert():  # what it released stays held
-                _note_holds(rt, table, key, getattr(
-                    batch.load(table, key, _STATE[table]), "pending", None) or [])
+                try:  # the sweeper's index, from the state as it was (it decoded before)
+                    _note_holds(rt, table, key, getattr(
+                        batch.load(table, key, _STATE[table]), "pending", None) or [])
+                except Exception:  # noqa: BLE001 - the next input of the key notes it again
+                    log.exception("holds of %s %s not noted", table, key)
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                           ev.message.offset)
             batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")
