@@ -22,7 +22,7 @@ from streamproc.core.state.model import Contact, KnownUser
 from streamproc.runtime import TableWriter
 from streamproc.worker.batch_context import BatchContext
 from streamproc.worker.batching import STATE_STORE_OPTIONS, batches_of, table_kwargs
-from streamproc.worker.holds_sweep import count_holds, index, register_sweeper
+from streamproc.worker.holds_sweep import RESWEEP_S, count_holds, index, register_sweeper
 from streamproc.worker.outcomes import (ingest_outs, routing_dead_outs, routing_outs,
                                         take_outcomes)
 from streamproc.worker.output import Out
@@ -235,6 +235,14 @@ def _discard_outcomes(rt: Runtime) -> Any:
 
 
 StateHandler = Callable[[Any, float, "BatchContext"], list[Out]]
+
+
+def _why(e: BaseException) -> str:
+    """A routing crash as text for its dead letter (an exception whose str() fails too)."""
+    try:
+        return f"{type(e).__name__}: {e}"
+    except Exception:  # noqa: BLE001
+        return type(e).__name__
 _STATE = {"users": KnownUser, "contacts": Contact}
 
 
@@ -267,21 +275,21 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
         except Exception as e:  # a routing bug must not ack-and-lose the record
             del rows[mark:]  # its route rows name sinks that are not sent, nor is its state:
             for table, key in batch.revert():  # what it released stays held
-                try:  # the sweeper's index, from the state as it was (it decoded before)
-                    _note_holds(rt, table, key, getattr(
-                        batch.load(table, key, _STATE[table]), "pending", None) or [])
+                try:  # the sweeper's index, from the state as it was (it decoded before); not
+                    pending = getattr(batch.load(table, key, _STATE[table]), "pending", None)
+                    index(rt).note(table, key, list(pending or ()),  # due at once: a sweep
+                                   not_before=time.time() + RESWEEP_S)  # that crashed waits
                 except Exception:  # noqa: BLE001 - the next input of the key notes it again
                     log.exception("holds of %s %s not noted", table, key)
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,
                           ev.message.offset)
+            why = _why(e)
             batch.count(rt.metrics.dead_lettered_ingest, name, "routing_error")
             out.append((rt.topology.internal["dead_letter"].name, ev.message.key,
-                        dead_letter(stage="routing", reason="routing_error",
-                                    message=f"{type(e).__name__}: {e}",
+                        dead_letter(stage="routing", reason="routing_error", message=why,
                                     original=ev.message.value,
                                     source=_source(ev.message))))
-            out += routing_dead_outs(rt, name, ev.message, "routing_error",
-                                     f"{type(e).__name__}: {e}", True)
+            out += routing_dead_outs(rt, name, ev.message, "routing_error", why, True)
     out += take_outcomes(rt)  # the batch's outcome records (streamproc trace)
     staged = batch.flush_tables()  # changelog records of the changed keys, sent now
     try:

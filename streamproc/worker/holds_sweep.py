@@ -54,9 +54,10 @@ class HoldIndex:
         self.stores: dict[str, set[int]] = {t: set() for t in TABLES}
         self.scans: dict[str, list[tuple[Any, bytes | None]]] = {t: [] for t in TABLES}
 
-    def note(self, table: str, key: str, pending: list[dict[str, Any]]) -> None:
+    def note(self, table: str, key: str, pending: list[dict[str, Any]],
+             not_before: float = 0.0) -> None:
         if pending:
-            self.keys[table][key] = (0.0, pending)
+            self.keys[table][key] = (not_before, pending)
         else:
             self.keys[table].pop(key, None)
 

@@ -40,10 +40,10 @@ class Scrubber:
         if not text:
             return ""
         text = text[: self.limit * 4]  # bound the regex work on huge bodies
-        for secret in self.secrets:
+        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)  # first: a credential
+        text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)  # that is a word they
+        for secret in self.secrets:  # key on ("Basic", "password") would switch them off
             text = text.replace(secret, "***")
-        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
-        text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)
         if self.mask:
             text = mask_email(text)
         return text[: self.limit]
