@@ -16,58 +16,38 @@ import sys
 import time
 from typing import Any, Callable
 
-from bench import gen
 from bench import route_path as rp
 
 BATCH = 500
 
 
 def capture(n: int) -> tuple[Any, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(runtime, ingest_outs calls, routing_outs calls) of n generated inputs."""
+    """(runtime, ingest_outs calls, routing_outs calls) of a bench/route_path.py run of n
+    generated inputs."""
     import streamproc.worker.agents as agents
-    from streamproc.core.routing.config import RoutingConfig
 
-    rt = rp.runtime("dict")
-    if rt.outcomes is None:
-        raise SystemExit("outcomes are off (STREAMPROC_OUTCOMES)")
-    cfg = RoutingConfig.from_settings(rt.settings, rt.topology.enabled)
     ins: list[tuple[Any, ...]] = []
     routes: list[tuple[Any, ...]] = []
+    rts: list[Any] = []
     orig_in, orig_route = agents.ingest_outs, agents.routing_outs
 
-    def ingest_outs(rt_: Any, source: str, m: Any, events: Any, errors: Any, batched: bool
-                    ) -> Any:
-        ins.append((source, m, events, errors))
-        return orig_in(rt_, source, m, events, errors, batched)
+    def ingest_outs(rt_: Any, *args: Any) -> Any:  # (..., batched): replayed batched
+        ins.append(args[:-1])
+        rts[:] = [rt_]
+        return orig_in(rt_, *args)
 
-    def routing_outs(rt_: Any, stage: str, msg: Any, res: Any, batched: bool) -> Any:
-        routes.append((stage, msg, res))
-        return orig_route(rt_, stage, msg, res, batched)
+    def routing_outs(rt_: Any, *args: Any) -> Any:
+        routes.append(args[:-1])
+        return orig_route(rt_, *args)
 
     agents.ingest_outs, agents.routing_outs = ingest_outs, routing_outs  # type: ignore[assignment]
     try:
-        raws = gen.mixed(n)
-        names = {src: t.name for src, t in rt.topology.inputs.items()}
-        by_user = rt.topology.internal["by_user"].name
-        by_contact = rt.topology.internal["by_contact"].name
-        now = time.time()
-        for i in range(0, n, BATCH):
-            ctx = agents.BatchContext(rt)
-            internal: list[Any] = []
-            for j, r in enumerate(raws[i:i + BATCH]):
-                internal += agents.ingest_outputs(
-                    rt, r.input, rp.Msg(names[r.input], r.key, r.value, i + j), ctx)
-            agents.take_outcomes(rt)
-            users = [rp.Ev(rp.Msg(*o[:3], k)) for k, o in enumerate(internal) if o[0] == by_user]
-            contacts = [rp.Ev(rp.Msg(*o[:3], k)) for k, o in enumerate(internal)
-                        if o[0] == by_contact]
-            out_u = rp._batched_state(rt, cfg, "users", users, now)
-            contacts += [rp.Ev(rp.Msg(*o[:3], k)) for k, o in enumerate(out_u)
-                         if o[0] == by_contact]
-            rp._batched_state(rt, cfg, "contacts", contacts, now)
+        rp.run(n, "dict", False)
     finally:
         agents.ingest_outs, agents.routing_outs = orig_in, orig_route
-    return rt, ins, routes
+    if not rts or rts[0].outcomes is None:
+        raise SystemExit("outcomes are off (STREAMPROC_OUTCOMES)")
+    return rts[0], ins, routes
 
 
 def best_us(fn: Callable[[], None], n: int, reps: int = 5) -> float:

@@ -155,18 +155,34 @@ def _route_doc(row: list[Any], t: float) -> dict[str, Any]:
 ID_FIELDS = ("event_id", "message_id", "source_id")
 
 
-def envelope_id(m: Any) -> str:
-    """The id a record of a repartition topic is traced by: its envelope's first id field (as
-    streamproc.worker.outcomes.message_id); for one that does not decode, the first of those
-    id fields its JSON has; else its topic:partition:offset. Never raises (any value, None
-    included)."""
+def message_id(ev: Any) -> str | None:
+    """The id an input is traced by: Segment's messageId, else the event's stable id
+    (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
+    attr = ID_ATTR.get(type(ev))
+    if attr is None:
+        attr = ID_ATTR[type(ev)] = next((a for a in ID_FIELDS if hasattr(ev, a)), "")
+    return (getattr(ev, attr) or None) if attr else None
+
+
+ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
+
+
+def decoded(value: Any) -> Any:
+    """The envelope of a repartition-topic record's value, or None: never raises (None, bad
+    JSON, nesting too deep, ...)."""
     try:
-        env = decode(m.value)
-        mid = next((getattr(env, a) for a in ID_FIELDS if hasattr(env, a)), None)
-        if isinstance(mid, str) and mid:
-            return mid
-    except Exception:  # noqa: BLE001 - not an envelope (None, bad JSON, too deep, ...)
-        pass
+        return decode(value)
+    except Exception:  # noqa: BLE001 - not an envelope
+        return None
+
+
+def envelope_id(m: Any, env: Any) -> str:
+    """The id a record of a repartition topic is traced by: message_id of its envelope `env`
+    (decoded(m.value)); for one that does not decode, the first of those id fields its JSON
+    has; else its topic:partition:offset. Never raises."""
+    mid = message_id(env) if env is not None else None
+    if mid:
+        return mid
     try:
         doc = orjson.loads(m.value)
         for attr in ID_FIELDS:

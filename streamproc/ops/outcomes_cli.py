@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from streamproc.core.outcome_codec import (envelope_id, pack_values, partition_hash,
+from streamproc.core.outcome_codec import (decoded, envelope_id, pack_values, partition_hash,
                                            raw_message_id)
 
 
@@ -31,7 +31,7 @@ def redrive_docs(plans: Iterable[Any]) -> list[dict[str, Any]]:
         if not mid and doc.get("stage") == "routing":  # an envelope: as its dead outcome
             mid = envelope_id(SimpleNamespace(value=p.value, topic=src.get("topic"),
                                               partition=src.get("partition"),
-                                              offset=src.get("offset")))
+                                              offset=src.get("offset")), decoded(p.value))
         elif not mid:  # an ingest dead letter: the original input is re-produced
             mid = raw_message_id(SimpleNamespace(value=p.value, topic=p.entry.topic,
                                                  partition=p.entry.partition,

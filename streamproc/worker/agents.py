@@ -143,11 +143,12 @@ def _count_holds(rt: Runtime, ctx: BatchContext, res: Any) -> None:
         count_holds(rt, ctx, res)
 
 
-def _note_holds(rt: Runtime, table: str, key: str, pending: list[Any]) -> None:
+def _note_holds(rt: Runtime, table: str, key: str, pending: list[Any],
+                not_before: float = 0.0) -> None:
     """Keep the sweeper's index of keys holding inputs (streamproc/worker/holds_sweep.py)."""
     idx = index(rt)
     if pending or key in idx.keys[table]:  # a copy: the batch's next event of the key may
-        idx.note(table, key, list(pending))  # append to the state's own list (BatchContext)
+        idx.note(table, key, list(pending), not_before)  # append to the state's own list
 
 
 def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
@@ -276,9 +277,9 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
             del rows[mark:]  # its route rows name sinks that are not sent, nor is its state:
             for table, key in batch.revert():  # what it released stays held
                 try:  # the sweeper's index, from the state as it was (it decoded before); not
-                    pending = getattr(batch.load(table, key, _STATE[table]), "pending", None)
-                    index(rt).note(table, key, list(pending or ()),  # due at once: a sweep
-                                   not_before=time.time() + RESWEEP_S)  # that crashed waits
+                    _note_holds(rt, table, key, getattr(  # due at once: a sweep that crashed
+                        batch.load(table, key, _STATE[table]), "pending", None) or [],
+                        not_before=time.time() + RESWEEP_S)  # waits
                 except Exception:  # noqa: BLE001 - the next input of the key notes it again
                     log.exception("holds of %s %s not noted", table, key)
             log.exception("routing crashed on %s %s:%s", name, ev.message.partition,

@@ -11,9 +11,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 from streamproc.core.errors import AuthError, Permanent
-from streamproc.core.outcome_codec import (ID_FIELDS, PACKED, envelope_id, pack_values,
-                                           person_hash, raw_message_id)
-from streamproc.core.routing.messages import decode
+from streamproc.core.outcome_codec import (
+    ID_ATTR, PACKED, decoded, envelope_id, message_id, pack_values, person_hash, raw_message_id,
+)
 from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
 
 if TYPE_CHECKING:
@@ -124,23 +124,21 @@ class Outcomes:
         """The `dead` outcome of a record a routing stage dead-lettered (an envelope that does
         not decode, a routing error): under its input's id (envelope_id). Never raises: it
         runs where the record is dead-lettered, and must not fail the batch instead."""
-        doc = {"k": "dead", "m": envelope_id(m), "t": int(time.time() * 1000) / 1000,
+        env = decoded(m.value)
+        doc = {"k": "dead", "m": envelope_id(m, env), "t": int(time.time() * 1000) / 1000,
                "stage": "routing", "st": stage, "r": reason, "msg": ""}
         try:
             doc["msg"] = self.scrub(message)
-            doc.update(self._who(m.value))
+            if env is not None:
+                doc.update(self._who(env))
         except Exception:  # noqa: BLE001 - the dead letter matters, not its outcome's details
             log.exception("the dead outcome of %s:%s:%s is incomplete", m.topic, m.partition,
                           m.offset)
         return [doc]
 
-    def _who(self, value: Any) -> dict[str, Any]:
+    def _who(self, env: Any) -> dict[str, Any]:
         """The person fields of an envelope (u, e, h, uh, as its route row has them), so that
-        `streamproc trace <email | userId>` finds it dead-lettered; {} if it does not decode."""
-        try:
-            env = decode(value)
-        except Exception:  # noqa: BLE001 - not an envelope
-            return {}
+        `streamproc trace <email | userId>` finds it dead-lettered."""
         who: dict[str, Any] = {}
         email, user_id = getattr(env, "email_key", None), getattr(env, "user_id", None)
         if isinstance(email, str) and email:
@@ -170,10 +168,10 @@ class Outcomes:
         sinks, drops = res.sink_records, res.drops
         holds = getattr(res, "holds", True)
         held = (getattr(res, "held", 0) or None) if holds else None  # a count
-        attr = _ID_ATTR.get(type(msg))
+        attr = ID_ATTR.get(type(msg))
         if attr is None:
             message_id(msg)
-            attr = _ID_ATTR[type(msg)]
+            attr = ID_ATTR[type(msg)]
         own = (getattr(msg, attr) or None) if attr else None
         if not own:
             if not sinks:
@@ -311,16 +309,6 @@ def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]
     return {g: part for g, part in enumerate(parts) if part}
 
 
-def message_id(ev: Any) -> str | None:
-    """The id an input is traced by: Segment's messageId, else the event's stable id
-    (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
-    attr = _ID_ATTR.get(type(ev))
-    if attr is None:
-        attr = _ID_ATTR[type(ev)] = next((a for a in ID_FIELDS if hasattr(ev, a)), "")
-    return (getattr(ev, attr) or None) if attr else None
-
-
-_ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
 
 
 def install(rt: Runtime) -> Outcomes | None:
@@ -368,7 +356,7 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
     tp, p, off = m.topic, m.partition, m.offset
     rows = []
     for ev in events:
-        attr = _ID_ATTR.get(type(ev))
+        attr = ID_ATTR.get(type(ev))
         mid = getattr(ev, attr) if attr else message_id(ev)
         if mid:
             rows.append((mid, source, tp, p, off))
