@@ -36,7 +36,9 @@ class Outcomes:
         cfg = settings.outcomes
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
-        self.ins: list[tuple[str, str, str, int, int]] = []  # its `in` rows (see pack)
+        # its `in` rows: (source, topic) -> per outcomes partition, rows (message id,
+        # partition, offset), put where they go as they are made (ingest_outs)
+        self.ins: dict[tuple[str, str], list[list[tuple[str, int, int]]]] = {}
         self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
         self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
                               limit=cfg.body_chars)
@@ -49,13 +51,18 @@ class Outcomes:
         """Outcome documents, `in` rows (message id, source, topic, partition, offset) and
         `route` rows (see the field notes) as Kafka records."""
         ins: dict[tuple[str, str], list[list[Any]]] = {}
-        n = self.partitions
         for mid, source, tp, p, off in rows:
-            parts = ins.get((source, tp))
-            if parts is None:
-                parts = ins[(source, tp)] = [[] for _ in range(n)]
-            parts[_crc32(mid.encode()) % n].append((mid, p, off))
+            self._parts(ins, source, tp)[_crc32(mid.encode()) % self.partitions].append(
+                (mid, p, off))
         return self._records(docs, ins, routes)
+
+    def _parts(self, ins: dict[tuple[str, str], list[list[Any]]], source: str, tp: str
+               ) -> list[list[Any]]:
+        """The per-partition `in` row lists of (source, topic) in `ins`, made when missing."""
+        parts = ins.get((source, tp))
+        if parts is None:
+            parts = ins[(source, tp)] = [[] for _ in range(self.partitions)]
+        return parts
 
     def take(self) -> list[Out]:
         """The records of the outcomes stashed by the current agent batch (see take_outcomes).
@@ -64,14 +71,15 @@ class Outcomes:
         docs, rows, routes = self.pending, self.ins, self.routes
         if not docs and not rows and not routes:
             return []
-        self.pending, self.ins, self.routes = [], [], []
-        return self.pack(docs, rows, routes)
+        self.pending, self.ins, self.routes = [], {}, []
+        return self._records(docs, rows, routes)
 
     def rollback(self) -> None:
         """Drop the stash (what a batch that failed before take left; it is read again). A
         crashed input's rows are dropped by the state agent: `routes` after its start (a state
         stage stashes route rows only, routing_dead docs after the crash)."""
-        del self.pending[:], self.ins[:], self.routes[:]
+        del self.pending[:], self.routes[:]
+        self.ins.clear()
 
     def _records(self, docs: list[dict[str, Any]], ins: dict[tuple[str, str], list[list[Any]]],
                  routes: list[list[Any]]) -> list[Out]:
@@ -353,20 +361,21 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
     o = rt.outcomes
     if o is None:
         return []
-    tp, p, off = m.topic, m.partition, m.offset
-    rows = []
+    docs = o.ingest_dead(source, m, errors) if errors else None
+    if not batched:
+        return o.pack(docs or [], [(mid, source, m.topic, m.partition, m.offset)
+                                   for mid in map(message_id, events) if mid])
+    # stashed for take(), with the batch's other outcomes, in the partition lists they go to
+    p, off, n = m.partition, m.offset, o.partitions
+    parts = o._parts(o.ins, source, m.topic)
     for ev in events:
         attr = ID_ATTR.get(type(ev))
         mid = getattr(ev, attr) if attr else message_id(ev)
         if mid:
-            rows.append((mid, source, tp, p, off))
-    docs = o.ingest_dead(source, m, errors) if errors else None
-    if batched:  # packed by take(), with the batch's other outcomes
-        o.ins += rows
-        if docs:
-            o.pending += docs
-        return []
-    return o.pack(docs or [], rows)
+            parts[_crc32(mid.encode()) % n].append((mid, p, off))
+    if docs:
+        o.pending += docs
+    return []
 
 
 def take_outcomes(rt: Runtime) -> list[Out]:
