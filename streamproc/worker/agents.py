@@ -266,15 +266,17 @@ async def _process_state_batch(rt: Runtime, name: str, events: list[Any],
     outcomes = _discard_outcomes(rt)
     rows = outcomes.routes if outcomes is not None else []  # a state stage stashes only these
     batch.undo = {}
+    counts = batch.counts
     for ev in events:
         batch.event = ev
-        mark = len(rows)
+        mark, counted = len(rows), len(counts)
         if batch.undo:
             batch.undo.clear()
         try:
             out += handle(ev.message, now, batch)
         except Exception as e:  # a routing bug must not ack-and-lose the record
-            del rows[mark:]  # its route rows name sinks that are not sent, nor is its state:
+            del rows[mark:]  # its route rows name sinks that are not sent, nor its counts,
+            del counts[counted:]  # nor is its state:
             for table, key in batch.revert():  # what it released stays held
                 try:  # the sweeper's index, from the state as it was (it decoded before); not
                     _note_holds(rt, table, key, getattr(  # due at once: a sweep that crashed

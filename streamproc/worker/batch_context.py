@@ -26,8 +26,10 @@ class BatchContext:
       `values[k]`, and an object handed to an event (load) leaves `objs` until that event
       writes it back with its new bytes (set). An event that changes nothing, or crashes
       half-way, cannot leave an in-place change behind: the next one decodes the bytes;
-    - metric counts, added up per batch and applied once per label set (a prometheus label
-      lookup costs microseconds, paid several times per event otherwise).
+    - metric counts, logged per event and applied once per label set at the batch's end (a
+      prometheus label lookup costs microseconds, paid several times per event otherwise).
+      An event that crashes has its counts dropped with its outputs: `del counts[mark:]`,
+      the mark taken as it started (its sink records are not sent: nor counted as routed).
 
     Called without a batch (tests, tools), the state functions make a context that writes
     through faust's table API and flush it at once, like a plain table access (no changelog
@@ -41,7 +43,7 @@ class BatchContext:
         self.values: dict[tuple[str, str], bytes | None] = {}
         self.objs: dict[tuple[str, str], Any] = {}  # decoded values[k], see the invariant
         self.writers: dict[tuple[str, str], Any] = {}  # dirty keys -> last event that wrote
-        self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self.counts: list[tuple[Any, tuple[str, ...], int]] = []  # (metric, labels, n), in order
         self.event: Any = None  # the event being handled (set by the agent)
         # (values, writers) entries of the keys the event being handled changed, as they were
         # before it: revert() puts them back when it crashes (None: not kept)
@@ -106,8 +108,7 @@ class BatchContext:
         return list(undo)
 
     def count(self, metric: Any, *labels: str, n: int = 1) -> None:
-        k = (metric, labels)
-        self.counts[k] = self.counts.get(k, 0) + n
+        self.counts.append((metric, labels, n))
 
     def flush_tables(self) -> list[runtime.Staged]:
         """Send the changed keys' changelog records, one record batch per table partition
@@ -131,9 +132,13 @@ class BatchContext:
                 for (table, partition), entries in groups.items()]
 
     def flush_counts(self) -> None:
-        for (metric, labels), n in self.counts.items():
-            (metric.labels(*labels) if labels else metric).inc(n)
+        totals: dict[tuple[Any, tuple[str, ...]], int] = {}
+        for metric, labels, n in self.counts:
+            k = (metric, labels)
+            totals[k] = totals.get(k, 0) + n
         self.counts.clear()
+        for (metric, labels), n in totals.items():
+            (metric.labels(*labels) if labels else metric).inc(n)
 
     def flush(self) -> None:
         self.flush_tables()

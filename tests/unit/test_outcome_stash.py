@@ -276,3 +276,28 @@ def test_an_exception_that_cannot_be_printed_is_dead_lettered_too() -> None:
     asyncio.run(agents._process_state_batch(rt, "users", [_event(0)], crash))
     dead = [json.loads(v) for topic, _k, v, *_ in rt.output.sent if topic == "t.dead_letter"]
     assert [(d["reason"], d["message"]) for d in dead] == [("routing_error", "_Unprintable")]
+
+
+def _sample(metric: Any, **labels: str) -> float:
+    for m in metric.collect():
+        for s in m.samples:
+            if s.name.endswith("_total") and s.labels == labels:
+                return s.value
+    return 0.0
+
+
+def test_a_crashed_input_is_not_counted_as_routed() -> None:
+    """Its sink records are not sent (it is dead-lettered), so the routed and dropped counts
+    it made before crashing are not applied either; the inputs around it are counted."""
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+
+    def handle(m: Any, now: float, batch: Any) -> list[Any]:
+        out = agents.user_outputs(rt, cfg, m, now, batch)  # counted in the batch
+        if m.offset == 1:
+            raise RuntimeError("a bug after routing")
+        return out
+
+    asyncio.run(agents._process_state_batch(rt, "users", [_event(i) for i in range(3)], handle))
+    sent = sum(1 for t, *_ in rt.output.sent if t == "t.sink.mailmodo")
+    assert sent and _sample(rt.metrics.routed, destination="mailmodo") == sent
+    assert _sample(rt.metrics.dead_lettered_ingest, source="users", reason="routing_error") == 1
