@@ -125,3 +125,29 @@ def test_an_email_like_user_id_masked_in_the_outcomes_still_finds_the_inputs(tmp
     keys = b" ".join(k for k in idx.db.keys())
     assert b"Jane@Ex.com" not in keys and b"jd@old.io" not in keys  # nor in the index
     idx.close()
+
+
+def test_a_derived_envelope_dead_lettered_after_its_input_was_routed_is_not_the_input_dead():
+    """An identify routed at the users stage, whose contact update then crashed at the
+    contacts stage: the input reached its destinations; the result line names the stage that
+    dead-lettered the follow-up (and its redrive), not "input dead_lettered"."""
+    docs = [
+        {"k": "in", "m": "s1", "t": 1, "src": "segment"},
+        {"k": "route", "m": "s1", "t": 2, "st": "users", "to": [["mailmodo", "a", "upsert"]]},
+        {"k": "try", "m": "s1", "t": 3, "d": "mailmodo", "n": 1, "s": 200, "r": "ok"},
+        {"k": "dead", "m": "s1", "t": 2.5, "stage": "routing", "st": "contacts",
+         "r": "routing_error", "msg": "KeyError: 'x'"},
+    ]
+    tl = timeline("s1", docs)
+    assert tl["destinations"] == {
+        "mailmodo": {"state": "delivered", "attempts": 1, "status": 200},
+        "contacts stage": {"state": "dead_lettered", "reason": "routing_error",
+                           "stage": "routing"}}
+    assert "contacts stage dead_lettered (routing_error)" in render_text("s1", [tl])
+    redriven = timeline("s1", [*docs, {"k": "redrive", "m": "s1", "t": 5}])
+    assert redriven["destinations"]["contacts stage"]["state"] == "redriven"
+    assert "*" not in redriven["destinations"]
+    # an input that crashed before any route: the input itself is dead-lettered
+    alone = timeline("s2", [docs[0], {**docs[3], "st": "users"}])
+    assert alone["destinations"] == {"*": {"state": "dead_lettered", "reason": "routing_error",
+                                           "stage": "routing"}}
