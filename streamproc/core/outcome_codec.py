@@ -158,10 +158,16 @@ ID_FIELDS = ("event_id", "message_id", "source_id")
 def message_id(ev: Any) -> str | None:
     """The id an input is traced by: Segment's messageId, else the event's stable id
     (Mailmodo, Mailjet, CleverTap); the source id of derived envelopes (alias merges)."""
+    attr = id_attr(ev)
+    return (getattr(ev, attr) or None) if attr else None
+
+
+def id_attr(ev: Any) -> str:
+    """The attribute message_id reads for an object of this class ("": none), cached."""
     attr = ID_ATTR.get(type(ev))
     if attr is None:
         attr = ID_ATTR[type(ev)] = next((a for a in ID_FIELDS if hasattr(ev, a)), "")
-    return (getattr(ev, attr) or None) if attr else None
+    return attr
 
 
 ID_ATTR: dict[type, str] = {}  # the id attribute per event class (message_id above)
@@ -180,18 +186,27 @@ def envelope_id(m: Any, env: Any) -> str:
     """The id a record of a repartition topic is traced by: message_id of its envelope `env`
     (decoded(m.value)); for one that does not decode, the first of those id fields its JSON
     has; else its topic:partition:offset. Never raises."""
-    mid = message_id(env) if env is not None else None
-    if mid:
-        return mid
+    return envelope_ref(m, env)[0]
+
+
+def envelope_ref(m: Any, env: Any) -> tuple[str, str]:
+    """(envelope_id, the field it is: one of ID_FIELDS, "" for topic:partition:offset). Its
+    field is source_id for a follow-up of an input (a contact update of an identify, an alias
+    merge): traced under the id of the input it came from."""
+    if env is not None:
+        attr = id_attr(env)
+        mid = getattr(env, attr, None) if attr else None
+        if mid:
+            return mid, attr
     try:
         doc = orjson.loads(m.value)
         for attr in ID_FIELDS:
             v = doc.get(attr) if isinstance(doc, dict) else None
             if isinstance(v, str) and v:
-                return v
+                return v, attr
     except Exception:  # noqa: BLE001
         pass
-    return f"{m.topic}:{m.partition}:{m.offset}"
+    return f"{m.topic}:{m.partition}:{m.offset}", ""
 
 
 def raw_message_id(m: Any) -> str:

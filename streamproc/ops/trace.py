@@ -152,8 +152,7 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     dests: dict[str, dict[str, Any]] = {}
     first = next((d for d in events if d.get("k") == "in"), {})
     person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
-    routed = any(d.get("k") == "route" for d in events)
-    dead = "*"  # where a dead letter was noted: what a redrive or replay without `d` redoes
+    dead_at: dict[str, str] = {}  # the topic a routing dead letter was read from -> its key
     for d in events:
         kind = d.get("k")
         if kind == "route":
@@ -174,13 +173,15 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "dead" and d.get("d"):
             dests[d["d"]] = {**dests.get(d["d"], {}), "state": "dead_lettered",
                              "reason": d.get("r"), "status": d.get("s")}
-        elif kind == "dead":  # the input itself, or a follow-up of a routed input (a
-            stage = d.get("st") if d.get("stage") == "routing" else None  # derived envelope)
-            dead = f"{stage} stage" if stage and routed else "*"
+        elif kind == "dead":  # the input itself, or a follow-up of it (dv: a derived
+            dead = f"{d['st']} stage" if d.get("dv") and d.get("st") else "*"  # envelope)
             dests[dead] = {"state": "dead_lettered", "reason": d.get("r"),
                            "stage": d.get("stage", "ingest")}
-        elif kind in ("redrive", "replay"):
-            dests.setdefault(d.get("d") or dead, {})["state"] = _AGAIN[kind]
+            if d.get("tp"):
+                dead_at[d["tp"]] = dead
+        elif kind in ("redrive", "replay"):  # sent again to the topic it was read from
+            key = d.get("d") or dead_at.get(d.get("to"), "*")
+            dests.setdefault(key, {})["state"] = _AGAIN[kind]
     return {"message_id": message_id, "source": first.get("src"),
             "user_id": first.get("u") or person.get("u"),
             "email": first.get("e") or person.get("e"), "destinations": dests, "events": events}

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import (
-    ID_ATTR, PACKED, decoded, envelope_id, message_id, pack_values, person_hash, raw_message_id,
+    ID_ATTR, PACKED, decoded, envelope_ref, message_id, pack_values, person_hash,
+    raw_message_id,
 )
 from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
 
@@ -130,11 +131,17 @@ class Outcomes:
     def routing_dead(self, stage: str, m: Any, reason: str, message: str
                      ) -> list[dict[str, Any]]:
         """The `dead` outcome of a record a routing stage dead-lettered (an envelope that does
-        not decode, a routing error): under its input's id (envelope_id). Never raises: it
-        runs where the record is dead-lettered, and must not fail the batch instead."""
+        not decode, a routing error): under its input's id (envelope_id), with the topic it
+        was read from (tp: what `dlq redrive` sends it back to) and, for a follow-up of an
+        input (derived), dv 1: the trace shows that as the stage's dead letter beside where
+        the input went, not as the input's. Never raises: it runs where the record is
+        dead-lettered, and must not fail the batch instead."""
         env = decoded(m.value)
-        doc = {"k": "dead", "m": envelope_id(m, env), "t": int(time.time() * 1000) / 1000,
-               "stage": "routing", "st": stage, "r": reason, "msg": ""}
+        mid, field = envelope_ref(m, env)
+        doc = {"k": "dead", "m": mid, "t": int(time.time() * 1000) / 1000, "stage": "routing",
+               "st": stage, "r": reason, "msg": "", "tp": m.topic}
+        if field == "source_id":
+            doc["dv"] = 1
         try:
             doc["msg"] = self.scrub(message)
             if env is not None:

@@ -301,3 +301,19 @@ def test_a_crashed_input_is_not_counted_as_routed() -> None:
     sent = sum(1 for t, *_ in rt.output.sent if t == "t.sink.mailmodo")
     assert sent and _sample(rt.metrics.routed, destination="mailmodo") == sent
     assert _sample(rt.metrics.dead_lettered_ingest, source="users", reason="routing_error") == 1
+
+
+def test_a_follow_ups_dead_outcome_says_it_is_one_and_where_it_was_read_from() -> None:
+    """dv: a derived envelope (a contact update, an alias merge), shown by `trace` as the
+    stage's dead letter; tp: the topic `dlq redrive` sends it back to."""
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    update = b'{"kind":"contact_update","email_key":5,"source_id":"seg-42"}'
+
+    def crash(m: Any, now: float, batch: Any) -> list[Any]:
+        raise RuntimeError("a bug")
+
+    asyncio.run(agents._process_state_batch(rt, "users", [_envelope(update, 1), _event(2)],
+                                            crash))
+    docs = {d["m"]: d for d in _dead_docs(rt)}
+    assert (docs["seg-42"].get("dv"), docs["seg-42"]["tp"]) == (1, "t.by_user")
+    assert ("dv" not in docs["m2"], docs["m2"]["tp"]) == (True, "t.by_user")

@@ -136,7 +136,7 @@ def test_a_derived_envelope_dead_lettered_after_its_input_was_routed_is_not_the_
         {"k": "route", "m": "s1", "t": 2, "st": "users", "to": [["mailmodo", "a", "upsert"]]},
         {"k": "try", "m": "s1", "t": 3, "d": "mailmodo", "n": 1, "s": 200, "r": "ok"},
         {"k": "dead", "m": "s1", "t": 2.5, "stage": "routing", "st": "contacts",
-         "r": "routing_error", "msg": "KeyError: 'x'"},
+         "r": "routing_error", "msg": "KeyError: 'x'", "tp": "t.by_contact", "dv": 1},
     ]
     tl = timeline("s1", docs)
     assert tl["destinations"] == {
@@ -144,10 +144,53 @@ def test_a_derived_envelope_dead_lettered_after_its_input_was_routed_is_not_the_
         "contacts stage": {"state": "dead_lettered", "reason": "routing_error",
                            "stage": "routing"}}
     assert "contacts stage dead_lettered (routing_error)" in render_text("s1", [tl])
-    redriven = timeline("s1", [*docs, {"k": "redrive", "m": "s1", "t": 5}])
+    redriven = timeline("s1", [*docs, {"k": "redrive", "m": "s1", "t": 5, "to": "t.by_contact"}])
     assert redriven["destinations"]["contacts stage"]["state"] == "redriven"
     assert "*" not in redriven["destinations"]
     # an input that crashed before any route: the input itself is dead-lettered
-    alone = timeline("s2", [docs[0], {**docs[3], "st": "users"}])
+    alone = timeline("s2", [docs[0], {**docs[3], "st": "users", "dv": None}])
     assert alone["destinations"] == {"*": {"state": "dead_lettered", "reason": "routing_error",
                                            "stage": "routing"}}
+
+
+def _dead(m, t, st, tp, **kw):
+    return {"k": "dead", "m": m, "t": t, "stage": "routing", "st": st, "r": "routing_error",
+            "tp": tp, **kw}
+
+
+def test_an_input_that_crashed_itself_stays_the_input_after_a_later_successful_redrive():
+    """Review of ba491d4: a route after the dead letter (the redriven input routed) must
+    not turn the input's own crash into a stage's."""
+    docs = [{"k": "in", "m": "s2", "t": 1, "src": "segment"},
+            _dead("s2", 2, "users", "t.by_user"),
+            {"k": "redrive", "m": "s2", "t": 5, "r": "routing_error", "to": "t.by_user"},
+            {"k": "route", "m": "s2", "t": 6, "st": "users", "to": [["mailmodo", "a", "upsert"]]},
+            {"k": "try", "m": "s2", "t": 7, "d": "mailmodo", "n": 1, "s": 200, "r": "ok"}]
+    tl = timeline("s2", docs)
+    assert set(tl["destinations"]) == {"*", "mailmodo"}
+    assert tl["destinations"]["*"]["state"] == "redriven"
+    assert "input redriven" in render_text("s2", [tl])
+
+
+def test_a_redrive_is_shown_where_it_was_sent_not_on_the_last_dead_letter():
+    """Two follow-ups of one alias dead-lettered at two stages; the contacts one redriven."""
+    docs = [{"k": "in", "m": "a1", "t": 1, "src": "segment"},
+            {"k": "route", "m": "a1", "t": 2, "st": "users", "to": [["mailmodo", "x", "upsert"]]},
+            _dead("a1", 3, "contacts", "t.by_contact", dv=1),
+            _dead("a1", 4, "users", "t.by_user", dv=1),
+            {"k": "redrive", "m": "a1", "t": 5, "r": "routing_error", "to": "t.by_contact"}]
+    d = timeline("a1", docs)["destinations"]
+    assert d["contacts stage"]["state"] == "redriven"
+    assert d["users stage"]["state"] == "dead_lettered"
+    assert "*" not in d
+
+
+def test_an_input_routed_before_under_its_id_that_crashes_is_the_input_dead():
+    """A Mailjet event posted again (same event id), or a replay: its own crash is the
+    input's dead letter, whatever was routed under the id before."""
+    docs = [{"k": "in", "m": "e1", "t": 1, "src": "mailjet"},
+            {"k": "route", "m": "e1", "t": 2, "st": "contacts", "to": [["mailmodo", "a", "ev"]]},
+            {"k": "in", "m": "e1", "t": 10, "src": "mailjet"},
+            _dead("e1", 11, "contacts", "t.by_contact")]
+    d = timeline("e1", docs)["destinations"]
+    assert d["*"]["state"] == "dead_lettered" and "contacts stage" not in d
