@@ -32,10 +32,13 @@ def redrive_docs(plans: Iterable[Any]) -> list[dict[str, Any]]:
             mid = envelope_id(SimpleNamespace(value=p.value, topic=src.get("topic"),
                                               partition=src.get("partition"),
                                               offset=src.get("offset")), decoded(p.value))
-        elif not mid:  # an ingest dead letter: the original input is re-produced
-            mid = raw_message_id(SimpleNamespace(value=p.value, topic=p.entry.topic,
-                                                 partition=p.entry.partition,
-                                                 offset=p.entry.offset))
+        elif not mid:  # an ingest dead letter: the original input is re-produced; under
+            at = src if "topic" in src else {"topic": p.entry.topic,  # its own id, as its
+                                             "partition": p.entry.partition,  # dead outcome
+                                             "offset": p.entry.offset}  # (raw coordinates)
+            mid = raw_message_id(SimpleNamespace(value=p.value, topic=at.get("topic"),
+                                                 partition=at.get("partition"),
+                                                 offset=at.get("offset")))
         docs.append({"k": "redrive", "m": str(mid), "t": now, "d": doc.get("destination"),
                      "id": rec.get("id"), "r": doc.get("reason"), "to": p.topic})
     return docs

@@ -88,7 +88,10 @@ class TraceIndex:
         q = query.strip()
         seen = (self._get(f"h:{person_hash(q)}") or []) if "@" in q else []
         seen += self._get(f"u:{q}") or []
-        return [mid for _, mid in sorted(seen, key=lambda x: x[0], reverse=True)]
+        latest: dict[str, float] = {}  # an input under both keys (userId = email) once
+        for t, mid in seen:
+            latest[mid] = max(t, latest.get(mid, t))
+        return sorted(latest, key=latest.__getitem__, reverse=True)
 
 
 def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, Any]]:
@@ -101,7 +104,13 @@ def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, An
             found = decode_docs(rec.value)
         except (orjson.JSONDecodeError, zlib.error, TypeError):
             continue
-        docs += [doc for doc in found if isinstance(doc.get("m"), str)]
+        for doc in found:
+            if not isinstance(doc.get("m"), str):
+                continue
+            t = doc.get("t")
+            if not isinstance(t, (int, float)) or isinstance(t, bool):
+                doc["t"] = 0  # a writer's bad time: the document is kept, ordered first
+            docs.append(doc)
     return docs
 
 
@@ -147,44 +156,80 @@ def lookup(index: TraceIndex, query: str, limit: int = DEFAULT_LIMIT) -> list[di
 
 
 def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One input: its outcomes in time order and, per destination, where it ended."""
+    """One input: its outcomes in time order and, per destination, where it ended: the latest
+    decision wins (a drop, then a replay routed this time: routed; held, then released by
+    another input: no longer held; a dead letter redriven: its attempts start again), and a
+    destination with several sink records (a Mailmodo form's two CleverTap events) is only
+    delivered when all of them are (see _dest_state)."""
     events = sorted(docs, key=lambda d: (d.get("t", 0), _ORDER.get(d.get("k"), 9)))
-    dests: dict[str, dict[str, Any]] = {}
+    sent: dict[str, dict[Any, dict[str, Any]]] = {}  # destination -> delivery id -> state
+    dests: dict[str, dict[str, Any]] = {}  # drops, and the input's (or a stage's) own state
     first = next((d for d in events if d.get("k") == "in"), {})
     person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
     dead_at: dict[str, str] = {}  # the topic a routing dead letter was read from -> its key
+
+    def record(dest: str, rid: Any) -> dict[str, Any]:
+        recs = sent.setdefault(dest, {})
+        dests.pop(dest, None)  # sent after all: not (or no longer) dropped
+        if rid not in recs and (rid is None or None in recs) and len(recs) == 1:
+            return next(iter(recs.values()))  # an outcome without the delivery id
+        return recs.setdefault(rid, {"state": "routed"})
+
     for d in events:
         kind = d.get("k")
         if kind == "route":
-            for dest, _rid, _op in d.get("to", []):
-                dests.setdefault(dest, {"state": "routed"})
-            for dest, reason in d.get("drop", []):
-                dests.setdefault(dest, {"state": "dropped", "reason": reason})
+            for dest, reason in d.get("drop") or []:
+                sent.pop(dest, None)
+                dests[dest] = {"state": "dropped", "reason": reason}
+            for dest, rid, _op in d.get("to") or []:
+                record(dest, rid)
             if d.get("held"):
-                dests.setdefault("*", {"state": "held"})
+                dests["*"] = {"state": "held"}
+            elif d.get("to") and dests.get("*", {}).get("state") == "held":
+                del dests["*"]  # released (its sink records are in this row)
         elif kind == "try":
-            st = dests.setdefault(d["d"], {"state": "routed"})
+            st = record(d["d"], d.get("id"))
             st.update(attempts=max(st.get("attempts", 0), d.get("n", 0)), status=d.get("s"))
             if d.get("r") == "ok":
                 st["state"] = "delivered"
+                st.pop("reason", None)
             elif st["state"] != "delivered":
                 st["state"] = "retrying" if d.get("r") == "retry" else "failing"
                 st["body"] = d.get("b")
         elif kind == "dead" and d.get("d"):
-            dests[d["d"]] = {**dests.get(d["d"], {}), "state": "dead_lettered",
-                             "reason": d.get("r"), "status": d.get("s")}
+            st = record(d["d"], d.get("id"))
+            st.update(state="dead_lettered", reason=d.get("r"), status=d.get("s"))
         elif kind == "dead":  # the input itself, or a follow-up of it (dv: a derived
             dead = f"{d['st']} stage" if d.get("dv") and d.get("st") else "*"  # envelope)
             dests[dead] = {"state": "dead_lettered", "reason": d.get("r"),
                            "stage": d.get("stage", "ingest")}
             if d.get("tp"):
                 dead_at[d["tp"]] = dead
+        elif kind in ("redrive", "replay") and d.get("d"):  # a sink record sent again: its
+            st = record(d["d"], d.get("id"))  # attempts start again
+            st.clear()
+            st["state"] = _AGAIN[kind]
         elif kind in ("redrive", "replay"):  # sent again to the topic it was read from
-            key = d.get("d") or dead_at.get(d.get("to"), "*")
-            dests.setdefault(key, {})["state"] = _AGAIN[kind]
+            dests[dead_at.get(d.get("to"), "*")] = {"state": _AGAIN[kind]}
+    for dest, recs in sent.items():
+        dests[dest] = _dest_state(list(recs.values()))
     return {"message_id": message_id, "source": first.get("src"),
             "user_id": first.get("u") or person.get("u"),
             "email": first.get("e") or person.get("e"), "destinations": dests, "events": events}
+
+
+# what a destination with several sink records shows: the state of the record furthest from
+# delivered (the order below), with how many of them were delivered
+_PENDING = ("dead_lettered", "failing", "retrying", "redriven", "replayed", "routed")
+
+
+def _dest_state(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(recs) == 1:
+        return recs[0]
+    done = sum(1 for r in recs if r.get("state") == "delivered")
+    worst = min(recs, key=lambda r: _PENDING.index(r["state"]) if r.get("state") in _PENDING
+                else len(_PENDING))
+    return {**worst, "records": len(recs), "delivered": done}
 
 
 _AGAIN = {"redrive": "redriven", "replay": "replayed"}

@@ -58,6 +58,8 @@ def result_line(dests: dict[str, Any]) -> str:
             extra.append(f"HTTP {st['status']}")
         if st.get("attempts"):
             extra.append(f"{st['attempts']} attempt(s)")
+        if st.get("records"):
+            extra.append(f"{st.get('delivered', 0)} of {st['records']} records delivered")
         name = "input" if dest == "*" else dest
         parts.append(f"{name} {st.get('state')}" + (f" ({', '.join(extra)})" if extra else ""))
     return "  result: " + (" · ".join(parts) if parts else "no routing decision yet")

@@ -100,8 +100,11 @@ def _state_input(rt: Runtime, batch: BatchContext | None, m: Any, table: str, cl
     try:
         msg = decode(m.value)
     except (ValueError, TypeError, RecursionError) as e:  # TypeError: a null value
-        return ctx, key, None, None, [_internal_dead_letter(rt, m, str(e)), *routing_dead_outs(
+        dead = [_internal_dead_letter(rt, ctx, m, str(e)), *routing_dead_outs(
             rt, table, m, "bad_envelope", str(e), batch is not None)]
+        if batch is None:
+            ctx.flush_counts()
+        return ctx, key, None, None, dead
     return ctx, key, msg, (ctx.load(table, key, cls) if key else None), None
 
 
@@ -167,8 +170,8 @@ def contact_outputs(rt: Runtime, cfg: RoutingConfig, m: Any, now: float,
     return out
 
 
-def _internal_dead_letter(rt: Runtime, m: Any, why: str) -> Out:
-    rt.metrics.dead_lettered_ingest.labels("internal", "bad_envelope").inc()
+def _internal_dead_letter(rt: Runtime, ctx: BatchContext, m: Any, why: str) -> Out:
+    ctx.count(rt.metrics.dead_lettered_ingest, "internal", "bad_envelope")  # with the batch
     return (rt.topology.internal["dead_letter"].name, m.key, dead_letter(
         stage="routing", reason="bad_envelope", message=why, original=m.value,
         source=_source(m)))

@@ -159,7 +159,7 @@ class Outcomes:
         if isinstance(email, str) and email:
             who["e"], who["h"] = self._people.get(email) or self._person(email)
         if isinstance(user_id, str) and user_id:
-            if "@" in user_id and self.scrub.mask:
+            if "@" in user_id:  # an email as userId: masked (unless off) and hashed
                 who["u"], uh = self._people.get(user_id) or self._person(user_id)
                 who["uh" if who.get("h", uh) != uh else "h"] = uh
             else:
@@ -171,7 +171,8 @@ class Outcomes:
         records (destination, delivery id, op), drops with reasons, and whether it was held.
         An input (not a derived envelope) always gets one, with its person (u userId, e
         masked email, h email hash): it is also what says the input reached routing. A userId
-        that is an email is masked as emails are, and found by its hash (h, else uh)."""
+        that is an email is masked as emails are, and found by its hash (h, else uh), masked
+        or not (`trace Jane@Example.com` finds jane@example.com)."""
         rows: list[list[Any]] = []
         self.route_rows(stage, msg, res, rows)
         return rows
@@ -204,7 +205,7 @@ class Outcomes:
                 e = None
             if not isinstance(user_id, str):
                 user_id = None
-            elif "@" in user_id and self.scrub.mask:  # an email as userId: masked, hashed
+            elif "@" in user_id:  # an email as userId: masked (unless off), hashed
                 user_id, uh = people.get(user_id) or person(user_id)
             row = [own, stage, [], [(x.destination, x.reason) for x in drops] if drops else None,
                    held, user_id, e, h]

@@ -9,12 +9,20 @@ from typing import Any, Iterable
 
 from streamproc.core.logs import secrets_of
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# an email, also URL-encoded (%40) as in a request path a vendor echoes back
+_EMAIL = re.compile(
+    r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*(?:@|%40)([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# the value of a field named like a secret: a string (escapes included), an object or array
+# (one level), else a bare token; an Authorization header's whole value, whatever its scheme
 _SECRET_FIELD = re.compile(
     r"""(["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|api[_-]?secret|"""
-    r"""password|passcode|authorization|write[_-]?key)["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,&}]+)""",
+    r"""password|passcode|write[_-]?key)["']?\s*[:=]\s*)"""
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^{}]*\}|\[[^\[\]]*\]|[^\s,&}]+)""",
     re.IGNORECASE)
-_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_AUTH_FIELD = re.compile(
+    r"""(["']?(?:proxy-)?authorization["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|"""
+    r"""[^\r\n"'}]+)""", re.IGNORECASE)
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)  # anywhere
 
 
 def mask_key(email: str) -> str:
@@ -40,7 +48,8 @@ class Scrubber:
         if not text:
             return ""
         text = text[: self.limit * 4]  # bound the regex work on huge bodies
-        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)  # first: a credential
+        text = _AUTH_FIELD.sub(lambda m: m.group(1) + '"***"', text)  # first: a credential
+        text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
         text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)  # that is a word they
         for secret in self.secrets:  # key on ("Basic", "password") would switch them off
             text = text.replace(secret, "***")

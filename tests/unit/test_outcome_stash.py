@@ -317,3 +317,33 @@ def test_a_follow_ups_dead_outcome_says_it_is_one_and_where_it_was_read_from() -
     docs = {d["m"]: d for d in _dead_docs(rt)}
     assert (docs["seg-42"].get("dv"), docs["seg-42"]["tp"]) == (1, "t.by_user")
     assert ("dv" not in docs["m2"], docs["m2"]["tp"]) == (True, "t.by_user")
+
+
+class _FailOnce:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.calls = 0
+
+    async def send_all(self, records: list[Any]) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("broker gone")
+        self.sent += records
+        return len(records)
+
+
+def test_a_bad_envelope_of_a_batch_read_again_is_counted_once() -> None:
+    """Review of 0d0db72: the bad_envelope count went to the metric at once, so a batch whose
+    send failed (read again) counted it twice; it is a batch count like the others now."""
+    import pytest
+
+    rt, cfg = _rt(), RoutingConfig(hold_seconds=60.0)
+    rt.output = _FailOnce()
+    events = [_event(0), _envelope(b"\xff", 9)]
+    handle = lambda m, now, b: agents.user_outputs(rt, cfg, m, now, b)  # noqa: E731
+    with pytest.raises(ConnectionError):
+        asyncio.run(agents._process_state_batch(rt, "users", events, handle))
+    asyncio.run(agents._process_state_batch(rt, "users", events, handle))
+    sent = sum(1 for t, *_ in rt.output.sent if t == "t.sink.mailmodo")
+    assert _sample(rt.metrics.routed, destination="mailmodo") == sent
+    assert _sample(rt.metrics.dead_lettered_ingest, source="internal", reason="bad_envelope") == 1
