@@ -14,9 +14,9 @@ from streamproc.core.outcome_codec import (decoded, envelope_id, pack_values, pa
                                            raw_message_id)
 
 
-def outcomes_topic(topology: Any) -> str | None:
-    spec = topology.internal.get("outcomes")
-    return spec.name if spec is not None else None
+def outcomes_topic(topology: Any) -> Any:
+    """The outcomes topic's spec (name, partitions) in topics.yaml, or None."""
+    return topology.internal.get("outcomes")
 
 
 def redrive_docs(plans: Iterable[Any]) -> list[dict[str, Any]]:
@@ -58,17 +58,19 @@ def replay_doc(kind: str, m: Any, topic: str) -> dict[str, Any] | None:
     return {"k": "replay", "m": raw_message_id(m), "t": now, "to": topic}
 
 
-async def send_docs(settings: Any, producer: Any, topic: str | None,
+async def send_docs(settings: Any, producer: Any, spec: Any,
                     docs: Iterable[dict[str, Any] | None]) -> None:
-    """Produce outcome documents with an already started aiokafka producer (nothing when
-    STREAMPROC_OUTCOMES=off or no topic)."""
+    """Produce outcome documents with an already started aiokafka producer to the outcomes
+    topic of `spec` (outcomes_topic; nothing when STREAMPROC_OUTCOMES=off or no topic)."""
     docs = [d for d in docs if d]
-    if not docs or not topic or not settings.outcomes.enabled:
+    if not docs or spec is None or not settings.outcomes.enabled:
         return
+    topic, n = spec.name, spec.partitions
     parts = sorted(await producer.partitions_for(topic))
     groups: dict[int, list[dict[str, Any]]] = {}
-    for d in docs:  # JSON arrays per partition, as the workers write them (Outcomes.pack)
-        groups.setdefault(parts[partition_hash(d["m"]) % len(parts)], []).append(d)
+    for d in docs:  # JSON arrays per partition, the partition as the workers choose it
+        # (Outcomes: crc32 % the partitions topics.yaml says; the producer: % the topic's)
+        groups.setdefault(parts[partition_hash(d["m"]) % n % len(parts)], []).append(d)
     futs = [await producer.send(topic, value=value, partition=p)
             for p, group in groups.items() for value in pack_values(group)[0]]
     await asyncio.gather(*futs)

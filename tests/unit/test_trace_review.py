@@ -192,3 +192,37 @@ def test_escaped_quotes_and_apostrophes_do_not_leak(text, kept):
         assert out == text
     else:
         assert kept not in out
+
+
+def test_cli_outcomes_land_in_the_partition_the_workers_outcomes_of_the_input_use():
+    """Review: the CLI took crc32 % the topic's partitions, the worker crc32 % the partitions
+    topics.yaml says (then % the topic's): with more partitions on the topic than topics.yaml
+    says, a redrive's outcome landed apart from the input's others."""
+    import asyncio
+
+    from streamproc.ops.outcomes_cli import send_docs
+
+    class _Producer:
+        def __init__(self):
+            self.sent = []
+
+        async def partitions_for(self, topic):
+            return set(range(12))  # the topic has 12; topics.yaml says 6
+
+        async def send(self, topic, value, partition):
+            self.sent.append((partition, value))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
+
+    settings = load_settings({})
+    o = Outcomes(settings, "outcomes", partitions=6)
+    ids = [f"m{i}" for i in range(40)]
+    worker = {d["m"]: g % 12 for _, _, v, _, g in o.pack([{"k": "dead", "m": m, "t": 0}
+                                                          for m in ids])
+              for d in orjson.loads(v)}
+    producer = _Producer()
+    asyncio.run(send_docs(settings, producer, NS(name="outcomes", partitions=6),
+                          [{"k": "redrive", "m": m, "t": 1} for m in ids]))
+    cli = {d["m"]: p for p, v in producer.sent for d in orjson.loads(v)}
+    assert cli == worker

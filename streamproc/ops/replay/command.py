@@ -176,7 +176,7 @@ async def _run_job(settings: Settings, job: ReplayJob, args: argparse.Namespace,
 
 async def _reproduce(settings: Settings, consumer: AIOKafkaConsumer, job: ReplayJob,
                      ranges: list[PartitionRange], total: int, stats: RangeStats | None,
-                     outcomes: str | None = None) -> tuple[int, int]:
+                     outcomes: Any = None) -> tuple[int, int]:
     """Produce the range back to its topic: same partition, key, value, timestamp, headers
     (streamproc-force per job). Forced sink replays send each id once (its last copy)."""
     producer = AIOKafkaProducer(**client_kwargs(settings.kafka), acks="all",
