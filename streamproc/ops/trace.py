@@ -132,8 +132,8 @@ async def catch_up(settings: Settings, topic: str, index: TraceIndex,
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         ranges = [PartitionRange(topic, tp.partition,
-                                 min(max(index.next_offset(tp.partition), begin[tp]), end[tp]),
-                                 end[tp]) for tp in tps]
+                                 start_offset(index.next_offset(tp.partition), begin[tp],
+                                              end[tp]), end[tp]) for tp in tps]
         chunk: list[Any] = []
         async for rec in scan(consumer, ranges, progress):
             chunk.append(rec)
@@ -146,6 +146,13 @@ async def catch_up(settings: Settings, topic: str, index: TraceIndex,
     finally:
         await consumer.stop()
     return n
+
+
+def start_offset(next_offset: int, begin: int, end: int) -> int:
+    """Where to read a partition from: the index's next offset, or the partition's first
+    when that is gone (retention), or beyond its end (the topic was deleted and created
+    again: its offsets started over, and waiting to reach the old ones would skip them)."""
+    return begin if next_offset > end else max(next_offset, begin)
 
 
 def lookup(index: TraceIndex, query: str, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:

@@ -226,3 +226,14 @@ def test_cli_outcomes_land_in_the_partition_the_workers_outcomes_of_the_input_us
                           [{"k": "redrive", "m": m, "t": 1} for m in ids]))
     cli = {d["m"]: p for p, v in producer.sent for d in orjson.loads(v)}
     assert cli == worker
+
+
+def test_an_outcomes_topic_created_again_is_read_from_its_start():
+    """Review: after the topic is deleted and created again its offsets start over; the
+    index's next offsets (beyond the new end) made catch_up skip the new records."""
+    from streamproc.ops.trace import start_offset
+
+    assert start_offset(5000, 0, 300) == 0  # created again: from the start
+    assert start_offset(120, 0, 300) == 120  # the usual case
+    assert start_offset(10, 50, 300) == 50  # retention removed what was not read yet
+    assert start_offset(300, 0, 300) == 300  # caught up
