@@ -165,7 +165,9 @@ def lookup(index: TraceIndex, query: str, limit: int = DEFAULT_LIMIT) -> list[di
 def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     """One input: its outcomes in time order and, per destination, where it ended: the latest
     decision wins (a drop, then a replay routed this time: routed; held, then released by
-    another input: no longer held; a dead letter redriven: its attempts start again), and a
+    another input: no longer held; a dead letter redriven: its attempts start again; a
+    destination sent to is not undone by another stage's drop, only after the input was
+    sent again), and a
     destination with several sink records (a Mailmodo form's two CleverTap events) is only
     delivered when all of them are (see _dest_state)."""
     events = sorted(docs, key=lambda d: (d.get("t", 0), _ORDER.get(d.get("k"), 9)))
@@ -174,6 +176,7 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     first = next((d for d in events if d.get("k") == "in"), {})
     person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
     dead_at: dict[str, str] = {}  # the topic a routing dead letter was read from -> its key
+    again = False  # the input was sent again (a replay or redrive): its routing starts over
 
     def record(dest: str, rid: Any) -> dict[str, Any]:
         recs = sent.setdefault(dest, {})
@@ -186,6 +189,8 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
         kind = d.get("k")
         if kind == "route":
             for dest, reason in d.get("drop") or []:
+                if dest in sent and not again:  # sent by another stage's row of the input
+                    continue
                 sent.pop(dest, None)
                 dests[dest] = {"state": "dropped", "reason": reason}
             for dest, rid, _op in d.get("to") or []:
@@ -218,6 +223,7 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
             st["state"] = _AGAIN[kind]
         elif kind in ("redrive", "replay"):  # sent again to the topic it was read from
             dests[dead_at.get(d.get("to"), "*")] = {"state": _AGAIN[kind]}
+            again = True
     for dest, recs in sent.items():
         dests[dest] = _dest_state(list(recs.values()))
     return {"message_id": message_id, "source": first.get("src"),

@@ -237,3 +237,18 @@ def test_an_outcomes_topic_created_again_is_read_from_its_start():
     assert start_offset(120, 0, 300) == 120  # the usual case
     assert start_offset(10, 50, 300) == 50  # retention removed what was not read yet
     assert start_offset(300, 0, 300) == 300  # caught up
+
+
+def test_a_destination_routed_at_one_stage_is_not_undone_by_another_stages_drop():
+    """An identify routed to Mailmodo at the users stage; a row of the same input at the
+    contacts stage that drops Mailmodo does not turn a delivered record into a drop (it does
+    after a replay, when the input's routing starts over)."""
+    docs = [{"k": "route", "m": "i1", "t": 1, "st": "users", "to": [["mailmodo", "a", "upsert"]]},
+            {"k": "try", "m": "i1", "t": 2, "d": "mailmodo", "id": "a", "n": 1, "s": 200,
+             "r": "ok"},
+            {"k": "route", "m": "i1", "t": 3, "st": "contacts", "to": [],
+             "drop": [["mailmodo", "not_identified"]]}]
+    assert timeline("i1", docs)["destinations"]["mailmodo"]["state"] == "delivered"
+    replayed = [*docs[:2], {"k": "replay", "m": "i1", "t": 2.5, "to": "segment.raw"}, docs[2]]
+    assert timeline("i1", replayed)["destinations"]["mailmodo"] == {
+        "state": "dropped", "reason": "not_identified"}
