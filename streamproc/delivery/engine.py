@@ -16,15 +16,15 @@ from streamproc.delivery.backoff import FULL_JITTER, BackoffPolicy
 from streamproc.delivery.client import send
 from streamproc.delivery.ledger import Ledger
 from streamproc.delivery.outage import Outage
-from streamproc.delivery.progress import Progress as _Progress
-from streamproc.delivery.progress import Round as _Round
-from streamproc.delivery.progress import unseen
+from streamproc.delivery.progress import (Progress as _Progress, Round as _Round, keep,
+                                          order_keys, resume, unseen)
 from streamproc.delivery.ratelimit import SendGate
 from streamproc.delivery.report import (RETRIES_EXHAUSTED, DeadRecord, DeliveryReport,
                                         map_records, reasoned)
 from streamproc.core.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
 from streamproc.core.metrics import Metrics, status_class
 from streamproc.core.records import SinkRecord
+from streamproc.destinations.outcomes import classify_status  # the shared retry rule
 from streamproc.destinations.request import HttpRequest, RecordOutcome
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Deliverer:
                                     jitter=jitter, max_retry_after_s=d.max_retry_time_s,
                                     max_elapsed_s=d.max_retry_time_s)
         self.paused, self._paused_since, self._auth_probe_at = False, 0.0, 0.0  # on 401/403
+        self._held: dict[str, tuple[int, float | None]] = {}  # attempts of held records
         metrics.auth_paused.labels(self.name).set(0)
         self.outage = Outage(self.name, d, metrics, clock=clock, wall=wall)
 
@@ -68,16 +69,16 @@ class Deliverer:
         """Returns when every record is delivered, skipped (ledger), dead or held. Transient
         failures are retried within the call (MAX_ATTEMPTS, MAX_RETRY_TIME_S). Records still
         failing then are dead-lettered (retries_exhausted) if the API answered any request of
-        the call for good (2xx, permanent 4xx: it is up, the record is what fails); else the
-        destination is paused (an outage): they and every record of a later call are returned
-        as `report.held` (read again after outage.wait_s()), except one probe request per call
-        once a probe is due. Past the retry budget (RETRY_BUDGET_S) a record is dead-lettered;
-        once the outage's budget is spent each is sent once, dead-lettered if it fails. Paused on
-        401/403, records are held the same way, with one probe per AUTH_PROBE_INTERVAL_S
-        (hold_s() says when). Cancellable."""
+        the call for good (2xx, permanent 4xx); else the destination is paused (an outage):
+        they and every record of a later call are returned as `report.held` (read again after
+        outage.wait_s()), but one probe request per call once due. Past the retry budget
+        (RETRY_BUDGET_S) a record is dead-lettered; once the outage's budget is spent each is
+        sent once, dead-lettered if it fails. Paused on 401/403, records are held the same
+        way, one probe per AUTH_PROBE_INTERVAL_S (hold_s()). Cancellable."""
         report = DeliveryReport()
         pending = unseen(records, None if force else self.ledger, report, self.name)
         progress = {r.id: _Progress(r) for r in pending}
+        resume(progress, self._held)
         backoff = self.policy.start(rng=self._rng, clock=self._clock)
         outage, api_up = self.outage, False  # api_up: the API answered for good in this call
         while pending:
@@ -115,14 +116,14 @@ class Deliverer:
                             backoff.retries, delay, extra={"destination": self.name})
                 await self._sleep(delay)
             pending = [r for r in pending if r.id in retry or r.id in state.deferred]
+        keep(report, progress, self._held)
         return report
 
     def _hold_or_dead(self, exhausted: set[str], progress: dict[str, _Progress],
                       report: DeliveryReport, api_up: bool) -> set[str]:
         """Call retries spent: dead if the API is up or past their budget, else returned (held)."""
         dead = exhausted if api_up else {i for i in exhausted if self.outage.spent(i)}
-        for record_id in dead:
-            p = progress[record_id]
+        for p in (progress[i] for i in dead):
             self._dead(p, p.error, report, reason=RETRIES_EXHAUSTED)
         self.outage.forget(dead)
         return exhausted - dead
@@ -148,7 +149,7 @@ class Deliverer:
         last_for_key: dict[str, asyncio.Event] = {}
         async with asyncio.TaskGroup() as tasks:
             for request in requests:
-                keys = self._order_keys(request, progress)
+                keys = order_keys(request, progress)
                 after = list({id(e): e for k in keys if (e := last_for_key.get(k))}.values())
                 done = asyncio.Event()
                 for key in keys:
@@ -203,10 +204,8 @@ class Deliverer:
                                      else Retryable(f"HTTP {status}: no outcome", status=status))
             if errors[record_id] is not None:
                 self.metrics.failed.labels(self.name, status_class(status)).inc()
-        if self.on_attempt is not None:
-            self.on_attempt(request, status, body, [(progress[i].record, progress[i].attempts,
-                                                     errors[i]) for i in live])
         if any(isinstance(errors[i], AuthError) for i in live):
+            self._on_attempt(request, status, body, live, progress, errors)
             self._pause(request, status)
             self._defer(request, state, progress)
             return
@@ -220,6 +219,9 @@ class Deliverer:
         permanent = [i for i in live if isinstance(errors[i], Permanent)]
         repaired = await self._repaired(request, status, body) if permanent and allow_repair \
             else False
+        self._on_attempt(request, status, body, live, progress,  # a record tried again is a
+                         {**errors, **{i: repaired for i in permanent}}  # retry, not refused
+                         if isinstance(repaired, DeliveryError) else errors)
         if isinstance(repaired, DeliveryError):  # a fix failed transiently: try it all again
             for record_id in permanent:
                 progress[record_id].counted += 1
@@ -297,24 +299,13 @@ class Deliverer:
             fix_status, fix_body = answer[0], answer[1]
             if fix_status in (401, 403):
                 self._pause(fix, fix_status)
-            elif fix_status is None or _retryable_status(fix_status):
+            elif fix_status is None or isinstance(classify_status(fix_status), Retryable):
                 transient = Retryable(
                     f"{fix.kind} (repair) failed: HTTP {fix_status or 'network error'}",
                     status=fix_status, body=fix_body[:EXCERPT_CHARS])
         if transient is not None and not self.paused:
             return transient
         return bool(fixes)
-
-    def _order_keys(self, request: HttpRequest, progress: dict[str, _Progress]) -> set[str]:
-        """Keys that order this request: its records' keys and their identities in the body
-        (record_keys, e.g. the email), so two requests for one contact never overlap."""
-        keys: set[str] = set()
-        for n, record_id in enumerate(request.record_ids):
-            if (p := progress.get(record_id)) is not None:
-                body_key = request.record_keys[n] if n < len(request.record_keys) else ""
-                p.order_keys = {p.record.key, str(body_key).strip().lower()} - {""}
-                keys |= p.order_keys
-        return keys
 
     def _live(self, request: HttpRequest, progress: dict[str, _Progress]) -> list[str]:
         return [i for i in request.record_ids if i in progress and not progress[i].resolved]
@@ -331,6 +322,12 @@ class Deliverer:
         state.blocked_keys |= p.order_keys
         if isinstance(error, Throttled) and error.retry_after is not None:
             state.retry_after = max(state.retry_after or 0.0, error.retry_after)
+
+    def _on_attempt(self, request: Any, status: int | None, body: str, live: list[str],
+                    progress: dict[str, Any], errors: dict[str, Any]) -> None:
+        if self.on_attempt is not None:  # records, attempt numbers, the errors they end with
+            self.on_attempt(request, status, body, [(progress[i].record, progress[i].attempts,
+                                                     errors[i]) for i in live])
 
     def _delivered(self, ids: list[str], progress: dict[str, _Progress], report: DeliveryReport,
                    status: int | None) -> None:
@@ -381,8 +378,8 @@ class Deliverer:
         log.error("DESTINATION %s PAUSED: HTTP %s on %s (credentials rejected). Its records are "
                   "kept, not dead-lettered; probing every %gs until it answers. Check the %s "
                   "credentials and account.", self.name, status, request.kind,
-                  self.delivery.auth_probe_interval_s, self.name,
-                  extra={"destination": self.name, "status": status})
+                  self.delivery.auth_probe_interval_s, self.name, extra={"destination": self.name,
+                                                                         "status": status})
 
     def _resume(self) -> None:
         if not self.paused:
@@ -392,9 +389,3 @@ class Deliverer:
         log.warning("destination %s resumed after %.0fs paused on authentication", self.name,
                     self._clock() - self._paused_since, extra={"destination": self.name})
 
-
-def _retryable_status(status: int) -> bool:
-    """The shared retry rule (destinations.outcomes.classify_status) applied to a bare status."""
-    from streamproc.destinations.outcomes import classify_status
-
-    return isinstance(classify_status(status), Retryable)

@@ -52,6 +52,9 @@ def unseen(records: list[SinkRecord], ledger: Any, report: DeliveryReport,
     for record in records:
         if record.id in ids or record.id in seen:
             report.skipped.append(record.id)
+            if record.id in seen and record.id not in ids:
+                ids.add(record.id)
+                report.already.append(record)  # a `seen` outcome: delivered before
         else:
             ids.add(record.id)
             pending.append(record)
@@ -70,3 +73,39 @@ def _seen(ledger: Any, record_ids: list[str], name: str) -> set[str]:
     except Exception:
         log.exception("%s: ledger lookup failed; sending anyway", name)
         return set()
+
+
+HELD_KEPT = 10_000  # held records whose attempts are carried to their next call, at most
+
+
+def resume(progress: dict[str, Progress], held: dict[str, tuple[int, float | None]]) -> None:
+    """Records held by an earlier call (an outage or auth pause) go on with its attempt count
+    and first attempt time: their attempt numbers and dead letters count every HTTP attempt,
+    not those of the last call. Only the count toward max_attempts restarts (per call)."""
+    for record_id, p in progress.items():
+        earlier = held.pop(record_id, None)
+        if earlier is not None:
+            p.attempts, p.first_at = earlier
+
+
+def keep(report: Any, progress: dict[str, Progress],
+         held: dict[str, tuple[int, float | None]]) -> None:
+    """Remember the attempts of the records a call held (see resume); bounded."""
+    if len(held) > HELD_KEPT:
+        held.clear()
+    for record_id in report.held:
+        p = progress.get(record_id)
+        if p is not None and p.attempts:
+            held[record_id] = (p.attempts, p.first_at)
+
+
+def order_keys(request: Any, progress: dict[str, Progress]) -> set[str]:
+    """Keys that order a request: its records' keys and their identities in the body
+    (record_keys, e.g. the email), so two requests for one contact never overlap."""
+    keys: set[str] = set()
+    for n, record_id in enumerate(request.record_ids):
+        if (p := progress.get(record_id)) is not None:
+            body_key = request.record_keys[n] if n < len(request.record_keys) else ""
+            p.order_keys = {p.record.key, str(body_key).strip().lower()} - {""}
+            keys |= p.order_keys
+    return keys

@@ -40,6 +40,7 @@ class DeadRecord:
 class DeliveryReport:
     delivered: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # seen by the ledger, or repeated in the batch
+    already: list[SinkRecord] = field(default_factory=list)  # those the ledger had (once each)
     dead: list[DeadRecord] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # destination paused: to be read again later
 

@@ -161,8 +161,25 @@ def status_doc(rt: Runtime, now: float | None = None) -> dict[str, Any]:
 
 
 def _outage(rt: Runtime, slug: str) -> dict[str, Any]:
+    """The destination's outage pause; its last error scrubbed as outcome texts are (it
+    quotes the response: emails, secret fields)."""
     deliverer = rt.deliverers.get(slug, {}).get("deliverer")
-    return deliverer.outage.describe() if deliverer is not None else {"paused": False}
+    if deliverer is None:
+        return {"paused": False}
+    doc = deliverer.outage.describe()
+    if doc.get("last_error"):
+        doc["last_error"] = _scrubber(rt)(doc["last_error"])
+    return doc
+
+
+def _scrubber(rt: Runtime) -> Any:
+    """The worker's outcome scrubber, or one like it when outcomes are off."""
+    from streamproc.worker.scrub import Scrubber, configured_secrets
+
+    if rt.outcomes is not None:
+        return rt.outcomes.scrub
+    return Scrubber(configured_secrets(rt.settings), mask=rt.settings.outcomes.mask_emails,
+                    limit=rt.settings.outcomes.body_chars)
 
 
 def page_html() -> bytes:

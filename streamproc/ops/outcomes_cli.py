@@ -10,8 +10,9 @@ from typing import Any, Iterable
 
 import orjson
 
-from streamproc.core.outcome_codec import (decoded, envelope_id, pack_values, partition_hash,
-                                           raw_message_id)
+from streamproc.core.events.inputs import parse_input
+from streamproc.core.outcome_codec import (decoded, envelope_id, message_id, pack_values,
+                                           partition_hash, raw_message_id)
 
 
 def outcomes_topic(topology: Any) -> Any:
@@ -44,18 +45,33 @@ def redrive_docs(plans: Iterable[Any]) -> list[dict[str, Any]]:
     return docs
 
 
-def replay_doc(kind: str, m: Any, topic: str) -> dict[str, Any] | None:
-    """The `replay` outcome of one re-produced record (kind: "input" or "sink")."""
+def replay_docs(kind: str, source: str, m: Any, topic: str, forced: bool = False
+                ) -> list[dict[str, Any]]:
+    """The `replay` outcomes of one re-produced record (kind "input": `source` is the input's
+    name; kind "sink": f 1 when --force re-sends it past the delivery ledger). An input's are
+    under the ids its `in` and `route` outcomes have: its parsed events' (a Mailmodo,
+    Mailjet or CleverTap input has no messageId field to read), and, for what could not be
+    parsed, the id its ingest `dead` outcome has (raw_message_id)."""
     now = round(time.time(), 3)
     if kind == "sink":
         try:
             rec = orjson.loads(m.value)
             mid = rec["source"]["message_id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return None
-        return {"k": "replay", "m": str(mid), "t": now, "d": rec.get("destination"),
-                "id": rec.get("id"), "to": topic}
-    return {"k": "replay", "m": raw_message_id(m), "t": now, "to": topic}
+            return []
+        doc = {"k": "replay", "m": str(mid), "t": now, "d": rec.get("destination"),
+               "id": rec.get("id"), "to": topic}
+        if forced:
+            doc["f"] = 1
+        return [doc]
+    try:
+        events, errors = parse_input(source, m)
+    except Exception:  # noqa: BLE001 - an unknown source: the record's own id
+        events, errors = [], [None]
+    ids = list(dict.fromkeys(mid for mid in map(message_id, events) if mid))
+    if errors or not ids:
+        ids.append(raw_message_id(m))
+    return [{"k": "replay", "m": mid, "t": now, "to": topic} for mid in ids]
 
 
 async def send_docs(settings: Any, producer: Any, spec: Any,

@@ -16,6 +16,7 @@ import orjson
 from streamproc.config.settings import Settings
 from streamproc.config.topology import Topology
 from streamproc.core.outcome_codec import decode_docs, person_hash
+from streamproc.ops.trace_text import rows_of as _rows
 
 # the person fields of an outcome and their index prefix: userId, email hash, the hash of a
 # userId that is an email (masked in u) other than the one in h
@@ -163,13 +164,18 @@ def lookup(index: TraceIndex, query: str, limit: int = DEFAULT_LIMIT) -> list[di
 
 
 def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One input: its outcomes in time order and, per destination, where it ended: the latest
-    decision wins (a drop, then a replay routed this time: routed; held, then released by
-    another input: no longer held; a dead letter redriven: its attempts start again; a
-    destination sent to is not undone by another stage's drop, only after the input was
-    sent again), and a
-    destination with several sink records (a Mailmodo form's two CleverTap events) is only
-    delivered when all of them are (see _dest_state)."""
+    """One input: its outcomes in time order and, per destination, where it ended, the latest
+    decision winning:
+    - a drop, then a replay routed this time: routed; held, then released by another input:
+      no longer held; a dead letter redriven, or a sink record replayed with --force: its
+      attempts start again; an input replayed or redriven: the records its new route rows
+      name start again; a sink record the ledger found delivered (`seen`): delivered;
+    - a destination one stage sent to is not undone by another stage's drop for it, only
+      after the input was sent again;
+    - attempts count the `try` outcomes of a record (its HTTP attempts over every delivery
+      call), and a destination with several sink records (a Mailmodo form's two CleverTap
+      events) is only delivered when all of them are (_dest_state).
+    Documents of an odd shape (older or foreign writers) are skipped, never fatal."""
     events = sorted(docs, key=lambda d: (d.get("t", 0), _ORDER.get(d.get("k"), 9)))
     sent: dict[str, dict[Any, dict[str, Any]]] = {}  # destination -> delivery id -> state
     dests: dict[str, dict[str, Any]] = {}  # drops, and the input's (or a stage's) own state
@@ -177,37 +183,51 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
     dead_at: dict[str, str] = {}  # the topic a routing dead letter was read from -> its key
     again = False  # the input was sent again (a replay or redrive): its routing starts over
+    restarted: set[tuple[str, Any]] = set()  # records routed since it was sent again
 
-    def record(dest: str, rid: Any) -> dict[str, Any]:
+    def record(dest: Any, rid: Any) -> dict[str, Any]:
+        dest = str(dest)
+        if rid is not None and not isinstance(rid, (str, int)):
+            rid = str(rid)
         recs = sent.setdefault(dest, {})
         dests.pop(dest, None)  # sent after all: not (or no longer) dropped
-        if rid not in recs and (rid is None or None in recs) and len(recs) == 1:
-            return next(iter(recs.values()))  # an outcome without the delivery id
+        if rid is None and recs:  # an outcome without the delivery id (older writers)
+            return next((r for r in recs.values() if r.get("state") != "delivered"),
+                        next(iter(recs.values())))
+        if rid not in recs and None in recs:  # its delivery id, learnt
+            recs[rid] = recs.pop(None)
         return recs.setdefault(rid, {"state": "routed"})
 
     for d in events:
         kind = d.get("k")
         if kind == "route":
-            for dest, reason in d.get("drop") or []:
+            for dest, reason in _rows(d.get("drop"), 2):
                 if dest in sent and not again:  # sent by another stage's row of the input
                     continue
                 sent.pop(dest, None)
-                dests[dest] = {"state": "dropped", "reason": reason}
-            for dest, rid, _op in d.get("to") or []:
-                record(dest, rid)
+                dests[str(dest)] = {"state": "dropped", "reason": reason}
+            for dest, rid, _op in _rows(d.get("to"), 3):
+                st = record(dest, rid)
+                if again and (dest, rid) not in restarted:  # routed anew: starts again
+                    restarted.add((dest, rid))
+                    st.clear()
+                    st["state"] = "routed"
             if d.get("held"):
                 dests["*"] = {"state": "held"}
             elif d.get("to") and dests.get("*", {}).get("state") == "held":
                 del dests["*"]  # released (its sink records are in this row)
-        elif kind == "try":
+        elif kind in ("try", "seen") and d.get("d"):
             st = record(d["d"], d.get("id"))
-            st.update(attempts=max(st.get("attempts", 0), d.get("n", 0)), status=d.get("s"))
-            if d.get("r") == "ok":
+            if kind == "seen":  # the ledger had it delivered: not sent again
                 st["state"] = "delivered"
+                continue
+            st["attempts"] = st.get("attempts", 0) + 1
+            if d.get("r") == "ok":
+                st.update(state="delivered", status=d.get("s"))
                 st.pop("reason", None)
             elif st["state"] != "delivered":
-                st["state"] = "retrying" if d.get("r") == "retry" else "failing"
-                st["body"] = d.get("b")
+                st.update(state="retrying" if d.get("r") == "retry" else "failing",
+                          status=d.get("s"), body=d.get("b"))
         elif kind == "dead" and d.get("d"):
             st = record(d["d"], d.get("id"))
             st.update(state="dead_lettered", reason=d.get("r"), status=d.get("s"))
@@ -215,15 +235,19 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
             dead = f"{d['st']} stage" if d.get("dv") and d.get("st") else "*"  # envelope)
             dests[dead] = {"state": "dead_lettered", "reason": d.get("r"),
                            "stage": d.get("stage", "ingest")}
-            if d.get("tp"):
+            if isinstance(d.get("tp"), str):
                 dead_at[d["tp"]] = dead
-        elif kind in ("redrive", "replay") and d.get("d"):  # a sink record sent again: its
-            st = record(d["d"], d.get("id"))  # attempts start again
+        elif kind in ("redrive", "replay") and d.get("d"):  # a sink record sent again
+            st = record(d["d"], d.get("id"))
+            if kind == "replay" and not d.get("f") and st.get("state") == "delivered":
+                continue  # not forced: the ledger skips it (a `seen` says so)
             st.clear()
             st["state"] = _AGAIN[kind]
         elif kind in ("redrive", "replay"):  # sent again to the topic it was read from
-            dests[dead_at.get(d.get("to"), "*")] = {"state": _AGAIN[kind]}
+            to = d.get("to")
+            dests[dead_at.get(to, "*") if isinstance(to, str) else "*"] = {"state": _AGAIN[kind]}
             again = True
+            restarted.clear()
     for dest, recs in sent.items():
         dests[dest] = _dest_state(list(recs.values()))
     return {"message_id": message_id, "source": first.get("src"),
@@ -246,7 +270,10 @@ def _dest_state(recs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _AGAIN = {"redrive": "redriven", "replay": "replayed"}
-_ORDER = {"in": 0, "route": 1, "held": 2, "try": 3, "dead": 4}
+# at equal times: a redrive or replay first (what follows it is its effect), a `try` before
+# its record's dead letter
+_ORDER = {"redrive": -1, "replay": -1, "in": 0, "route": 1, "held": 2, "try": 3, "seen": 3,
+          "dead": 4}
 
 
 def index_path(settings: Settings, topic: str, purpose: str = "cli") -> Path:

@@ -16,14 +16,23 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + frac
 
 
+def rows_of(value: Any, n: int) -> list[Any]:
+    """The rows of n items of a route outcome's `to` (n=3) or `drop` (n=2) list."""
+    if not isinstance(value, list):
+        return []
+    return [r for r in value if isinstance(r, (list, tuple)) and len(r) == n
+            and isinstance(r[0], str)]
+
+
 def describe(d: dict[str, Any]) -> tuple[str, str]:
     """(what, detail) of one outcome, for a timeline line."""
     kind = d.get("k")
     if kind == "in":
         return "ingested", f"{d.get('src')} input {d.get('tp')}[{d.get('p')}] offset {d.get('o')}"
     if kind == "route":
-        parts = [f"-> {dest} {op} (delivery id {rid[:12]})" for dest, rid, op in d.get("to", [])]
-        parts += [f"dropped for {dest}: {reason}" for dest, reason in d.get("drop", [])]
+        parts = [f"-> {dest} {op} (delivery id {str(rid or '')[:12]})"
+                 for dest, rid, op in rows_of(d.get("to"), 3)]
+        parts += [f"dropped for {dest}: {reason}" for dest, reason in rows_of(d.get("drop"), 2)]
         if d.get("held"):
             parts.append("held: waiting for state another topic brings (an identify or a CleverTap ID)")
         return f"routed ({d.get('st')})", "; ".join(parts) or "nothing to send"
@@ -34,6 +43,9 @@ def describe(d: dict[str, Any]) -> tuple[str, str]:
         body = f"  response: {d['b']}" if d.get("b") else ""
         return (f"attempt {d.get('n')}",
                 f"{d.get('d')} {d.get('req')} -> {status} {result}{body}")
+    if kind == "seen":
+        return "already sent", (f"{d.get('d')}: delivery id {str(d.get('id') or '')[:12]} is "
+                                "in the delivery ledger; not sent again")
     if kind == "dead":
         if d.get("stage") == "ingest":
             return "dead-lettered", f"at ingest: {d.get('r')} ({d.get('msg', '')})"

@@ -180,8 +180,10 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
     """Deliver one batch of sink events; dead letters and ledger entries are on the broker
     before returning. `decided` (the agent's, in memory): ids delivered or dead-lettered while
     a batch was held, skipped when it is read again (forced ones too: they bypass the ledger);
-    dead ids never go to the ledger, so `dlq redrive` (not forced) still delivers them. After
-    a restart the set is empty: the worst case is one repeated dead letter (harmless)."""
+    dead ids never go to the ledger, so `dlq redrive` (not forced) still delivers them. Also
+    filled when the batch fails after its outputs were produced (the ledger's flush): read
+    again, it does not call the API, dead-letter or trace them twice. After a restart the set
+    is empty: the worst case is one repeated dead letter (harmless)."""
     dlq = rt.topology.destinations[slug].dead_letter.name
     normal: list[SinkRecord] = []
     forced: list[SinkRecord] = []
@@ -205,7 +207,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
         carried[rec.id] = ev
         (forced if m.headers and is_forced(m.headers) else normal).append(rec)
     ledger.begin(carried)
-    held, done = False, []
+    held, done, produced = False, [], False
     try:
         for batch, force in ((normal, False), (forced, True)):
             if batch:
@@ -215,13 +217,18 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 done += report.delivered + [d.record.id for d in report.dead]
                 recorder = getattr(deliverer, "on_attempt", None)
                 if isinstance(recorder, streamproc.worker.outcomes.AttemptRecorder):
-                    out += recorder.take(report.dead)  # outcomes, produced with the batch
+                    out += recorder.take(report.dead, report.already)  # produced with it
         if bad and not held:  # unreadable: dead-lettered once, by the pass that completes
             rt.metrics.dead_lettered.labels(slug, "mapping").inc(len(bad))
             out = bad + out
         if out:
             await rt.output.send_all(out)
-        await ledger.flush()  # ledger entries on the broker before the batch is done
+        produced = True  # its dead letters and outcomes are on the broker: if what follows
+        await ledger.flush()  # fails, the batch is read again, and what it decided is not
+    except BaseException:  # decided again (a second call, dead letter, outcomes)
+        if produced:
+            decided.update(done)
+        raise
     finally:
         ledger.end()
     if held:

@@ -310,9 +310,15 @@ class AttemptRecorder:
                  items: list[tuple[Any, int, Any]]) -> None:
         self.pending += self.outcomes.attempt_outs(self.dest, request, status, body, items)
 
-    def take(self, dead: Iterable[Any] = ()) -> list[Out]:
+    def take(self, dead: Iterable[Any] = (), already: Iterable[Any] = ()) -> list[Out]:
+        """The batch's `try` outcomes, its `dead` ones, and a `seen` one per record the
+        ledger had delivered before (not sent again: a replay or a batch read again), so its
+        trace says delivered, not routed."""
         docs, self.pending = self.pending, []
         docs += self.outcomes.dead_outs(self.dest, dead)
+        now = round(time.time(), 3)
+        docs += [{"k": "seen", "m": r.source["message_id"], "t": now, "d": self.dest,
+                  "id": r.id} for r in already if r.source.get("message_id")]
         return self.outcomes.pack(docs) if docs else []
 
 

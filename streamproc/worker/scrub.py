@@ -9,9 +9,12 @@ from typing import Any, Iterable
 
 from streamproc.core.logs import secrets_of
 
-# an email, also URL-encoded (%40) as in a request path a vendor echoes back
-_EMAIL = re.compile(
-    r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*(?:@|%40)([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# an email as is_email accepts it (RFC 5322 atext, an internationalised domain, also with
+# its letters JSON-escaped as \u00fc), also URL-encoded (%40) as in a request path a vendor
+# echoes back
+_LOCAL = r"[\w.%+'!#$&*=?^`{|}~/-]"
+_LABEL = r"(?:[\w-]|\\u[0-9a-fA-F]{4})+"
+_EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*(?:@|%40)({_LABEL}(?:\.{_LABEL})+)")
 # the value of a field named like a secret: a string (escapes included), an object or array
 # (one level), else a bare token; an Authorization header's whole value, whatever its scheme
 _SECRET_FIELD = re.compile(

@@ -172,7 +172,7 @@ def test_outcomes_setting_switches_off_and_validates():
 
 
 def test_redrive_and_replay_outcomes_name_the_input():
-    from streamproc.ops.outcomes_cli import redrive_docs, replay_doc
+    from streamproc.ops.outcomes_cli import redrive_docs, replay_docs
 
     sink = _sink("m7", rid="d7")
     entry = SimpleNamespace(doc={"destination": "mailmodo", "reason": "http_400",
@@ -184,9 +184,13 @@ def test_redrive_and_replay_outcomes_name_the_input():
     [doc] = redrive_docs([SimpleNamespace(entry=ingest, value=b'{"messageId": "raw-1"}',
                                           topic="segment.raw")])
     assert doc["m"] == "raw-1"
-    assert replay_doc("sink", SimpleNamespace(value=sink.dumps()), "sink.mailmodo")["m"] == "m7"
-    raw = SimpleNamespace(value=b'{"messageId": "r2"}', topic="t", partition=0, offset=1)
-    assert replay_doc("input", raw, "t")["m"] == "r2"
+    [doc] = replay_docs("sink", "mailmodo", SimpleNamespace(value=sink.dumps()), "sink.mailmodo")
+    assert doc["m"] == "m7" and "f" not in doc
+    assert replay_docs("sink", "mailmodo", SimpleNamespace(value=sink.dumps()), "sink.mailmodo",
+                       forced=True)[0]["f"] == 1
+    raw = SimpleNamespace(value=b'{"messageId": "r2"}', topic="t", partition=0, offset=1,
+                          timestamp=None, headers=None)  # no type: not parsed, its own id
+    assert [d["m"] for d in replay_docs("input", "segment", raw, "t")] == ["r2"]
 
 
 def test_install_switches_the_worker_off():

@@ -34,7 +34,7 @@ from streamproc.config.kafka import client_kwargs
 from streamproc.config.settings import Settings
 from streamproc.core.force_header import replay_headers
 from streamproc.ops.command_errors import UsageError, error_text
-from streamproc.ops.outcomes_cli import outcomes_topic, replay_doc, send_docs
+from streamproc.ops.outcomes_cli import outcomes_topic, replay_docs, send_docs
 from streamproc.ops.replay.counting import RangeStats, report_dry_run, sink_id
 from streamproc.ops.timespec import format_time, parse_time
 from streamproc.ops.topic_reader import (
@@ -186,7 +186,7 @@ async def _reproduce(settings: Settings, consumer: AIOKafkaConsumer, job: Replay
     sent = dups = 0
     try:
         futs: list[asyncio.Future] = []
-        docs: list[dict | None] = []  # `replay` outcomes (streamproc trace)
+        docs: list[dict] = []  # `replay` outcomes (streamproc trace)
         progress = Progress(f"replay {job.label}", total)
         async for m in scan(consumer, ranges, progress):
             if job.kind == "sink" and job.force and stats is not None:
@@ -200,7 +200,8 @@ async def _reproduce(settings: Settings, consumer: AIOKafkaConsumer, job: Replay
                 headers=replay_headers(m.headers, job.force and job.kind == "sink")))
             sent += 1
             if outcomes:
-                docs.append(replay_doc(job.kind, m, job.topic))
+                docs += replay_docs(job.kind, job.name, m, job.topic,
+                                    forced=job.force and job.kind == "sink")
             if len(futs) >= SEND_CHUNK:
                 await asyncio.gather(*futs)
                 futs.clear()
