@@ -56,7 +56,8 @@ class Deliverer:
                                     jitter=jitter, max_retry_after_s=d.max_retry_time_s,
                                     max_elapsed_s=d.max_retry_time_s)
         self.paused, self._paused_since, self._auth_probe_at = False, 0.0, 0.0  # on 401/403
-        self._held: dict[str, tuple[int, float | None]] = {}  # attempts of held records
+        self._held: dict[str, Any] = {}  # attempts of held records (progress.resume), kept
+        self._held_s = 2 * d.retry_budget_s + 3600  # as long as a hold can last, and more
         metrics.auth_paused.labels(self.name).set(0)
         self.outage = Outage(self.name, d, metrics, clock=clock, wall=wall)
 
@@ -78,7 +79,7 @@ class Deliverer:
         report = DeliveryReport()
         pending = unseen(records, None if force else self.ledger, report, self.name)
         progress = {r.id: _Progress(r) for r in pending}
-        resume(progress, self._held)
+        resume(progress, self._held, self._clock(), self._held_s)
         backoff = self.policy.start(rng=self._rng, clock=self._clock)
         outage, api_up = self.outage, False  # api_up: the API answered for good in this call
         while pending:
@@ -116,7 +117,7 @@ class Deliverer:
                             backoff.retries, delay, extra={"destination": self.name})
                 await self._sleep(delay)
             pending = [r for r in pending if r.id in retry or r.id in state.deferred]
-        keep(report, progress, self._held)
+        keep(report, progress, self._held, self._clock(), self._held_s)
         return report
 
     def _hold_or_dead(self, exhausted: set[str], progress: dict[str, _Progress],
@@ -219,9 +220,10 @@ class Deliverer:
         permanent = [i for i in live if isinstance(errors[i], Permanent)]
         repaired = await self._repaired(request, status, body) if permanent and allow_repair \
             else False
-        self._on_attempt(request, status, body, live, progress,  # a record tried again is a
-                         {**errors, **{i: repaired for i in permanent}}  # retry, not refused
-                         if isinstance(repaired, DeliveryError) else errors)
+        kept = repaired if isinstance(repaired, DeliveryError) else Retryable(
+            "kept: the repair met 401/403 (paused)") if repaired and self.paused else None
+        self._on_attempt(request, status, body, live, progress,  # a record tried again later
+                         {**errors, **{i: kept for i in permanent}} if kept else errors)
         if isinstance(repaired, DeliveryError):  # a fix failed transiently: try it all again
             for record_id in permanent:
                 progress[record_id].counted += 1

@@ -76,27 +76,34 @@ def _seen(ledger: Any, record_ids: list[str], name: str) -> set[str]:
 
 
 HELD_KEPT = 10_000  # held records whose attempts are carried to their next call, at most
+Held = dict[str, tuple[int, float | None, float]]  # id -> attempts, first attempt, when held
 
 
-def resume(progress: dict[str, Progress], held: dict[str, tuple[int, float | None]]) -> None:
+def resume(progress: dict[str, Progress], held: Held, now: float, max_age: float) -> None:
     """Records held by an earlier call (an outage or auth pause) go on with its attempt count
     and first attempt time: their attempt numbers and dead letters count every HTTP attempt,
-    not those of the last call. Only the count toward max_attempts restarts (per call)."""
+    not those of the last call. Only the count toward max_attempts restarts (per call). An
+    entry older than `max_age` (longer than a hold lasts: the record was read elsewhere
+    meanwhile, a later replay of its id is a new delivery) starts again at 1."""
     for record_id, p in progress.items():
         earlier = held.pop(record_id, None)
-        if earlier is not None:
-            p.attempts, p.first_at = earlier
+        if earlier is not None and now - earlier[2] <= max_age:
+            p.attempts, p.first_at = earlier[0], earlier[1]
 
 
-def keep(report: Any, progress: dict[str, Progress],
-         held: dict[str, tuple[int, float | None]]) -> None:
-    """Remember the attempts of the records a call held (see resume); bounded."""
+def keep(report: Any, progress: dict[str, Progress], held: Held, now: float,
+         max_age: float) -> None:
+    """Remember the attempts of the records a call held (see resume); bounded: entries older
+    than `max_age` go first."""
     if len(held) > HELD_KEPT:
-        held.clear()
+        for record_id in [i for i, e in held.items() if now - e[2] > max_age]:
+            del held[record_id]
+        if len(held) > HELD_KEPT:
+            held.clear()
     for record_id in report.held:
         p = progress.get(record_id)
         if p is not None and p.attempts:
-            held[record_id] = (p.attempts, p.first_at)
+            held[record_id] = (p.attempts, p.first_at, now)
 
 
 def order_keys(request: Any, progress: dict[str, Progress]) -> set[str]:

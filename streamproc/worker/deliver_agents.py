@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 60.0
 PURGE_SCAN_KEYS = 20_000
 PURGE_MAX_DELETES = 5_000
+Decided = dict[str, tuple[str, int, int]]  # delivery id -> topic, partition, offset read at
 MAX_DECIDED = 100_000  # ids a destination's agent remembers from held batches (deliver_batch)
 
 
@@ -163,7 +164,7 @@ def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: 
                     get_deliverer: Callable[[], Any], ledger: TableLedger,
                     purger: LedgerPurger | None = None) -> None:
     batches = batches_of(rt, sink, batch_size, max(linger, 0.01))
-    decided: set[str] = set()  # see deliver_batch
+    decided: Decided = {}  # see deliver_batch
 
     async def deliver(stream: Any) -> None:
         async for taken in batches():
@@ -176,14 +177,16 @@ def _delivery_agent(rt: Runtime, slug: str, sink: Any, batch_size: int, linger: 
 
 
 async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: Any,
-                        ledger: TableLedger, decided: set[str]) -> None:
+                        ledger: TableLedger, decided: Decided) -> None:
     """Deliver one batch of sink events; dead letters and ledger entries are on the broker
-    before returning. `decided` (the agent's, in memory): ids delivered or dead-lettered while
-    a batch was held, skipped when it is read again (forced ones too: they bypass the ledger);
-    dead ids never go to the ledger, so `dlq redrive` (not forced) still delivers them. Also
-    filled when the batch fails after its outputs were produced (the ledger's flush): read
-    again, it does not call the API, dead-letter or trace them twice. After a restart the set
-    is empty: the worst case is one repeated dead letter (harmless)."""
+    before returning. `decided` (the agent's, in memory): the records delivered, dead-lettered
+    or found in the ledger by a batch that was held, or that failed after its outputs were
+    produced (the ledger's flush), each with where it was read: when that batch is read again
+    they are skipped (forced ones too: they bypass the ledger), so the API is not called, nor
+    a dead letter or outcome written, twice. Only those copies: a later one (a `dlq redrive`,
+    a forced replay: a higher offset) is delivered, even after a revocation left the entry
+    behind; dead ids never go to the ledger, so a redrive (not forced) still delivers them.
+    After a restart it is empty: the worst case is one repeated dead letter (harmless)."""
     dlq = rt.topology.destinations[slug].dead_letter.name
     normal: list[SinkRecord] = []
     forced: list[SinkRecord] = []
@@ -200,8 +203,10 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 destination=slug,
                 source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
             continue
-        skip = rec.id in decided and rec.id not in read  # decided while this batch was held
-        read.add(rec.id)  # (a later copy in the same pass, e.g. a redrive, is not skipped)
+        at = decided.get(rec.id)  # decided by an earlier pass over this very copy (not a
+        skip = (at is not None and rec.id not in read and at[0] == m.topic  # later copy, e.g.
+                and at[1] == m.partition and m.offset <= at[2])  # a redrive, in this pass)
+        read.add(rec.id)
         if skip:
             continue
         carried[rec.id] = ev
@@ -215,6 +220,7 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 out += [(dlq, d.record.key.encode(), d.to_dead_letter()) for d in report.dead]
                 held = held or bool(report.held)
                 done += report.delivered + [d.record.id for d in report.dead]
+                done += [r.id for r in report.already]  # its `seen` outcome: written once
                 recorder = getattr(deliverer, "on_attempt", None)
                 if isinstance(recorder, streamproc.worker.outcomes.AttemptRecorder):
                     out += recorder.take(report.dead, report.already)  # produced with it
@@ -225,18 +231,25 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
             await rt.output.send_all(out)
         produced = True  # its dead letters and outcomes are on the broker: if what follows
         await ledger.flush()  # fails, the batch is read again, and what it decided is not
-    except BaseException:  # decided again (a second call, dead letter, outcomes)
+    except Exception:  # decided again (a second call, dead letter, outcomes)
         if produced:
-            decided.update(done)
+            _decide(decided, done, carried)
         raise
     finally:
         ledger.end()
     if held:
-        decided.update(done)
+        _decide(decided, done, carried)
         raise Held(slug, deliverer.hold_s())
-    decided.difference_update(read)  # done with them (a shorter re-read keeps the rest)
+    for record_id in read:  # done with them (a shorter re-read keeps the rest)
+        decided.pop(record_id, None)
     if len(decided) > MAX_DECIDED:  # ids of partitions revoked while held: never read here
         decided.clear()
+
+
+def _decide(decided: Decided, ids: list[str], carried: dict[str, Any]) -> None:
+    for record_id in ids:
+        m = carried[record_id].message
+        decided[record_id] = (m.topic, m.partition, m.offset)
 
 
 def _waiting(rt: Runtime, slug: str, sink: str) -> None:

@@ -70,7 +70,7 @@ def test_a_batch_of_a_paused_destination_is_held_after_its_dead_letters_and_mark
     api.respond = lambda doc: {"r1": httpx.Response(400), "r2": httpx.Response(200, json={}),
                                }.get(doc["items"][0]["id"], httpx.Response(401))
     r = rig(api, settings(max_attempts=2, retry_budget_s=3600.0))
-    ledger, sent, decided = Ledger(r.ledger), [], set()
+    ledger, sent, decided = Ledger(r.ledger), [], {}
     batch = _events(record(1), record(2), record(3))
     with pytest.raises(Held) as held:
         _deliver(r, ledger, sent, batch, decided)
@@ -100,7 +100,7 @@ def test_forced_records_delivered_in_a_held_batch_are_not_sent_again_on_the_re_r
     api.respond = lambda doc: httpx.Response(401 if doc["items"][0]["id"] == "r2" else 200,
                                              json={})
     r = rig(api, settings(max_attempts=2, retry_budget_s=3600.0))
-    ledger, sent, decided = Ledger(r.ledger), [], set()
+    ledger, sent, decided = Ledger(r.ledger), [], {}
     batch = _events(record(1), record(2), forced=True)
     with pytest.raises(Held):
         _deliver(r, ledger, sent, batch, decided)
@@ -114,7 +114,7 @@ def test_forced_records_delivered_in_a_held_batch_are_not_sent_again_on_the_re_r
 def test_an_unreadable_sink_record_is_dead_lettered_once_not_on_every_hold_cycle():
     api = FakeApi(httpx.Response(401))
     r = rig(api, settings(max_attempts=2, retry_budget_s=3600.0))
-    ledger, sent, decided = Ledger(r.ledger), [], set()
+    ledger, sent, decided = Ledger(r.ledger), [], {}
     batch = _events(b"not a sink record", record(1))
     for _ in range(2):
         with pytest.raises(Held):
@@ -135,7 +135,7 @@ def test_a_redrive_read_in_the_same_pass_as_its_held_original_is_delivered():
     api.respond = lambda doc: {"r1": httpx.Response(400)}.get(doc["items"][0]["id"],
                                                                 httpx.Response(401))
     r = rig(api, settings(max_attempts=2, retry_budget_s=3600.0))
-    ledger, sent, decided = Ledger(r.ledger), [], set()
+    ledger, sent, decided = Ledger(r.ledger), [], {}
     with pytest.raises(Held):
         _deliver(r, ledger, sent, _events(record(1), record(2)), decided)
     assert _sent_ids(api, "r1") == 1 and len(sent) == 1  # r1 dead-lettered once

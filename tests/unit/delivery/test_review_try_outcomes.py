@@ -135,13 +135,13 @@ async def test_a_delivered_record_keeps_its_try_outcome_when_the_batch_is_cut_sh
 
     d1._sleep = stopped
     with pytest.raises(asyncio.CancelledError):
-        await deliver_batch(_runtime(sent), "fake", events, d1, ledger, set())
+        await deliver_batch(_runtime(sent), "fake", events, d1, ledger, {})
     assert ledger.seen("r1")  # delivered and remembered
     # restart: a new worker process (new Outcomes, recorder, deliverer), same ledger store
     api.respond = lambda doc: OK
     o2 = Outcomes(load_settings({}), "outcomes")
     d2 = _deliverer(api, FakeClock(), ledger.inner, o2, max_attempts=5)
-    await deliver_batch(_runtime(sent), "fake", events, d2, ledger, set())
+    await deliver_batch(_runtime(sent), "fake", events, d2, ledger, {})
     from streamproc.ops.trace import timeline
 
     docs = _docs(sent)  # m1's `try ok` was never produced; the re-read says it was `seen`
@@ -207,11 +207,11 @@ async def test_a_sink_replay_of_a_delivered_record_does_not_leave_the_trace_at_r
     d = _deliverer(api, clock, ledger.inner, o)
     sent: list = []
     events = _events(_rec(1))
-    await deliver_batch(_runtime(sent), "fake", events, d, ledger, set())
+    await deliver_batch(_runtime(sent), "fake", events, d, ledger, {})
     docs = _docs(sent)
     docs.append({**replay_docs("sink", "fake", events[0].message, "sink")[0],
                  "t": docs[-1]["t"] + 1})
-    await deliver_batch(_runtime(sent), "fake", events, d, ledger, set())  # the replayed copy
+    await deliver_batch(_runtime(sent), "fake", events, d, ledger, {})  # the replayed copy
     assert len(api.calls) == 1  # skipped by the ledger, as designed
     docs += _docs(sent[1:])
     route = {"k": "route", "m": "m1", "t": docs[0]["t"] - 1, "st": "users",
@@ -240,7 +240,7 @@ async def test_a_batch_failing_after_its_outputs_does_not_dead_letter_and_trace_
     o = Outcomes(load_settings({}), "outcomes")
     d = _deliverer(api, clock, ledger.inner, o)
     sent: list = []
-    events, decided = _events(_rec(1)), set()
+    events, decided = _events(_rec(1)), {}
     with pytest.raises(RuntimeError):
         await deliver_batch(_runtime(sent), "fake", events, d, ledger, decided)
     await deliver_batch(_runtime(sent), "fake", events, d, ledger, decided)  # read again
