@@ -183,7 +183,7 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     person = next((d for d in events if d.get("u") or d.get("e")), first)  # the route outcome
     dead_at: dict[str, str] = {}  # the topic a routing dead letter was read from -> its key
     again = False  # the input was sent again (a replay or redrive): its routing starts over
-    restarted: set[tuple[str, Any]] = set()  # records routed since it was sent again
+    restarted: set[tuple[str, str]] = set()  # records routed since it was sent again
 
     def record(dest: Any, rid: Any) -> dict[str, Any]:
         dest = str(dest)
@@ -208,8 +208,8 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
                 dests[str(dest)] = {"state": "dropped", "reason": reason}
             for dest, rid, _op in _rows(d.get("to"), 3):
                 st = record(dest, rid)
-                if again and (dest, rid) not in restarted:  # routed anew: starts again
-                    restarted.add((dest, rid))
+                if again and (dest, str(rid)) not in restarted:  # routed anew: starts again
+                    restarted.add((dest, str(rid)))
                     st.clear()
                     st["state"] = "routed"
             if d.get("held"):

@@ -194,3 +194,12 @@ def test_a_redrive_and_the_redriven_records_delivery_in_the_same_millisecond():
             {"k": "redrive", "m": "m", "t": 9, "d": "mailmodo", "id": "a", "to": "sink.mailmodo"},
             _try(9, 1, 200, "ok")]
     assert timeline("m", docs)["destinations"]["mailmodo"]["state"] == "delivered"  # FAILS
+
+
+def test_a_route_row_with_an_odd_delivery_id_after_a_replay_does_not_break_the_trace():
+    """A `to` row whose delivery id is not a string (a list) once the input was replayed: the
+    record is restarted under its text, not a TypeError (an unhashable id)."""
+    docs = [{"k": "in", "m": "m", "t": 0}, {"k": "replay", "m": "m", "t": 1, "to": "segment.raw"},
+            {"k": "route", "m": "m", "t": 2, "st": "users", "to": [["mailmodo", ["a"], "ev"]]}]
+    assert timeline("m", docs)["destinations"]["mailmodo"]["state"] == "routed"
+    render_text("m", [timeline("m", docs)])
