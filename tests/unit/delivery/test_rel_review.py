@@ -3,89 +3,25 @@ before its fix."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from delivery_fakes import FakeApi, FakeClock, build_client, destination, settings, WALL_OFFSET
+from outcome_fakes import (DOWN, OK, LedgerSurface, deliverer, docs_of,
+                           held_after_three_tries, rec, repairing_deliverer, runtime,
+                           sink_events)
+from delivery_fakes import FakeApi, FakeClock
 from streamproc.config.settings import load_settings
-from streamproc.core.force_header import FORCE_HEADER
-from streamproc.core.metrics import Metrics
-from streamproc.core.outcome_codec import decode_docs
-from streamproc.core.records import SinkRecord
-from streamproc.delivery.engine import Deliverer
 from streamproc.delivery.ledger import InMemoryLedger
 from streamproc.delivery.outage import Held
 from streamproc.worker.deliver_agents import deliver_batch
-from streamproc.worker.outcomes import AttemptRecorder, Outcomes
-
-OK = httpx.Response(200, json={})
-DOWN = httpx.Response(503, text="upstream unavailable")
-
-
-def _rec(n: int) -> SinkRecord:
-    return SinkRecord(destination="fake", op="send", key=f"user-{n}", id=f"r{n}",
-                      payload={"n": n}, source={"topic": "t", "offset": n, "message_id": f"m{n}"},
-                      created_at=WALL_OFFSET + 990.0)
-
-
-def _deliverer(api, clock, ledger, outcomes, **kw):
-    s = settings(**kw)
-    dest = destination()
-    client = build_client(dest, s, transport=httpx.MockTransport(api))
-    return Deliverer(dest, s, client, ledger, Metrics(), clock=clock, sleep=clock.sleep,
-                     wall=clock.wall, rng=lambda: 0.5,
-                     on_attempt=AttemptRecorder(outcomes, "fake"))
-
-
-def _docs(outs, topic="outcomes"):
-    return [d for t, _, v, *_ in outs if t == topic for d in decode_docs(v)]
-
-
-class _Ledger:
-    def __init__(self, inner):
-        self.inner = inner
-
-    def begin(self, events):
-        pass
-
-    def end(self):
-        pass
-
-    def seen_many(self, ids):
-        return {i for i in ids if self.inner.seen(i)}
-
-    def seen(self, i):
-        return self.inner.seen(i)
-
-    def mark(self, ids, at):
-        self.inner.mark(ids, at)
-
-    async def flush(self):
-        pass
-
-
-def _runtime(sent):
-    async def send_all(out):
-        sent.extend(out)
-
-    dests = {"fake": SimpleNamespace(dead_letter=SimpleNamespace(name="dlq.fake"))}
-    return SimpleNamespace(topology=SimpleNamespace(destinations=dests), metrics=Metrics(),
-                           output=SimpleNamespace(send_all=send_all))
-
-
-def _events(*records, first_offset=0, forced=False):
-    headers = [(FORCE_HEADER, b"1")] if forced else None
-    return [SimpleNamespace(message=SimpleNamespace(
-        value=r.dumps(), key=r.key.encode(), headers=headers, topic="sink", partition=0,
-        offset=first_offset + n)) for n, r in enumerate(records)]
+from streamproc.worker.outcomes import Outcomes
 
 
 # -- 1. `decided` filled on a failure after which the batch is not read again here ------
 
 
-class _FailedFlush(_Ledger):
+class _FailedFlush(LedgerSurface):
     """The changelog flush fails (broker trouble); the batch's partitions are rewound, but a
     rebalance (often caused by the same broker trouble) revokes the partition before the
     re-read: the batch is NOT read again by this worker, so `decided` is never cleaned."""
@@ -101,15 +37,15 @@ async def test_a_redrive_after_a_failed_flush_and_a_revocation_is_delivered():
     clock = FakeClock()
     ledger = _FailedFlush(InMemoryLedger(3600, clock=clock.wall))
     api = FakeApi(httpx.Response(400, text='{"error": "bad"}'))
-    d = _deliverer(api, clock, ledger.inner, Outcomes(load_settings({}), "outcomes"))
+    d = deliverer(api, clock, ledger.inner, Outcomes(load_settings({}), "outcomes"))
     sent, decided = [], {}
     with pytest.raises(RuntimeError):  # r1 dead-lettered, the flush fails; revoked before re-read
-        await deliver_batch(_runtime(sent), "fake", _events(_rec(1)), d, ledger, decided)
+        await deliver_batch(runtime(sent), "fake", sink_events(rec(1)), d, ledger, decided)
     assert len([x for x in sent if x[0] == "dlq.fake"]) == 1
     # hours later (partition back here, or never moved): the operator fixed the cause and
     # runs `dlq redrive`: r1's copy is a new sink record at a later offset
     api.script = [OK]
-    await deliver_batch(_runtime(sent), "fake", _events(_rec(1), first_offset=500), d, ledger,
+    await deliver_batch(runtime(sent), "fake", sink_events(rec(1), first_offset=500), d, ledger,
                         decided)
     assert ledger.seen("r1"), ("the redriven r1 was skipped as 'decided' and acknowledged: "
                                "neither delivered nor dead-lettered")
@@ -119,13 +55,13 @@ async def test_a_forced_replay_after_a_failed_flush_and_a_revocation_is_sent():
     clock = FakeClock()
     ledger = _FailedFlush(InMemoryLedger(3600, clock=clock.wall))
     api = FakeApi(OK)
-    d = _deliverer(api, clock, ledger.inner, Outcomes(load_settings({}), "outcomes"))
+    d = deliverer(api, clock, ledger.inner, Outcomes(load_settings({}), "outcomes"))
     sent, decided = [], {}
     with pytest.raises(RuntimeError):
-        await deliver_batch(_runtime(sent), "fake", _events(_rec(2)), d, ledger, decided)
+        await deliver_batch(runtime(sent), "fake", sink_events(rec(2)), d, ledger, decided)
     assert len(api.calls) == 1
     # later: `streamproc replay sink.fake --force` (the vendor lost the data)
-    await deliver_batch(_runtime(sent), "fake", _events(_rec(2), first_offset=900, forced=True),
+    await deliver_batch(runtime(sent), "fake", sink_events(rec(2), first_offset=900, forced=True),
                         d, ledger, decided)
     assert len(api.calls) == 2, "the forced replay was silently skipped (decided)"
 
@@ -135,18 +71,18 @@ async def test_a_forced_replay_after_a_failed_flush_and_a_revocation_is_sent():
 
 async def test_a_held_batch_writes_one_seen_outcome_per_already_delivered_record():
     clock = FakeClock()
-    ledger = _Ledger(InMemoryLedger(3600, clock=clock.wall))
+    ledger = LedgerSurface(InMemoryLedger(3600, clock=clock.wall))
     ledger.inner.mark(["r1"], clock.wall())  # r1 delivered earlier (e.g. an input replay)
     api = FakeApi(DOWN)
-    d = _deliverer(api, clock, ledger.inner, Outcomes(load_settings({}), "outcomes"),
+    d = deliverer(api, clock, ledger.inner, Outcomes(load_settings({}), "outcomes"),
                    max_attempts=2, retry_budget_s=3600.0)
     sent, decided = [], {}
-    batch = _events(_rec(1), _rec(2))
+    batch = sink_events(rec(1), rec(2))
     for _ in range(5):  # the outage: the batch is read again at every probe
         with pytest.raises(Held):
-            await deliver_batch(_runtime(sent), "fake", batch, d, ledger, decided)
+            await deliver_batch(runtime(sent), "fake", batch, d, ledger, decided)
         clock.now += 60.0
-    seen = [x for x in _docs(sent) if x["k"] == "seen"]
+    seen = [x for x in docs_of(sent) if x["k"] == "seen"]
     assert len(seen) == 1, f"{len(seen)} `seen` outcomes for m1 (one per hold cycle)"
 
 
@@ -158,19 +94,13 @@ async def test_a_forced_replay_of_a_record_held_earlier_starts_at_attempt_1():
     delivers it. Days later the partition is back and the operator force-replays r1: this
     Deliverer still has r1 in _held (never aged, cleared only past 10,000 entries) and numbers
     the new send attempt 4, its first_at days old."""
-    clock, o = FakeClock(), Outcomes(load_settings({}), "outcomes")
-    api = FakeApi(DOWN)
-    d = _deliverer(api, clock, InMemoryLedger(3600, clock=clock.wall), o, max_attempts=3,
-                   retry_budget_s=600.0)
-    report = await d.deliver([_rec(1)])
-    assert report.held == ["r1"]
-    d.on_attempt.take()
+    clock, o, api, d = await held_after_three_tries(600.0)
     clock.now += 3 * 86400  # outage long over (answered by other records meanwhile)
     d.outage.answered([])
     api.script = [OK]
-    report = await d.deliver([_rec(1)], force=True)
+    report = await d.deliver([rec(1)], force=True)
     assert report.delivered == ["r1"]
-    tries = [x["n"] for x in _docs(d.on_attempt.take()) if x["k"] == "try"]
+    tries = [x["n"] for x in docs_of(d.on_attempt.take()) if x["k"] == "try"]
     assert tries == [1], f"the replay's first HTTP attempt is numbered {tries}"
 
 
@@ -181,22 +111,11 @@ async def test_a_record_held_because_its_repair_met_401_is_not_recorded_as_refus
     """The 400's repair fix gets 401: the destination pauses and the record is kept (held),
     to be sent again; its `try` (and the status page's recent failures) still say
     r='failed' ('refused'), the sibling of the transient-repair case the change fixed."""
-    from streamproc.destinations.request import HttpRequest
-
-    meta = HttpRequest("POST", "/meta", {"Name": "plan"}, [], "contactmetadata")
-    api = FakeApi()
-    api.respond = lambda doc: (httpx.Response(401, text="bad key") if doc["_path"] == "/v1/meta"
-                               else httpx.Response(400, text="undefined property plan"))
-    clock, o = FakeClock(), Outcomes(load_settings({}), "outcomes")
-    s = settings(max_attempts=2)
-    dest = destination(repair=lambda req, code, body: [meta])
-    d = Deliverer(dest, s, build_client(dest, s, transport=httpx.MockTransport(api)),
-                  InMemoryLedger(3600, clock=clock.wall), Metrics(), clock=clock,
-                  sleep=clock.sleep, wall=clock.wall, rng=lambda: 0.5,
-                  on_attempt=AttemptRecorder(o, "fake"))
-    report = await d.deliver([_rec(1)])
+    o = Outcomes(load_settings({}), "outcomes")
+    d = repairing_deliverer(401, o)
+    report = await d.deliver([rec(1)])
     assert report.held == ["r1"] and not report.dead
-    docs = _docs(d.on_attempt.take(report.dead))
+    docs = docs_of(d.on_attempt.take(report.dead))
     assert [(x["k"], x.get("r")) for x in docs] != [("try", "failed")], \
         "a record kept for a later call is recorded as refused"
     assert not [f for f in o.recent_failures("fake") if f.get("r") == "failed"]

@@ -8,40 +8,18 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from delivery_fakes import FakeApi, FakeClock, build_client, destination, settings, WALL_OFFSET
+from outcome_fakes import (OK, LedgerSurface, deliverer, docs_of,
+                           held_after_three_tries, rec, repairing_deliverer, runtime,
+                           sink_events)
+from delivery_fakes import FakeApi, FakeClock, settings
 from streamproc.config.settings import load_settings
 from streamproc.core.metrics import Metrics
-from streamproc.core.outcome_codec import decode_docs
-from streamproc.core.records import SinkRecord
-from streamproc.delivery.engine import Deliverer
 from streamproc.delivery.ledger import InMemoryLedger
 from streamproc.delivery.outage import Outage
 from streamproc.destinations.outcomes import classify_status
 from streamproc.worker.deliver_agents import deliver_batch
-from streamproc.worker.outcomes import AttemptRecorder, Outcomes
+from streamproc.worker.outcomes import Outcomes
 from streamproc.worker.scrub import Scrubber
-
-OK = httpx.Response(200, json={})
-DOWN = httpx.Response(503, text="upstream unavailable")
-
-
-def _rec(n: int) -> SinkRecord:
-    return SinkRecord(destination="fake", op="send", key=f"user-{n}", id=f"r{n}",
-                      payload={"n": n}, source={"topic": "t", "offset": n, "message_id": f"m{n}"},
-                      created_at=WALL_OFFSET + 990.0)
-
-
-def _deliverer(api, clock, ledger, outcomes, **kw):
-    s = settings(**kw)
-    dest = destination()
-    client = build_client(dest, s, transport=httpx.MockTransport(api))
-    return Deliverer(dest, s, client, ledger, Metrics(), clock=clock, sleep=clock.sleep,
-                     wall=clock.wall, rng=lambda: 0.5,
-                     on_attempt=AttemptRecorder(outcomes, "fake"))
-
-
-def _docs(outs, topic="outcomes"):
-    return [d for t, _, v, *_ in outs if t == topic for d in decode_docs(v)]
 
 
 # ---------------------------------------------------------------- F: attempt numbers restart
@@ -51,18 +29,11 @@ async def test_attempt_numbers_and_dead_attempts_count_across_an_outage_hold():
     """A record fails 3 times (n=1..3), the destination is paused and the batch held; past
     the budget it is sent once more and dead-lettered. The 4th HTTP attempt is recorded as
     `attempt 1` and the dead outcome says `1 attempt(s)`."""
-    clock, o = FakeClock(), Outcomes(load_settings({}), "outcomes")
-    api = FakeApi(DOWN)
-    d = _deliverer(api, clock, InMemoryLedger(3600, clock=clock.wall), o, max_attempts=3,
-                   retry_budget_s=60.0)
-    report = await d.deliver([_rec(1)])
-    assert report.held == ["r1"]
-    first = [x["n"] for x in _docs(d.on_attempt.take(report.dead))]
-    assert first == [1, 2, 3]
+    clock, o, api, d = await held_after_three_tries(60.0)
     clock.now += 3600  # past the budget: draining, sent once and dead-lettered
-    report = await d.deliver([_rec(1)])
+    report = await d.deliver([rec(1)])
     assert [x.record.id for x in report.dead] == ["r1"]
-    docs = _docs(d.on_attempt.take(report.dead))
+    docs = docs_of(d.on_attempt.take(report.dead))
     tries = [x["n"] for x in docs if x["k"] == "try"]
     dead = [x["n"] for x in docs if x["k"] == "dead"]
     assert len(api.calls) == 4
@@ -73,47 +44,6 @@ async def test_attempt_numbers_and_dead_attempts_count_across_an_outage_hold():
 # ---------------------------------------------------------------- F: lost `try` after ledger mark
 
 
-class _Ledger:
-    """TableLedger's batch surface over an InMemoryLedger that survives a 'restart' (the
-    RocksDB store / changelog: mark writes the local store at once)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def begin(self, events):
-        pass
-
-    def end(self):
-        pass
-
-    def seen_many(self, ids):
-        return {i for i in ids if self.inner.seen(i)}
-
-    def seen(self, i):
-        return self.inner.seen(i)
-
-    def mark(self, ids, at):
-        self.inner.mark(ids, at)
-
-    async def flush(self):
-        pass
-
-
-def _runtime(sent):
-    async def send_all(out):
-        sent.extend(out)
-
-    dests = {"fake": SimpleNamespace(dead_letter=SimpleNamespace(name="dlq.fake"))}
-    return SimpleNamespace(topology=SimpleNamespace(destinations=dests), metrics=Metrics(),
-                           output=SimpleNamespace(send_all=send_all))
-
-
-def _events(*records):
-    return [SimpleNamespace(message=SimpleNamespace(
-        value=r.dumps(), key=r.key.encode(), headers=None, topic="sink", partition=0,
-        offset=n)) for n, r in enumerate(records)]
-
-
 async def test_a_delivered_record_keeps_its_try_outcome_when_the_batch_is_cut_short():
     """r1 is accepted at once; r2 gets 429 Retry-After and the worker is stopped during the
     wait (CancelledError: a deploy). r1 is already in the ledger (mark writes the store and
@@ -121,30 +51,30 @@ async def test_a_delivered_record_keeps_its_try_outcome_when_the_batch_is_cut_sh
     produced. After the restart the re-read skips r1 as delivered: no outcome at all says
     it was delivered; `trace m1` ends at 'routed' forever."""
     clock = FakeClock()
-    ledger = _Ledger(InMemoryLedger(3600, clock=clock.wall))
+    ledger = LedgerSurface(InMemoryLedger(3600, clock=clock.wall))
     api = FakeApi()
     api.respond = lambda doc: (OK if doc["items"][0]["id"] == "r1" else httpx.Response(
         429, headers={"retry-after": "5"}))
-    events = _events(_rec(1), _rec(2))
+    events = sink_events(rec(1), rec(2))
     sent: list = []
     o1 = Outcomes(load_settings({}), "outcomes")
-    d1 = _deliverer(api, clock, ledger.inner, o1, max_attempts=5)
+    d1 = deliverer(api, clock, ledger.inner, o1, max_attempts=5)
 
     async def stopped(_s):
         raise asyncio.CancelledError
 
     d1._sleep = stopped
     with pytest.raises(asyncio.CancelledError):
-        await deliver_batch(_runtime(sent), "fake", events, d1, ledger, {})
+        await deliver_batch(runtime(sent), "fake", events, d1, ledger, {})
     assert ledger.seen("r1")  # delivered and remembered
     # restart: a new worker process (new Outcomes, recorder, deliverer), same ledger store
     api.respond = lambda doc: OK
     o2 = Outcomes(load_settings({}), "outcomes")
-    d2 = _deliverer(api, FakeClock(), ledger.inner, o2, max_attempts=5)
-    await deliver_batch(_runtime(sent), "fake", events, d2, ledger, {})
+    d2 = deliverer(api, FakeClock(), ledger.inner, o2, max_attempts=5)
+    await deliver_batch(runtime(sent), "fake", events, d2, ledger, {})
     from streamproc.ops.trace import timeline
 
-    docs = _docs(sent)  # m1's `try ok` was never produced; the re-read says it was `seen`
+    docs = docs_of(sent)  # m1's `try ok` was never produced; the re-read says it was `seen`
     assert [(x["k"], x["m"]) for x in docs if x["k"] == "seen"] == [("seen", "m1")]
     route = {"k": "route", "m": "m1", "t": 0, "st": "users", "to": [["fake", "r1", "send"]]}
     m1 = [x for x in docs if x["m"] == "m1"]
@@ -201,19 +131,19 @@ async def test_a_sink_replay_of_a_delivered_record_does_not_leave_the_trace_at_r
     from streamproc.ops.trace import timeline
 
     clock = FakeClock()
-    ledger = _Ledger(InMemoryLedger(3600, clock=clock.wall))
+    ledger = LedgerSurface(InMemoryLedger(3600, clock=clock.wall))
     api = FakeApi(OK)
     o = Outcomes(load_settings({}), "outcomes")
-    d = _deliverer(api, clock, ledger.inner, o)
+    d = deliverer(api, clock, ledger.inner, o)
     sent: list = []
-    events = _events(_rec(1))
-    await deliver_batch(_runtime(sent), "fake", events, d, ledger, {})
-    docs = _docs(sent)
+    events = sink_events(rec(1))
+    await deliver_batch(runtime(sent), "fake", events, d, ledger, {})
+    docs = docs_of(sent)
     docs.append({**replay_docs("sink", "fake", events[0].message, "sink")[0],
                  "t": docs[-1]["t"] + 1})
-    await deliver_batch(_runtime(sent), "fake", events, d, ledger, {})  # the replayed copy
+    await deliver_batch(runtime(sent), "fake", events, d, ledger, {})  # the replayed copy
     assert len(api.calls) == 1  # skipped by the ledger, as designed
-    docs += _docs(sent[1:])
+    docs += docs_of(sent[1:])
     route = {"k": "route", "m": "m1", "t": docs[0]["t"] - 1, "st": "users",
              "to": [["fake", "r1", "send"]]}
     state = timeline("m1", [route, *docs])["destinations"]["fake"]["state"]
@@ -227,7 +157,7 @@ async def test_a_batch_failing_after_its_outputs_does_not_dead_letter_and_trace_
     again and dead-lettered and traced a second time."""
     clock = FakeClock()
 
-    class FlakyLedger(_Ledger):
+    class FlakyLedger(LedgerSurface):
         fails = 1
 
         async def flush(self):
@@ -238,14 +168,14 @@ async def test_a_batch_failing_after_its_outputs_does_not_dead_letter_and_trace_
     ledger = FlakyLedger(InMemoryLedger(3600, clock=clock.wall))
     api = FakeApi(httpx.Response(400, text='{"error": "bad"}'))
     o = Outcomes(load_settings({}), "outcomes")
-    d = _deliverer(api, clock, ledger.inner, o)
+    d = deliverer(api, clock, ledger.inner, o)
     sent: list = []
-    events, decided = _events(_rec(1)), {}
+    events, decided = sink_events(rec(1)), {}
     with pytest.raises(RuntimeError):
-        await deliver_batch(_runtime(sent), "fake", events, d, ledger, decided)
-    await deliver_batch(_runtime(sent), "fake", events, d, ledger, decided)  # read again
+        await deliver_batch(runtime(sent), "fake", events, d, ledger, decided)
+    await deliver_batch(runtime(sent), "fake", events, d, ledger, decided)  # read again
     dlq = [x for x in sent if x[0] == "dlq.fake"]
-    dead = [x for x in _docs(sent) if x["k"] == "dead"]
+    dead = [x for x in docs_of(sent) if x["k"] == "dead"]
     assert (len(api.calls), len(dlq), len(dead)) == (1, 1, 1)
 
 
@@ -253,21 +183,10 @@ async def test_a_try_the_engine_retries_is_not_recorded_as_refused():
     """A permanent 400 whose repair fix fails transiently: the engine retries the record
     (Retryable, a later round), but the `try` already said r='failed' ('refused'); every
     attempt reads 'refused' up to the retries_exhausted dead letter."""
-    from streamproc.destinations.request import HttpRequest
-
-    meta = HttpRequest("POST", "/meta", {"Name": "plan"}, [], "contactmetadata")
-    api = FakeApi()
-    api.respond = lambda doc: (httpx.Response(503, text="busy") if doc["_path"] == "/v1/meta"
-                               else httpx.Response(400, text="undefined property plan"))
-    clock, o = FakeClock(), Outcomes(load_settings({}), "outcomes")
-    s = settings(max_attempts=2)
-    dest = destination(repair=lambda req, code, body: [meta])
-    d = Deliverer(dest, s, build_client(dest, s, transport=httpx.MockTransport(api)),
-                  InMemoryLedger(3600, clock=clock.wall), Metrics(), clock=clock,
-                  sleep=clock.sleep, wall=clock.wall, rng=lambda: 0.5,
-                  on_attempt=AttemptRecorder(o, "fake"))
-    report = await d.deliver([_rec(1)])
+    o = Outcomes(load_settings({}), "outcomes")
+    d = repairing_deliverer(503, o)
+    report = await d.deliver([rec(1)])
     assert [x.reason for x in report.dead] == ["retries_exhausted"]
-    docs = _docs(d.on_attempt.take(report.dead))
+    docs = docs_of(d.on_attempt.take(report.dead))
     assert [(x["k"], x.get("r")) for x in docs] == [
         ("try", "retry"), ("try", "retry"), ("dead", "retries_exhausted")]
