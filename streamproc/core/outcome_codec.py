@@ -193,11 +193,9 @@ def envelope_ref(m: Any, env: Any) -> tuple[str, str]:
     """(envelope_id, the field it is: one of ID_FIELDS, "" for topic:partition:offset). Its
     field is source_id for a follow-up of an input (a contact update of an identify, an alias
     merge): traced under the id of the input it came from."""
-    if env is not None:
-        attr = id_attr(env)
-        mid = getattr(env, attr, None) if attr else None
-        if mid:
-            return mid, attr
+    mid = message_id(env) if env is not None else None
+    if mid:
+        return mid, id_attr(env)
     try:
         doc = orjson.loads(m.value)
         for attr in ID_FIELDS:

@@ -16,8 +16,8 @@ from streamproc.delivery.backoff import FULL_JITTER, BackoffPolicy
 from streamproc.delivery.client import send
 from streamproc.delivery.ledger import Ledger
 from streamproc.delivery.outage import Outage
-from streamproc.delivery.progress import (Progress as _Progress, Round as _Round, keep,
-                                          order_keys, resume, unseen)
+from streamproc.delivery.progress import (HeldTries, Progress as _Progress, Round as _Round,
+                                          keep, order_keys, resume, unseen)
 from streamproc.delivery.ratelimit import SendGate
 from streamproc.delivery.report import (RETRIES_EXHAUSTED, DeadRecord, DeliveryReport,
                                         map_records, reasoned)
@@ -56,7 +56,7 @@ class Deliverer:
                                     jitter=jitter, max_retry_after_s=d.max_retry_time_s,
                                     max_elapsed_s=d.max_retry_time_s)
         self.paused, self._paused_since, self._auth_probe_at = False, 0.0, 0.0  # on 401/403
-        self._held: dict[str, Any] = {}  # attempts of held records (progress.resume), kept
+        self._held: HeldTries = {}  # attempts of held records (progress.resume), kept
         self._held_s = 2 * d.retry_budget_s + 3600  # as long as a hold can last, and more
         metrics.auth_paused.labels(self.name).set(0)
         self.outage = Outage(self.name, d, metrics, clock=clock, wall=wall)
@@ -380,8 +380,8 @@ class Deliverer:
         log.error("DESTINATION %s PAUSED: HTTP %s on %s (credentials rejected). Its records are "
                   "kept, not dead-lettered; probing every %gs until it answers. Check the %s "
                   "credentials and account.", self.name, status, request.kind,
-                  self.delivery.auth_probe_interval_s, self.name, extra={"destination": self.name,
-                                                                         "status": status})
+                  self.delivery.auth_probe_interval_s, self.name,
+                  extra={"destination": self.name, "status": status})
 
     def _resume(self) -> None:
         if not self.paused:

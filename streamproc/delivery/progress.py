@@ -76,22 +76,26 @@ def _seen(ledger: Any, record_ids: list[str], name: str) -> set[str]:
 
 
 HELD_KEPT = 10_000  # held records whose attempts are carried to their next call, at most
-Held = dict[str, tuple[int, float | None, float]]  # id -> attempts, first attempt, when held
+# held record id -> (attempts, first attempt time, when it was held)
+HeldTries = dict[str, tuple[int, float | None, float]]
 
 
-def resume(progress: dict[str, Progress], held: Held, now: float, max_age: float) -> None:
+def resume(progress: dict[str, Progress], held: HeldTries, now: float,
+           max_age: float) -> None:
     """Records held by an earlier call (an outage or auth pause) go on with its attempt count
     and first attempt time: their attempt numbers and dead letters count every HTTP attempt,
     not those of the last call. Only the count toward max_attempts restarts (per call). An
     entry older than `max_age` (longer than a hold lasts: the record was read elsewhere
     meanwhile, a later replay of its id is a new delivery) starts again at 1."""
+    if not held:  # the usual case: nothing was held
+        return
     for record_id, p in progress.items():
         earlier = held.pop(record_id, None)
         if earlier is not None and now - earlier[2] <= max_age:
             p.attempts, p.first_at = earlier[0], earlier[1]
 
 
-def keep(report: Any, progress: dict[str, Progress], held: Held, now: float,
+def keep(report: Any, progress: dict[str, Progress], held: HeldTries, now: float,
          max_age: float) -> None:
     """Remember the attempts of the records a call held (see resume); bounded: entries older
     than `max_age` go first."""

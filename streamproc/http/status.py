@@ -174,12 +174,9 @@ def _outage(rt: Runtime, slug: str) -> dict[str, Any]:
 
 def _scrubber(rt: Runtime) -> Any:
     """The worker's outcome scrubber, or one like it when outcomes are off."""
-    from streamproc.worker.scrub import Scrubber, configured_secrets
+    from streamproc.worker.scrub import outcome_scrubber
 
-    if rt.outcomes is not None:
-        return rt.outcomes.scrub
-    return Scrubber(configured_secrets(rt.settings), mask=rt.settings.outcomes.mask_emails,
-                    limit=rt.settings.outcomes.body_chars)
+    return rt.outcomes.scrub if rt.outcomes is not None else outcome_scrubber(rt.settings)
 
 
 def page_html() -> bytes:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import (
-    ID_ATTR, PACKED, decoded, envelope_ref, message_id, pack_values, person_hash,
+    ID_ATTR, PACKED, decoded, envelope_ref, id_attr, message_id, pack_values, person_hash,
     raw_message_id,
 )
-from streamproc.worker.scrub import Scrubber, configured_secrets, mask_key
+from streamproc.worker.scrub import mask_key, outcome_scrubber
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
@@ -34,15 +34,13 @@ class Outcomes:
     """The worker's outcome writer (rt.outcomes, None when switched off)."""
 
     def __init__(self, settings: Any, topic: str, partitions: int = 6) -> None:
-        cfg = settings.outcomes
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
         # its `in` rows: (source, topic) -> per outcomes partition, rows (message id,
         # partition, offset), put where they go as they are made (ingest_outs)
         self.ins: dict[tuple[str, str], list[list[tuple[str, int, int]]]] = {}
         self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
-        self.scrub = Scrubber(configured_secrets(settings), mask=cfg.mask_emails,
-                              limit=cfg.body_chars)
+        self.scrub = outcome_scrubber(settings)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
         self.oversized = 0  # documents dropped as too large for a record (pack_values)
         self._people: dict[str, tuple[str, str]] = {}  # email -> (as shown, person_hash)
@@ -186,8 +184,7 @@ class Outcomes:
         held = (getattr(res, "held", 0) or None) if holds else None  # a count
         attr = ID_ATTR.get(type(msg))
         if attr is None:
-            message_id(msg)
-            attr = ID_ATTR[type(msg)]
+            attr = id_attr(msg)
         own = (getattr(msg, attr) or None) if attr else None
         if not own:
             if not sinks:
@@ -294,6 +291,11 @@ class Outcomes:
                  "s": d.status, "n": d.attempts}
                 for d in dead if d.record.source.get("message_id")]
 
+    def seen_outs(self, dest: str, records: Iterable[Any]) -> list[dict[str, Any]]:
+        now = round(time.time(), 3)
+        return [{"k": "seen", "m": r.source["message_id"], "t": now, "d": dest, "id": r.id}
+                for r in records if r.source.get("message_id")]
+
     def recent_failures(self, dest: str) -> list[dict[str, Any]]:
         return list(self.failures.get(dest, ()))
 
@@ -316,9 +318,7 @@ class AttemptRecorder:
         trace says delivered, not routed."""
         docs, self.pending = self.pending, []
         docs += self.outcomes.dead_outs(self.dest, dead)
-        now = round(time.time(), 3)
-        docs += [{"k": "seen", "m": r.source["message_id"], "t": now, "d": self.dest,
-                  "id": r.id} for r in already if r.source.get("message_id")]
+        docs += self.outcomes.seen_outs(self.dest, already)
         return self.outcomes.pack(docs) if docs else []
 
 
@@ -329,8 +329,6 @@ def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]
     for item in items:
         parts[crc32(item[key].encode()) % n].append(item)
     return {g: part for g, part in enumerate(parts) if part}
-
-
 
 
 def install(rt: Runtime) -> Outcomes | None:

@@ -66,6 +66,12 @@ class Scrubber:
         return mask_email(email) if self.mask else email
 
 
+def outcome_scrubber(settings: Any) -> Scrubber:
+    """The scrubber of outcome texts (and of what the status page quotes of responses)."""
+    cfg = settings.outcomes
+    return Scrubber(configured_secrets(settings), mask=cfg.mask_emails, limit=cfg.body_chars)
+
+
 def configured_secrets(settings: Any) -> list[str]:
     """What the log filter masks (core.logs.secrets_of: every credential, the Kafka SASL
     password, the Basic tokens built from them), and Mailjet's public API key."""
