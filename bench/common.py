@@ -388,6 +388,26 @@ def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]
     return asyncio.run(_end_offsets(bootstrap, topics))
 
 
+async def _delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        if names:
+            await admin.delete_topics(names, timeout_ms=60_000)
+        return names
+    finally:
+        await admin.close()
+
+
+def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a burst's raw, internal, sink and outcome topics,
+    and its app's changelogs), so the next burst runs on a broker in the same state: kept, a
+    burst's topics made the broker work for them during the next ones (its log cleaner
+    compacting their changelogs), and later rounds of an A/B ran on a busier host."""
+    return asyncio.run(_delete_topics(bootstrap, prefix))
+
+
 async def _group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

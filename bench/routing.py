@@ -23,7 +23,9 @@ inputs and events/s, with the ratio of the means ("ab").
 Throughput = inputs / (first internal record appended -> last sink record appended), from
 broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
 counted. Latency = sink record append time - input record time (the producer's send time).
-Also CPU-seconds per 1k inputs (from /proc), which a busy host disturbs much less."""
+Also CPU-seconds per 1k inputs (from /proc), which a busy host disturbs much less. Each burst
+deletes its topics once read back (bench.common.delete_topics), so that every burst of an A/B
+runs on a broker in the same state."""
 
 from __future__ import annotations
 
@@ -41,9 +43,9 @@ import orjson
 
 from bench import gen
 from bench.common import (
-    ROOT, Broker, CpuSampler, Progress, Worker, Workdir, create_topics, end_offsets, env_int,
-    latency_summary, log, metric_values, new_prefix, produce, produce_at_rate, read_topics,
-    write_result,
+    ROOT, Broker, CpuSampler, Progress, Worker, Workdir, create_topics, delete_topics,
+    end_offsets, env_int, latency_summary, log, metric_values, new_prefix, produce,
+    produce_at_rate, read_topics, write_result,
 )
 
 
@@ -305,6 +307,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     out["bare"] = {b["mode"]: b for b in bare}
     floors = [run_faust_floor(bootstrap, topo, prefix, m, n, wd, timeout) for m in faust_modes]
     out["faust_floor"] = {f["mode"]: f for f in floors}
+    out["topics_deleted"] = len(delete_topics(bootstrap, prefix))
     ratios = {}
     for b in bare + floors:
         name = ("bare_" if b in bare else "faust_") + b["mode"]
