@@ -25,7 +25,7 @@ broker append times (LogAppendTime on the internal and sink topics), so worker s
 counted. Latency = sink record append time - input record time (the producer's send time).
 Also CPU-seconds per 1k inputs (from /proc), which a busy host disturbs much less. Each burst
 deletes its topics once read back (bench.common.delete_topics), so that every burst of an A/B
-runs on a broker in the same state."""
+runs on a broker in the same state (BENCH_KEEP_TOPICS=1 keeps them, as earlier runs did)."""
 
 from __future__ import annotations
 
@@ -307,7 +307,8 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     out["bare"] = {b["mode"]: b for b in bare}
     floors = [run_faust_floor(bootstrap, topo, prefix, m, n, wd, timeout) for m in faust_modes]
     out["faust_floor"] = {f["mode"]: f for f in floors}
-    out["topics_deleted"] = len(delete_topics(bootstrap, prefix))
+    if os.environ.get("BENCH_KEEP_TOPICS") != "1":  # 1: kept, as before 2026-12-07
+        out["topics_deleted"] = len(delete_topics(bootstrap, prefix))
     ratios = {}
     for b in bare + floors:
         name = ("bare_" if b in bare else "faust_") + b["mode"]
