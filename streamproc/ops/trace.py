@@ -22,7 +22,6 @@ from streamproc.ops.trace_text import rows_of as _rows
 # userId that is an email (masked in u) other than the one in h
 _PERSON_FIELDS = (("u", "u"), ("h", "h"), ("uh", "h"))
 PERSON_KEPT = 50  # message ids remembered per person (the newest)
-LINKS_KEPT = 10  # userIds remembered per email hash (the newest)
 DEFAULT_LIMIT = 10
 
 
@@ -30,10 +29,7 @@ class TraceIndex:
     """The index of one outcomes topic in a local RocksDB (rocksdict). Keys: `o:<partition>`
     next offset to read; `m:<message id>` its outcomes (JSON list); `u:<userId>` and
     `h:<email hash>` [[time, message id], ...] newest last (an email-like userId, masked in
-    the outcomes, is under h: by its hash); `l:<email hash>` [[time, userId], ...] the userIds
-    a route outcome carried with that email (a worker writes a userId's sink email on its
-    rows once per period, not on each: outcomes.LINK_S), so that a lookup by email also
-    finds that userId's inputs. Lookups read only what was produced since the
+    the outcomes, is under h: by its hash). Lookups read only what was produced since the
     previous one; the first one reads the topic once (its retention)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -58,7 +54,6 @@ class TraceIndex:
 
         outcomes: dict[str, list[Any]] = {}
         people: dict[str, list[Any]] = {}
-        links: dict[str, list[Any]] = {}
         offsets: dict[int, int] = {}
         for doc in _documents(records, offsets):
             mid = doc["m"]
@@ -73,19 +68,15 @@ class TraceIndex:
                     if pkey not in people:
                         people[pkey] = self._get(pkey) or []
                     people[pkey].append([doc.get("t", 0), mid])
-            user_id, h = doc.get("u"), doc.get("h")
-            if isinstance(user_id, str) and user_id and "***@" not in user_id and h:
-                lkey = f"l:{h}"
-                if lkey not in links:
-                    links[lkey] = self._get(lkey) or []
-                links[lkey].append([doc.get("t", 0), user_id])
         batch = WriteBatch()
         for key, docs in outcomes.items():
             batch.put(key.encode(), orjson.dumps(docs))
         for key, seen in people.items():
-            batch.put(key.encode(), orjson.dumps(_newest(seen, PERSON_KEPT)))
-        for key, seen in links.items():
-            batch.put(key.encode(), orjson.dumps(_newest(seen, LINKS_KEPT)))
+            latest: dict[str, float] = {}
+            for t, mid in seen:
+                latest[mid] = max(t, latest.get(mid, 0))
+            newest = sorted(latest.items(), key=lambda kv: kv[1])[-PERSON_KEPT:]
+            batch.put(key.encode(), orjson.dumps([[t, mid] for mid, t in newest]))
         for partition, offset in offsets.items():
             batch.put(f"o:{partition}".encode(), orjson.dumps(offset))
         self.db.write(batch)
@@ -94,29 +85,14 @@ class TraceIndex:
         return self._get(f"m:{message_id}") or []
 
     def person(self, query: str) -> list[str]:
-        """Message ids of a person's inputs, newest first: by userId; by email, those that
-        carry it and those of the userIds linked to it."""
+        """Message ids of a person's inputs, newest first (by email or userId)."""
         q = query.strip()
-        seen: list[Any] = []
-        if "@" in q:
-            h = person_hash(q)
-            seen += self._get(f"h:{h}") or []
-            for _t, user_id in self._get(f"l:{h}") or []:
-                if user_id != q:
-                    seen += self._get(f"u:{user_id}") or []
+        seen = (self._get(f"h:{person_hash(q)}") or []) if "@" in q else []
         seen += self._get(f"u:{q}") or []
         latest: dict[str, float] = {}  # an input under both keys (userId = email) once
         for t, mid in seen:
             latest[mid] = max(t, latest.get(mid, t))
         return sorted(latest, key=latest.__getitem__, reverse=True)
-
-
-def _newest(seen: list[Any], kept: int) -> list[list[Any]]:
-    """[[time, value], ...]: each value once at its latest time, the newest `kept`, newest last."""
-    latest: dict[Any, float] = {}
-    for t, value in seen:
-        latest[value] = max(t, latest.get(value, t))
-    return [[t, v] for v, t in sorted(latest.items(), key=lambda kv: kv[1])[-kept:]]
 
 
 def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, Any]]:

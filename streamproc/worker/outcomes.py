@@ -10,15 +10,12 @@ import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
+from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import (
     ID_ATTR, PACKED, decoded, envelope_ref, id_attr, message_id, pack_values, person_hash,
     raw_message_id,
 )
-from streamproc.worker.outcome_tries import AttemptRecorder, TryOutcomes
 from streamproc.worker.scrub import mask_key, outcome_scrubber
-
-__all__ = ["AttemptRecorder", "Outcomes", "install", "ingest_outs", "message_id", "routing_outs",
-           "routing_dead_outs", "take_outcomes"]
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
@@ -27,17 +24,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Field names and the record forms: streamproc/core/outcome_codec.py.
+FAILURES_KEPT = 20  # per destination, for the status page
 PEOPLE_CACHED = 50_000  # emails whose masked form and hash are kept (a person's events recur)
 PERSON_CHARS = 254  # the longest email (is_email): longer keys are not kept
-LINK_S = 6 * 3600  # a userId's rows carry its email hash at least once per this period
 _crc32 = zlib.crc32
 
 
-def _period() -> int:
-    return int(time.time() // LINK_S)
-
-
-class Outcomes(TryOutcomes):
+class Outcomes:
     """The worker's outcome writer (rt.outcomes, None when switched off)."""
 
     def __init__(self, settings: Any, topic: str, partitions: int = 6) -> None:
@@ -51,11 +44,6 @@ class Outcomes(TryOutcomes):
         self.failures: dict[str, deque[dict[str, Any]]] = {}
         self.oversized = 0  # documents dropped as too large for a record (pack_values)
         self._people: dict[str, tuple[str, str]] = {}  # email -> (as shown, person_hash)
-        # userId -> the period in which its route rows last carried the hash of the email its
-        # sink records went to; the index links the two from such a row (TraceIndex), and
-        # the userId's other rows of the period go without it
-        self._linked: dict[str, int] = {}
-        self.period = _period()
 
     def pack(self, docs: list[dict[str, Any]], rows: Iterable[tuple[Any, ...]] = (),
              routes: list[list[Any]] = ()) -> list[Out]:
@@ -82,7 +70,6 @@ class Outcomes(TryOutcomes):
         docs, rows, routes = self.pending, self.ins, self.routes
         if not docs and not rows and not routes:
             return []
-        self.period = _period()
         self.pending, self.ins, self.routes = [], {}, []
         return self._records(docs, rows, routes)
 
@@ -191,12 +178,10 @@ class Outcomes(TryOutcomes):
     def route_rows(self, stage: str, msg: Any, res: Any, rows: list[list[Any]]) -> None:
         """routed(), appending the rows to `rows` (the batch's stash). Run for every routed
         input: plain local code, a row per input (and per other input whose held sink
-        records it released), its person looked up once. The email a userId's sink records
-        go to (h) is written on its rows only when this worker has not linked the two in the
-        last LINK_S (see _linked): the trace index links an email hash to the userIds it
-        was seen with, so `trace <email>` finds the userId's other inputs through it."""
+        records it released), its person looked up once."""
         sinks, drops = res.sink_records, res.drops
-        held = (getattr(res, "held", 0) or None) if getattr(res, "holds", True) else None
+        holds = getattr(res, "holds", True)
+        held = (getattr(res, "held", 0) or None) if holds else None  # a count
         attr = ID_ATTR.get(type(msg))
         if attr is None:
             attr = id_attr(msg)
@@ -206,41 +191,33 @@ class Outcomes(TryOutcomes):
                 return
         elif not sinks and not drops and not held and attr == "source_id":
             return  # a derived envelope that changed nothing visible
-        row = None  # the input's own row
-        h = uh = None  # its person's hashes
+        people, person = self._people, self._person
+        row = uh = h = None  # the input's own row; its person's hashes
         if own:
-            user_id, email = getattr(msg, "user_id", None), getattr(msg, "email_key", None)
-            e = None
+            user_id = getattr(msg, "user_id", None)
+            email = getattr(msg, "email_key", None)
             if email and isinstance(email, str):
-                e, h = self._people.get(email) or self._person(email)
+                e, h = people.get(email) or person(email)
+            else:
+                e = None
             if not isinstance(user_id, str):
                 user_id = None
             elif "@" in user_id:  # an email as userId: masked (unless off), hashed
-                user_id, uh = self._people.get(user_id) or self._person(user_id)
+                user_id, uh = people.get(user_id) or person(user_id)
             row = [own, stage, [], [(x.destination, x.reason) for x in drops] if drops else None,
                    held, user_id, e, h]
             rows.append(row)
-            if not sinks:
-                if uh is not None:
-                    self._uh(row, uh)
-                return
-            to = row[2]
-            # the sink records' email: looked up unless this userId was linked to it lately
-            look = h is None and (user_id is None or uh is not None
-                                  or self._linked.get(user_id) != self.period)
+        to = row[2] if row is not None else None
         others: dict[str, list[Any]] | None = None  # rows of other inputs (released holds)
         for r in sinks:
             mid = r.source.get("message_id") or own
             if mid == own:
-                if row is None:  # no own id: rows per sink's input only
+                if to is None:  # no own id: rows per sink's input only
                     continue
                 to.append((r.destination, r.id, r.op))
-                if look:  # the person, for lookups by email
-                    h = row[7] = self._sink_person(r)
-                    if h is not None:
-                        look = False
-                        if user_id is not None and uh is None:
-                            self._link(user_id)
+                if h is None:  # the person, for lookups by email
+                    h = self._sink_person(r)
+                    row[7] = h  # type: ignore[index]
                 continue
             if not mid:
                 continue
@@ -253,24 +230,11 @@ class Outcomes(TryOutcomes):
             this[2].append((r.destination, r.id, r.op))
             if this[7] is None:
                 this[7] = self._sink_person(r)
-        if uh is not None:
-            self._uh(row, uh)
-
-    @staticmethod
-    def _uh(row: list[Any], uh: str) -> None:
-        """An email-like userId is found by its hash: as h, or as uh when h is another
-        email's."""
-        if row[7] is None or row[7] == uh:
-            row[7] = uh
-        else:
-            row.append(uh)
-
-    def _link(self, user_id: str) -> None:
-        """Note that this period's rows of user_id carry its email hash (bounded)."""
-        linked = self._linked
-        if len(linked) >= PEOPLE_CACHED:
-            linked.clear()
-        linked[user_id] = self.period
+        if uh is not None:  # found by it: as h, or as uh when h is another email's
+            if row[7] is None or row[7] == uh:  # type: ignore[index]
+                row[7] = uh  # type: ignore[index]
+            else:
+                row.append(uh)  # type: ignore[union-attr]
 
     def _sink_person(self, r: Any) -> str | None:
         """The person hash of a sink record's email (payload, else an email key), or None."""
@@ -289,6 +253,73 @@ class Outcomes(TryOutcomes):
         if len(email) <= PERSON_CHARS:
             people[email] = pair
         return pair
+
+    # ---------------------------------------------------------------- delivery side
+
+    def attempt_outs(self, dest: str, request: Any, status: int | None, body: str,
+                     items: list[tuple[Any, int, Any]]) -> list[dict[str, Any]]:
+        """`try` outcomes of one HTTP request (Deliverer's on_attempt): one per record it
+        carried, with its attempt number and result; failures also go to the status page's
+        recent-failures list."""
+        now = round(time.time(), 3)
+        excerpt = None
+        out = []
+        for record, attempt, error in items:
+            mid = record.source.get("message_id")
+            if not mid:
+                continue
+            result = ("ok" if error is None else "auth" if isinstance(error, AuthError)
+                      else "failed" if isinstance(error, Permanent) else "retry")
+            doc = {"k": "try", "m": mid, "t": now, "d": dest, "id": record.id, "op": record.op,
+                   "req": request.kind, "n": attempt, "s": status, "r": result}
+            if error is not None:
+                if excerpt is None:
+                    excerpt = self.scrub(body)
+                doc["b"] = excerpt
+                doc["err"] = self.scrub(str(error))[:200]
+                ring = self.failures.get(dest)
+                if ring is None:
+                    ring = self.failures[dest] = deque(maxlen=FAILURES_KEPT)
+                ring.appendleft(doc)
+            out.append(doc)
+        return out
+
+    def dead_outs(self, dest: str, dead: Iterable[Any]) -> list[dict[str, Any]]:
+        now = round(time.time(), 3)
+        return [{"k": "dead", "m": d.record.source["message_id"], "t": now,
+                 "stage": "delivery", "d": dest, "id": d.record.id, "r": d.reason,
+                 "s": d.status, "n": d.attempts}
+                for d in dead if d.record.source.get("message_id")]
+
+    def seen_outs(self, dest: str, records: Iterable[Any]) -> list[dict[str, Any]]:
+        now = round(time.time(), 3)
+        return [{"k": "seen", "m": r.source["message_id"], "t": now, "d": dest, "id": r.id}
+                for r in records if r.source.get("message_id")]
+
+    def recent_failures(self, dest: str) -> list[dict[str, Any]]:
+        return list(self.failures.get(dest, ()))
+
+
+class AttemptRecorder:
+    """Deliverer's on_attempt for one destination: collects the `try` outcomes of a batch;
+    deliver_batch takes them and produces them with the batch's dead letters."""
+
+    def __init__(self, outcomes: Outcomes, dest: str) -> None:
+        self.outcomes, self.dest = outcomes, dest
+        self.pending: list[dict[str, Any]] = []
+
+    def __call__(self, request: Any, status: int | None, body: str,
+                 items: list[tuple[Any, int, Any]]) -> None:
+        self.pending += self.outcomes.attempt_outs(self.dest, request, status, body, items)
+
+    def take(self, dead: Iterable[Any] = (), already: Iterable[Any] = ()) -> list[Out]:
+        """The batch's `try` outcomes, its `dead` ones, and a `seen` one per record the
+        ledger had delivered before (not sent again: a replay or a batch read again), so its
+        trace says delivered, not routed."""
+        docs, self.pending = self.pending, []
+        docs += self.outcomes.dead_outs(self.dest, dead)
+        docs += self.outcomes.seen_outs(self.dest, already)
+        return self.outcomes.pack(docs) if docs else []
 
 
 def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]]:
