@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from bench import gen
+from bench import calls, gen
 from bench.common import (
     ROOT, Broker, CpuSampler, Progress, Worker, Workdir, create_topics, delete_topics,
     end_offsets, env_int, latency_summary, log, metric_values, new_prefix, produce,
@@ -260,6 +260,9 @@ def ab_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+TIME_CALLS: str | None = None  # --time-calls: the workers' file prefix (bench/calls.py)
+
+
 def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: list[str],
           timeout: float, profile: str | None, src: Any = None,
           env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -271,7 +274,8 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     log(f"  {summary}")
     rate = produce(bootstrap, topo, raws)
     log(f"pre-produced {n} records to the raw topics ({rate:.0f}/s)")
-    extra = {**({"BENCH_PROFILE": profile} if profile else {}), **(env or {})}
+    extra = {**({"BENCH_PROFILE": profile} if profile else {}),
+             **({"BENCH_TIME_CALLS": TIME_CALLS} if TIME_CALLS else {}), **(env or {})}
     w = Worker(bootstrap, prefix, f"{prefix}app", root=wd, extra_env=extra, src=src).start()
     with CpuSampler([w]) as cpu:
         ready_s = w.wait_ready()
@@ -280,7 +284,12 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
                         [w]).wait(timeout)
         counts = worker_counts(w)
         rss_kb, hwm_kb = w.rss_kb(), w.hwm_kb()
+    pid = w.pid
     w.stop()
+    timed = calls.read(TIME_CALLS, pid) if TIME_CALLS else None
+    if timed:  # per input: each function's CPU over the burst's inputs
+        timed["us_per_input"] = {k: round(us * timed["calls"][k] / n, 2)
+                                 for k, us in timed["us_per_call"].items()}
     res = analyse(bootstrap, topo, raws, t_from="processing")
     res["table_writes"] = changelog_records(bootstrap, f"{prefix}app")
     win = res["window"]
@@ -296,6 +305,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
         "worker_rss_mb": round(rss_kb / 1024, 1) if rss_kb else None,
         "worker_peak_rss_mb": round(hwm_kb / 1024, 1) if hwm_kb else None,
         **res,
+        **({"calls": timed} if timed else {}),
     }
     log(f"worker: {eps} events/s over {secs}s; {res['sink_records']} sink records; "
         f"table writes {res['table_writes']}; "
@@ -387,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                          "the baseline is this checkout, e.g. --baseline-env STREAMPROC_OUTCOMES=off")
     ap.add_argument("--rounds", type=int, default=1,
                     help="with a baseline: pairs of bursts, alternating which side runs first")
+    ap.add_argument("--time-calls", action="store_true",
+                    help="CPU time per call of the per-input functions, inside the workers "
+                         "(bench/calls.py; adds about 0.3 us per call)")
     args = ap.parse_args(argv)
     base_env = dict(kv.split("=", 1) for kv in args.baseline_env)
     timeout = max(180.0, args.events / 400)
@@ -402,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds > 1 and args.profile:
         ap.error("--profile profiles one side only: not with --rounds")
     with Broker() as broker, Workdir("routing") as wd:
+        global TIME_CALLS
+        TIME_CALLS = str(wd / "calls") if args.time_calls else None
+
         def base() -> dict[str, Any]:
             log(f"baseline worker from {args.baseline or 'this checkout'} {base_env} ...")
             res = burst(broker.bootstrap, wd, args.events, [], [], timeout, None,
@@ -441,6 +457,11 @@ def main(argv: list[str] | None = None) -> int:
             f"events/s, {b['worker_cpu_s_per_1k_inputs']} cpu-s per 1k")
     if "ab" in doc:
         log(f"A/B over {args.rounds} rounds: {doc['ab']}")
+    if args.time_calls:
+        for r in doc.get("rounds", [doc]):
+            for side in ("baseline", "burst"):
+                if r.get(side, {}).get("calls"):
+                    log(f"{side} µs per input: {r[side]['calls']['us_per_input']}")
     doc["took_s"] = round(time.monotonic() - t, 1)
     write_result(args.name, doc)
     return 0

@@ -31,6 +31,11 @@ def main() -> int:
     import streamproc
     from streamproc.__main__ import main as streamproc_main
 
+    if os.environ.get("BENCH_TIME_CALLS"):  # CPU time per call of the per-input functions
+        from bench import calls
+
+        calls.install(os.environ["BENCH_TIME_CALLS"])
+
     print(f"bench.worker: streamproc from {os.path.dirname(streamproc.__file__)}, delivery "
           f"{os.environ.get('BENCH_DELIVERY', 'off')}", file=sys.stderr, flush=True)
 
