@@ -23,8 +23,9 @@ WRAPPED = ("ingest_outputs", "user_outputs", "contact_outputs", "ingest_outs", "
            "take_outcomes")
 
 
-def install(prefix: str) -> None:
-    """Wrap the agents module's functions (looked up by name at each call) and hook the GC."""
+def install(prefix: str) -> Callable[[], None]:
+    """Wrap the agents module's functions (looked up by name at each call) and hook the GC;
+    returns the function that writes the figures (also run at exit)."""
     import streamproc.worker.agents as agents
 
     ns: Counter[str] = Counter()
@@ -62,6 +63,7 @@ def install(prefix: str) -> None:
 
     gc.callbacks.append(on_gc)
     atexit.register(dump)
+    return dump
 
 
 def read(prefix: str, pid: int) -> dict[str, Any] | None:
