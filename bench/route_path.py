@@ -7,7 +7,8 @@ per input from bench/routing.py to see how much of that is ours.
     python -m bench.route_path [--events N] [--store dict|rocksdict] [--cpu] [--worker-gc]
                                [--profile]
 
-STREAMPROC_* variables apply as in the worker (e.g. STREAMPROC_OUTCOMES=off)."""
+STREAMPROC_* variables apply as in the worker (e.g. STREAMPROC_OUTCOMES=off);
+BENCH_ROUTE_PATH_BATCH sets the inputs per agent batch (500; the worker's are up to 2000)."""
 
 from __future__ import annotations
 

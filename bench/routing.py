@@ -286,10 +286,9 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
         rss_kb, hwm_kb = w.rss_kb(), w.hwm_kb()
     pid = w.pid
     w.stop()
-    timed = calls.read(TIME_CALLS, pid) if TIME_CALLS else None
-    if timed:  # per input: each function's CPU over the burst's inputs
-        timed["us_per_input"] = {k: round(us * timed["calls"][k] / n, 2)
-                                 for k, us in timed["us_per_call"].items()}
+    timed = calls.read(TIME_CALLS, pid, n) if TIME_CALLS else None
+    if timed and not timed["final"]:
+        log("  WARNING: the worker's call timings were not written at exit: partial counts")
     res = analyse(bootstrap, topo, raws, t_from="processing")
     res["table_writes"] = changelog_records(bootstrap, f"{prefix}app")
     win = res["window"]
@@ -399,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="with a baseline: pairs of bursts, alternating which side runs first")
     ap.add_argument("--time-calls", action="store_true",
                     help="CPU time per call of the per-input functions, inside the workers "
-                         "(bench/calls.py; adds about 0.3 us per call)")
+                         "(bench/calls.py; each timed call costs about 0.9 us more)")
     args = ap.parse_args(argv)
     base_env = dict(kv.split("=", 1) for kv in args.baseline_env)
     timeout = max(180.0, args.events / 400)

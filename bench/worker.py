@@ -1,5 +1,5 @@
 """`python -m bench.worker`: exactly `python -m streamproc worker` (same settings, same app, same
-agents), with two benchmark switches read from non-STREAMPROC variables:
+agents), with benchmark switches read from non-STREAMPROC variables:
 
 - BENCH_DELIVERY=off (the default here): the delivery agents are not registered, so the worker
   does ingest -> repartition -> state + routing -> sink topics and nothing else. (Switching the
@@ -8,6 +8,8 @@ agents), with two benchmark switches read from non-STREAMPROC variables:
   (read them with `python -m bench.profile_report <file>`).
 - BENCH_STREAMPROC_SRC=<dir>: import streamproc from <dir>/streamproc instead (e.g. a copy at
   another commit, for before/after figures on the same broker and load).
+- BENCH_TIME_CALLS=<file prefix>: time the per-input functions (bench/calls.py, written to
+  <prefix>.<pid>.json; bench/routing.py --time-calls).
 """
 
 from __future__ import annotations
