@@ -316,7 +316,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     out["bare"] = {b["mode"]: b for b in bare}
     floors = [run_faust_floor(bootstrap, topo, prefix, m, n, wd, timeout) for m in faust_modes]
     out["faust_floor"] = {f["mode"]: f for f in floors}
-    if os.environ.get("BENCH_KEEP_TOPICS") != "1":  # 1: kept, as before 2026-12-07
+    if os.environ.get("BENCH_KEEP_TOPICS") != "1":  # 1: kept, as before 7b480d1
         out["topics_deleted"] = len(delete_topics(bootstrap, prefix))
     ratios = {}
     for b in bare + floors:
