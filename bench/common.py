@@ -484,9 +484,8 @@ def finished(behind: int, sink_total: int, sinks_min: int) -> bool:
     """A run is done when every source record is committed and the sinks hold at least
     `sinks_min` records. Not when they hold `sinks_max` (the generator's estimate of the most
     a burst can produce), as before 16148fd: a complete 300k burst produced 325,702 sink
-    records against an estimate of 319,515, so bursts were stopped with their last records
-    still being routed (a shorter window, fewer calls), more often on one side than the
-    other."""
+    records against an estimate of 319,515, so bursts, on either side of an A/B, were stopped
+    with their last records still being routed (a shorter window, fewer calls)."""
     return behind == 0 and sink_total >= sinks_min
 
 

@@ -129,7 +129,7 @@ def run(n: int, store: str, profile: bool, cpu: bool = False, raws: list[Any] | 
     t_ingest = t_users = t_contacts = 0.0
     n_user = n_contact = n_sink = 0
     now = time.time()
-    batch = env_int("BENCH_ROUTE_PATH_BATCH", 500)  # inputs per agent batch (the worker: up to 2000)
+    batch = env_int("BENCH_ROUTE_PATH_BATCH", 500)  # inputs per agent batch (worker: <= 2000)
     batched = hasattr(agents, "BatchContext")  # per-batch tables and metric counts
     state_handler = _batched_state if batched else None
     for i in range(0, len(raws), batch):

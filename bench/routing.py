@@ -23,9 +23,10 @@ inputs and events/s, with the ratio of the means ("ab").
 Throughput = inputs / (first internal record appended -> last sink record appended), from
 broker append times (LogAppendTime on the internal and sink topics), so worker start-up is not
 counted. Latency = sink record append time - input record time (the producer's send time).
-Also CPU-seconds per 1k inputs (from /proc), which a busy host disturbs much less. Each burst
-deletes its topics once read back (bench.common.delete_topics), so that every burst of an A/B
-runs on a broker in the same state (BENCH_KEEP_TOPICS=1 keeps them, as earlier runs did)."""
+Also CPU-seconds per 1k inputs (from /proc), which a busy host disturbs much less. A burst
+ends when every source record is committed (bench.common.finished), and deletes its topics
+once read back (bench.common.delete_topics), so that no burst of an A/B runs beside an earlier
+one's topics (BENCH_KEEP_TOPICS=1 keeps them, as runs before 7b480d1 did)."""
 
 from __future__ import annotations
 
