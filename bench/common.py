@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -388,10 +388,18 @@ def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]
     return asyncio.run(_end_offsets(bootstrap, topics))
 
 
-async def _delete_topics(bootstrap: str, prefix: str) -> list[str]:
+@contextlib.asynccontextmanager
+async def _admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    async with _admin(bootstrap) as admin:
         names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
         if not names:
             return []
@@ -400,8 +408,6 @@ async def _delete_topics(bootstrap: str, prefix: str) -> list[str]:
         if failed:  # e.g. delete.topic.enable=false on an external cluster
             raise RuntimeError(f"deleting the burst's topics failed: {failed}")
         return names
-    finally:
-        await admin.close()
 
 
 def delete_topics(bootstrap: str, prefix: str) -> list[str]:
@@ -414,13 +420,9 @@ def delete_topics(bootstrap: str, prefix: str) -> list[str]:
 
 
 async def _group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with _admin(bootstrap) as admin:
         got = await admin.list_consumer_group_offsets(group)
         return {(tp.topic, tp.partition): meta.offset for tp, meta in got.items()}
-    finally:
-        await admin.close()
 
 
 @dataclasses.dataclass(frozen=True)

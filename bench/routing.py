@@ -261,12 +261,10 @@ def ab_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-TIME_CALLS: str | None = None  # --time-calls: the workers' file prefix (bench/calls.py)
-
-
 def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: list[str],
           timeout: float, profile: str | None, src: Any = None,
-          env: dict[str, str] | None = None) -> dict[str, Any]:
+          env: dict[str, str] | None = None, time_calls: str | None = None) -> dict[str, Any]:
+    """One burst; `time_calls`: the workers' file prefix for --time-calls (bench/calls.py)."""
     prefix = new_prefix("r")
     topo = create_topics(bootstrap, prefix)
     log(f"generating {n} mixed events ...")
@@ -276,7 +274,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
     rate = produce(bootstrap, topo, raws)
     log(f"pre-produced {n} records to the raw topics ({rate:.0f}/s)")
     extra = {**({"BENCH_PROFILE": profile} if profile else {}),
-             **({"BENCH_TIME_CALLS": TIME_CALLS} if TIME_CALLS else {}), **(env or {})}
+             **({"BENCH_TIME_CALLS": time_calls} if time_calls else {}), **(env or {})}
     w = Worker(bootstrap, prefix, f"{prefix}app", root=wd, extra_env=extra, src=src).start()
     with CpuSampler([w]) as cpu:
         ready_s = w.wait_ready()
@@ -287,7 +285,7 @@ def burst(bootstrap: str, wd: Any, n: int, bare_modes: list[str], faust_modes: l
         rss_kb, hwm_kb = w.rss_kb(), w.hwm_kb()
     pid = w.pid
     w.stop()
-    timed = calls.read(TIME_CALLS, pid, n) if TIME_CALLS else None
+    timed = calls.read(time_calls, pid, n) if time_calls else None
     if timed and not timed["final"]:
         log("  WARNING: the worker's call timings were not written at exit: partial counts")
     res = analyse(bootstrap, topo, raws, t_from="processing")
@@ -415,14 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds > 1 and args.profile:
         ap.error("--profile profiles one side only: not with --rounds")
     with Broker() as broker, Workdir("routing") as wd:
-        global TIME_CALLS
-        TIME_CALLS = str(wd / "calls") if args.time_calls else None
+        time_calls = str(wd / "calls") if args.time_calls else None
 
         def base() -> dict[str, Any]:
             log(f"baseline worker from {args.baseline or 'this checkout'} {base_env} ...")
             res = burst(broker.bootstrap, wd, args.events, [], [], timeout, None,
                         src=Path(args.baseline).resolve() if args.baseline else None,
-                        env=base_env)
+                        env=base_env, time_calls=time_calls)
             res["env"] = base_env
             return res
 
@@ -431,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                          [] if args.no_bare or not first else args.bare_modes.split(","),
                          [m for m in args.faust_modes.split(",")
                           if m and not args.no_bare and first],
-                         timeout, os.path.abspath(args.profile) if args.profile else None)
+                         timeout, os.path.abspath(args.profile) if args.profile else None,
+                         time_calls=time_calls)
 
         rounds = []
         for i in range(args.rounds):

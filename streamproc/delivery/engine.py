@@ -220,9 +220,12 @@ class Deliverer:
         permanent = [i for i in live if isinstance(errors[i], Permanent)]
         repaired = await self._repaired(request, status, body) if permanent and allow_repair \
             else False
-        kept = repaired if isinstance(repaired, DeliveryError) else Retryable(
-            "kept: the repair met 401/403 (paused)") if repaired and self.paused else None
-        self._on_attempt(request, status, body, live, progress,  # a record tried again later
+        kept: DeliveryError | None = None  # why a refused record is tried again later
+        if isinstance(repaired, DeliveryError):
+            kept = repaired
+        elif repaired and self.paused:
+            kept = Retryable("kept: the repair met 401/403 (paused)")
+        self._on_attempt(request, status, body, live, progress,
                          {**errors, **{i: kept for i in permanent}} if kept else errors)
         if isinstance(repaired, DeliveryError):  # a fix failed transiently: try it all again
             for record_id in permanent:

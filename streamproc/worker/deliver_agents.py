@@ -203,10 +203,8 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
                 destination=slug,
                 source={"topic": m.topic, "partition": m.partition, "offset": m.offset})))
             continue
-        at = decided.get(rec.id)  # decided by an earlier pass over this very copy (not a
-        skip = (at is not None and rec.id not in read and at[0] == m.topic  # later copy, e.g.
-                and at[1] == m.partition and m.offset <= at[2])  # a redrive, in this pass)
-        read.add(rec.id)
+        skip = rec.id not in read and _decided_copy(decided.get(rec.id), m)  # (a later copy
+        read.add(rec.id)  # in the same pass, e.g. a redrive, is not skipped)
         if skip:
             continue
         carried[rec.id] = ev
@@ -244,6 +242,12 @@ async def deliver_batch(rt: Runtime, slug: str, events: list[Any], deliverer: An
         decided.pop(record_id, None)
     if len(decided) > MAX_DECIDED:  # ids of partitions revoked while held: never read here
         decided.clear()
+
+
+def _decided_copy(at: tuple[str, int, int] | None, m: Any) -> bool:
+    """Whether record `m` is the copy an earlier pass decided (`at`: where that one was read),
+    not a later one (a redrive, a forced replay: a higher offset)."""
+    return at is not None and at[:2] == (m.topic, m.partition) and m.offset <= at[2]
 
 
 def _decide(decided: Decided, ids: list[str], carried: dict[str, Any]) -> None:
