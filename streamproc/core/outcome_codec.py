@@ -16,13 +16,17 @@ from streamproc.core.routing.messages import decode
 # d destination, id delivery id, n attempt number, s HTTP status, b response body excerpt,
 # r result / reason. Kinds: in, route (with its drops and holds), try, dead (ingest or
 # delivery), redrive, replay. The route outcome also carries u userId, e email (masked),
-# h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows (no
-# dict per input on the routing path), one `ins` / `routes` document per outcomes partition
-# and batch: `ins` documents name the source and topic once (src, tp) and hold rows
-# [message id, partition, offset] (earlier writers: [message id, source, topic, partition,
-# offset] rows, still read), `routes` rows [message id, stage, to, drop, held, u, e, h] and,
-# when the userId is an email (masked in u) other than the one hashed in h, a 9th: uh its
-# hash; decode_docs gives them back as documents.
+# h email hash. On the topic, the `in` and `route` outcomes of a batch travel as rows, flat
+# (field after field in one list "f": no list or tuple per input on the routing path), one
+# `ins` / `routes` document per outcomes partition and batch: `ins` documents name the source
+# and topic once (src, tp), their rows are message id, partition, offset; a `routes` row is
+# the ROUTE_HEAD fields message id, stage, held, u, e, h, uh (the userId's hash when it is an
+# email other than the one hashed in h), nd, nt, then nd drops (destination, reason) and nt
+# sink records (destination, delivery id, op). Earlier writers nested the rows in "r" (`ins`
+# [message id, partition, offset] or [message id, source, topic, partition, offset];
+# `routes` [message id, stage, to, drop, held, u, e, h(, uh)]), still read. decode_docs gives
+# them all back as documents.
+ROUTE_HEAD = 9
 PACKED = 500  # outcome documents per Kafka record at most (JSON array)
 # and bytes per record value at most: well under the broker's default ~1 MB record limit (a
 # record it refuses for good would block send_all, which the batch's real outputs share)
@@ -52,6 +56,51 @@ def person_hash(email: str) -> str:
 
 _HASHES: dict[str, str] = {}
 _dumps, _crc32 = orjson.dumps, zlib.crc32
+
+
+def docs_by_partition(docs: list[dict[str, Any]], n: int) -> dict[int, list[Any]]:
+    """Outcome documents by partition: partition_hash of their message id (m) % n."""
+    parts: list[list[Any]] = [[] for _ in range(n)]
+    for doc in docs:
+        parts[_crc32(doc["m"].encode()) % n].append(doc)
+    return {g: part for g, part in enumerate(parts) if part}
+
+
+def routes_by_partition(rows: list[Any], n: int) -> dict[int, list[Any]]:
+    """The writer's flat `routes` rows (well formed: it made them) by partition of their
+    message id, each partition's still flat."""
+    parts: dict[int, list[Any]] = {}
+    crc32 = _crc32
+    i, end = 0, len(rows)
+    while i < end:
+        stop = i + ROUTE_HEAD + 2 * rows[i + 7] + 3 * rows[i + 8]
+        g = crc32(rows[i].encode()) % n
+        part = parts.get(g)
+        if part is None:
+            parts[g] = rows[i:stop]
+        else:
+            part += rows[i:stop]
+        i = stop
+    return parts
+
+
+def route_spans(flat: Any) -> list[tuple[int, int]]:
+    """(start, stop) of each well-formed row of a read `routes` document's flat list, up to
+    the first that is not (a reader never raises on a record)."""
+    spans: list[tuple[int, int]] = []
+    if not isinstance(flat, list):
+        return spans
+    i, end = 0, len(flat)
+    while i + ROUTE_HEAD <= end:
+        nd, nt = flat[i + 7], flat[i + 8]
+        if type(nd) is not int or type(nt) is not int or nd < 0 or nt < 0:
+            break
+        stop = i + ROUTE_HEAD + 2 * nd + 3 * nt
+        if stop > end or not isinstance(flat[i], str):
+            break
+        spans.append((i, stop))
+        i = stop
+    return spans
 
 
 def encode_docs(docs: list[dict[str, Any]]) -> bytes:
@@ -97,13 +146,20 @@ CUT_CHARS = 1000  # what a string field of a too-large document is cut to
 def _fit(doc: dict[str, Any], limit: int) -> list[bytes]:
     """A document too large for a record: its rows in halves (row documents), else its long
     string fields but the message id cut to CUT_CHARS; [] when that is still too large."""
-    rows = doc.get("r")
-    if doc.get("k") in ("ins", "routes") and isinstance(rows, list) and len(rows) > 1:
-        half = len(rows) // 2
+    field = "f" if "f" in doc else "r"
+    rows, half = doc.get(field), 0
+    if doc.get("k") in ("ins", "routes") and isinstance(rows, list):
+        if field == "r":
+            half = len(rows) // 2
+        elif doc["k"] == "ins":
+            half = len(rows) // 6 * 3  # a row is 3 fields
+        elif len(spans := route_spans(rows)) > 1:
+            half = spans[len(spans) // 2][0]
+    if half:
         out: list[bytes] = []
-        for part in (rows[:half], rows[half:]):
-            raw = _dumps({**doc, "r": part})
-            out += [raw] if len(raw) + 2 <= limit else _fit({**doc, "r": part}, limit)
+        for part in (rows[:half], rows[half:]):  # type: ignore[index]
+            raw = _dumps({**doc, field: part})
+            out += [raw] if len(raw) + 2 <= limit else _fit({**doc, field: part}, limit)
         return out
     cut = {k: v[:CUT_CHARS] + "...[cut]" if k != "m" and isinstance(v, str)
            and len(v) > CUT_CHARS else v for k, v in doc.items()}
@@ -126,6 +182,10 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
         kind = d.get("k")
         if kind == "ins":
             t, src, tp = d.get("t", 0), d.get("src"), d.get("tp")
+            flat = d.get("f")
+            if isinstance(flat, list):
+                out += [{"k": "in", "m": flat[i], "t": t, "src": src, "tp": tp,
+                         "p": flat[i + 1], "o": flat[i + 2]} for i in range(0, len(flat) - 2, 3)]
             for r in d.get("r") or ():
                 if isinstance(r, list) and len(r) == 3:  # source and topic in the document
                     out.append({"k": "in", "m": r[0], "t": t, "src": src, "tp": tp, "p": r[1],
@@ -134,7 +194,9 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
                     out.append({"k": "in", "m": r[0], "t": t, "src": r[1], "tp": r[2],
                                 "p": r[3], "o": r[4]})
         elif kind == "routes":
-            out += [_route_doc(r, d.get("t", 0))
+            t, flat = d.get("t", 0), d.get("f")
+            out += [_flat_route_doc(flat, i, stop, t) for i, stop in route_spans(flat)]
+            out += [_route_doc(r, t)
                     for r in d.get("r") or () if isinstance(r, list) and 8 <= len(r) <= 9]
         else:
             out.append(d)
@@ -142,6 +204,17 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
 
 
 _ROUTE_FIELDS = ("drop", "held", "u", "e", "h", "uh")  # the optional fields of a `routes` row
+
+
+def _flat_route_doc(flat: list[Any], i: int, stop: int, t: float) -> dict[str, Any]:
+    """The `route` document of the flat row flat[i:stop] (ROUTE_HEAD), as _route_doc."""
+    drops = i + ROUTE_HEAD + 2 * flat[i + 7]
+    doc = {"k": "route", "m": flat[i], "t": t, "st": flat[i + 1],
+           "to": [flat[k:k + 3] for k in range(drops, stop, 3)]}
+    if drops > i + ROUTE_HEAD:
+        doc["drop"] = [flat[k:k + 2] for k in range(i + ROUTE_HEAD, drops, 2)]
+    doc.update((k, v) for k, v in zip(("held", "u", "e", "h", "uh"), flat[i + 2:i + 7]) if v)
+    return doc
 
 
 def _route_doc(row: list[Any], t: float) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import (
-    ID_ATTR, PACKED, decoded, envelope_ref, id_attr, message_id, pack_values, person_hash,
-    raw_message_id,
+    ID_ATTR, decoded, docs_by_partition, envelope_ref, id_attr, message_id, pack_values, person_hash,
+    raw_message_id, routes_by_partition,
 )
 from streamproc.worker.scrub import mask_key, outcome_scrubber
 
@@ -36,23 +36,22 @@ class Outcomes:
     def __init__(self, settings: Any, topic: str, partitions: int = 6) -> None:
         self.topic, self.partitions = topic, partitions
         self.pending: list[dict[str, Any]] = []  # documents of the agent batch being built
-        # its `in` rows: (source, topic) -> per outcomes partition, rows (message id,
+        # its `in` rows: (source, topic) -> per outcomes partition, flat rows (message id,
         # partition, offset), put where they go as they are made (ingest_outs)
-        self.ins: dict[tuple[str, str], list[list[tuple[str, int, int]]]] = {}
-        self.routes: list[list[Any]] = []  # its `route` rows (routing_outs)
+        self.ins: dict[tuple[str, str], list[list[Any]]] = {}
+        self.routes: list[Any] = []  # its `route` rows, flat (routing_outs)
         self.scrub = outcome_scrubber(settings)
         self.failures: dict[str, deque[dict[str, Any]]] = {}
         self.oversized = 0  # documents dropped as too large for a record (pack_values)
         self._people: dict[str, tuple[str, str]] = {}  # email -> (as shown, person_hash)
 
     def pack(self, docs: list[dict[str, Any]], rows: Iterable[tuple[Any, ...]] = (),
-             routes: list[list[Any]] = ()) -> list[Out]:
+             routes: list[Any] = ()) -> list[Out]:
         """Outcome documents, `in` rows (message id, source, topic, partition, offset) and
-        `route` rows (see the field notes) as Kafka records."""
+        flat `route` rows (routed) as Kafka records."""
         ins: dict[tuple[str, str], list[list[Any]]] = {}
         for mid, source, tp, p, off in rows:
-            self._parts(ins, source, tp)[_crc32(mid.encode()) % self.partitions].append(
-                (mid, p, off))
+            self._parts(ins, source, tp)[_crc32(mid.encode()) % self.partitions] += (mid, p, off)
         return self._records(docs, ins, routes)
 
     def _parts(self, ins: dict[tuple[str, str], list[list[Any]]], source: str, tp: str
@@ -64,9 +63,8 @@ class Outcomes:
         return parts
 
     def take(self) -> list[Out]:
-        """The records of the outcomes stashed by the current agent batch (see take_outcomes).
-        The stash holds rows of strings and numbers, never the batch's parsed events: kept to
-        the batch's end, those would be freed here, cold in the cache (README, Outcomes)."""
+        """The records of the outcomes the current agent batch stashed (take_outcomes): flat
+        rows of strings and numbers, never its parsed events (freed here, cold: README)."""
         docs, rows, routes = self.pending, self.ins, self.routes
         if not docs and not rows and not routes:
             return []
@@ -81,27 +79,25 @@ class Outcomes:
         self.ins.clear()
 
     def _records(self, docs: list[dict[str, Any]], ins: dict[tuple[str, str], list[list[Any]]],
-                 routes: list[list[Any]]) -> list[Out]:
+                 routes: list[Any]) -> list[Out]:
         """Documents and rows as records: those of one partition (crc32 of the message id, see
         partition_hash) together in JSON arrays of at most PACKED documents, so an input's
         outcomes share a partition without a Kafka record each (fewer, larger records), and
         of at most MAX_VALUE bytes (pack_values: a record the broker refuses for good would
-        block the batch's outputs). `in` rows travel as `ins` documents per source and topic
-        (src, tp) with rows [message id, partition, offset]; `route` rows as `routes` ones."""
+        block the batch's outputs). `in` rows travel as an `ins` document per partition,
+        source and topic (src, tp), flat rows message id, partition, offset; `route` rows as
+        a `routes` document per partition (outcome_codec.ROUTE_HEAD)."""
         n = self.partitions
-        groups = _by_partition(docs, "m", n) if docs else {}
+        groups = docs_by_partition(docs, n) if docs else {}
         now = int(time.time() * 1000) / 1000
         for (source, tp), parts in ins.items():
             for g, part in enumerate(parts):
                 if part:
-                    groups.setdefault(g, []).extend(
-                        {"k": "ins", "t": now, "src": source, "tp": tp, "r": part[i:i + PACKED]}
-                        for i in range(0, len(part), PACKED))
+                    groups.setdefault(g, []).append(
+                        {"k": "ins", "t": now, "src": source, "tp": tp, "f": part})
         if routes:
-            for g, part in _by_partition(routes, 0, n).items():
-                groups.setdefault(g, []).extend(
-                    {"k": "routes", "t": now, "r": part[i:i + PACKED]}
-                    for i in range(0, len(part), PACKED))
+            for g, part in routes_by_partition(routes, n).items():
+                groups.setdefault(g, []).append({"k": "routes", "t": now, "f": part})
         out: list[Out] = []
         topic = self.topic
         for g, group in groups.items():
@@ -164,21 +160,22 @@ class Outcomes:
                 who["u"] = user_id
         return who
 
-    def routed(self, stage: str, msg: Any, res: Any) -> list[list[Any]]:
-        """One `route` row per input the result concerns (see the field notes): its sink
-        records (destination, delivery id, op), drops with reasons, and whether it was held.
-        An input (not a derived envelope) always gets one, with its person (u userId, e
-        masked email, h email hash): it is also what says the input reached routing. A userId
-        that is an email is masked as emails are, and found by its hash (h, else uh), masked
-        or not (`trace Jane@Example.com` finds jane@example.com)."""
-        rows: list[list[Any]] = []
+    def routed(self, stage: str, msg: Any, res: Any) -> list[Any]:
+        """The `route` rows of the inputs the result concerns, flat (see the field notes): per
+        input its sink records (destination, delivery id, op), drops with reasons, and
+        whether it was held. An input (not a derived envelope) always gets one, with its
+        person (u userId, e masked email, h email hash): it is also what says the input
+        reached routing. A userId that is an email is masked as emails are, and found by its
+        hash (h, else uh), masked or not (`trace Jane@Example.com` finds jane@example.com)."""
+        rows: list[Any] = []
         self.route_rows(stage, msg, res, rows)
         return rows
 
-    def route_rows(self, stage: str, msg: Any, res: Any, rows: list[list[Any]]) -> None:
-        """routed(), appending the rows to `rows` (the batch's stash). Run for every routed
-        input: plain local code, a row per input (and per other input whose held sink
-        records it released), its person looked up once."""
+    def route_rows(self, stage: str, msg: Any, res: Any, rows: list[Any]) -> None:
+        """routed(), appending the rows to `rows` (the batch's stash) field by field, flat (the
+        `routes` layout: outcome_codec.ROUTE_HEAD): no list or tuple per input that the
+        collector would walk until the batch's end (README, Outcomes). Run for every routed
+        input: plain local code, its person looked up once."""
         sinks, drops = res.sink_records, res.drops
         holds = getattr(res, "holds", True)
         held = (getattr(res, "held", 0) or None) if holds else None  # a count
@@ -191,50 +188,57 @@ class Outcomes:
                 return
         elif not sinks and not drops and not held and attr == "source_id":
             return  # a derived envelope that changed nothing visible
-        people, person = self._people, self._person
-        row = uh = h = None  # the input's own row; its person's hashes
+        others: dict[str, list[Any]] | None = None  # other inputs' sinks (released holds)
         if own:
+            people, person = self._people, self._person
+            uh = h = e = None  # the masked email; the hashes of the email and the userId
             user_id = getattr(msg, "user_id", None)
             email = getattr(msg, "email_key", None)
             if email and isinstance(email, str):
                 e, h = people.get(email) or person(email)
-            else:
-                e = None
             if not isinstance(user_id, str):
                 user_id = None
             elif "@" in user_id:  # an email as userId: masked (unless off), hashed
                 user_id, uh = people.get(user_id) or person(user_id)
-            row = [own, stage, [], [(x.destination, x.reason) for x in drops] if drops else None,
-                   held, user_id, e, h]
-            rows.append(row)
-        to = row[2] if row is not None else None
-        others: dict[str, list[Any]] | None = None  # rows of other inputs (released holds)
-        for r in sinks:
-            mid = r.source.get("message_id") or own
-            if mid == own:
-                if to is None:  # no own id: rows per sink's input only
-                    continue
-                to.append((r.destination, r.id, r.op))
-                if h is None:  # the person, for lookups by email
-                    h = self._sink_person(r)
-                    row[7] = h  # type: ignore[index]
-                continue
-            if not mid:
-                continue
-            if others is None:
-                others = {}
-            this = others.get(mid)
-            if this is None:
-                this = others[mid] = [mid, stage, [], None, None, None, None, None]
-                rows.append(this)
-            this[2].append((r.destination, r.id, r.op))
-            if this[7] is None:
-                this[7] = self._sink_person(r)
-        if uh is not None:  # found by it: as h, or as uh when h is another email's
-            if row[7] is None or row[7] == uh:  # type: ignore[index]
-                row[7] = uh  # type: ignore[index]
+            at = len(rows)
+            rows += (own, stage, held, user_id, e, h, None, len(drops), 0)
+            for x in drops:
+                rows += (x.destination, x.reason)
+            n = 0
+            for r in sinks:
+                mid = r.source.get("message_id") or own
+                if mid == own:
+                    rows += (r.destination, r.id, r.op)
+                    n += 1
+                    if h is None:  # the person, for lookups by email
+                        h = self._sink_person(r)
+                else:
+                    others = self._other(others, mid, r)
+            if uh is not None and h is not None and h != uh:  # found by both hashes
+                rows[at + 5:at + 7] = (h, uh)
             else:
-                row.append(uh)  # type: ignore[union-attr]
+                rows[at + 5] = h or uh
+            rows[at + 8] = n
+        else:  # no own id: rows per sink's input only
+            for r in sinks:
+                mid = r.source.get("message_id")
+                if mid:
+                    others = self._other(others, mid, r)
+        if others:
+            for mid, (h, *to) in others.items():
+                rows += (mid, stage, None, None, None, h, None, 0, len(to) // 3)
+                rows += to
+
+    def _other(self, others: dict[str, list[Any]] | None, mid: str, r: Any
+               ) -> dict[str, list[Any]]:
+        """`others` (made when None) with sink record r of input `mid` (another input's, whose
+        held records this one released): [person hash, then destination, id, op per record]."""
+        others = {} if others is None else others
+        this = others.setdefault(mid, [None])  # the rare path: released holds only
+        this += (r.destination, r.id, r.op)
+        if this[0] is None:
+            this[0] = self._sink_person(r)
+        return others
 
     def _sink_person(self, r: Any) -> str | None:
         """The person hash of a sink record's email (payload, else an email key), or None."""
@@ -322,15 +326,6 @@ class AttemptRecorder:
         return self.outcomes.pack(docs) if docs else []
 
 
-def _by_partition(items: Iterable[Any], key: Any, n: int) -> dict[int, list[Any]]:
-    """Outcome documents or rows by partition: crc32 of their message id (item[key]) % n."""
-    parts: list[list[Any]] = [[] for _ in range(n)]
-    crc32 = _crc32
-    for item in items:
-        parts[crc32(item[key].encode()) % n].append(item)
-    return {g: part for g, part in enumerate(parts) if part}
-
-
 def install(rt: Runtime) -> Outcomes | None:
     """The worker's Outcomes (rt.outcomes), or None when STREAMPROC_OUTCOMES=off."""
     if not rt.settings.outcomes.enabled:
@@ -384,7 +379,7 @@ def ingest_outs(rt: Runtime, source: str, m: Any, events: list[Any], errors: lis
         attr = ID_ATTR.get(type(ev))
         mid = getattr(ev, attr) if attr else message_id(ev)
         if mid:
-            parts[_crc32(mid.encode()) % n].append((mid, p, off))
+            parts[_crc32(mid.encode()) % n] += (mid, p, off)
     if docs:
         o.pending += docs
     return []

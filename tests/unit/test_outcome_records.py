@@ -25,12 +25,12 @@ def _outcomes(**env: str) -> Outcomes:
 
 
 def _docs(outs):
-    """Outcome documents: a list of them from the methods, `route` rows (routed), else
-    packed records."""
+    """Outcome documents: a list of them from the methods, flat `route` rows (routed: a
+    message id first), else packed records."""
     if outs and isinstance(outs[0], dict):
         return orjson.loads(orjson.dumps(outs))
-    if outs and isinstance(outs[0], list):
-        return decode_docs(orjson.dumps([{"k": "routes", "t": 0, "r": outs}]))
+    if outs and isinstance(outs[0], str):
+        return decode_docs(orjson.dumps([{"k": "routes", "t": 0, "f": outs}]))
     return [doc for o in outs for doc in decode_docs(o[2])]
 
 
