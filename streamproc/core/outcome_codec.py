@@ -185,8 +185,9 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
             flat = d.get("f")
             if isinstance(flat, list):
                 out += [{"k": "in", "m": flat[i], "t": t, "src": src, "tp": tp,
-                         "p": flat[i + 1], "o": flat[i + 2]} for i in range(0, len(flat) - 2, 3)]
-            for r in d.get("r") or ():
+                         "p": flat[i + 1], "o": flat[i + 2]} for i in range(0, len(flat) - 2, 3)
+                        if isinstance(flat[i], str)]
+            for r in _list(d.get("r")):
                 if isinstance(r, list) and len(r) == 3:  # source and topic in the document
                     out.append({"k": "in", "m": r[0], "t": t, "src": src, "tp": tp, "p": r[1],
                                 "o": r[2]})
@@ -197,10 +198,15 @@ def decode_docs(value: bytes | None) -> list[dict[str, Any]]:
             t, flat = d.get("t", 0), d.get("f")
             out += [_flat_route_doc(flat, i, stop, t) for i, stop in route_spans(flat)]
             out += [_route_doc(r, t)
-                    for r in d.get("r") or () if isinstance(r, list) and 8 <= len(r) <= 9]
+                    for r in _list(d.get("r")) if isinstance(r, list) and 8 <= len(r) <= 9]
         else:
             out.append(d)
     return out
+
+
+def _list(value: Any) -> list[Any]:
+    """A document's field that should be a list, else []: a reader never raises on one."""
+    return value if isinstance(value, list) else []
 
 
 _ROUTE_FIELDS = ("drop", "held", "u", "e", "h", "uh")  # the optional fields of a `routes` row

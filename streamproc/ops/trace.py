@@ -5,7 +5,6 @@ email hash / userId -> recent message ids) that each lookup brings up to date in
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import zlib
 from pathlib import Path
@@ -22,6 +21,9 @@ from streamproc.ops.trace_text import rows_of as _rows
 # userId that is an email (masked in u) other than the one in h
 _PERSON_FIELDS = (("u", "u"), ("h", "h"), ("uh", "h"))
 PERSON_KEPT = 50  # message ids remembered per person (the newest)
+# The index's format: an index of another one is rebuilt from the topic when opened. 2: the
+# flat `in` / `route` rows (outcome_codec), which a reader before it skipped for good.
+INDEX_FORMAT = 2
 DEFAULT_LIMIT = 10
 
 
@@ -35,8 +37,15 @@ class TraceIndex:
     def __init__(self, path: str | Path) -> None:
         from rocksdict import Rdict
 
-        Path(path).mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
         self.db = Rdict(str(path))
+        if self._get("fmt") != INDEX_FORMAT:  # built by a reader that skipped records this
+            self.db.close()  # one reads (and moved past them): read the topic again. Only
+            Rdict.destroy(str(path))  # the database's own files go (RocksDB's DestroyDB)
+            path.mkdir(parents=True, exist_ok=True)
+            self.db = Rdict(str(path))
+            self.db[b"fmt"] = orjson.dumps(INDEX_FORMAT)
 
     def close(self) -> None:
         self.db.close()
@@ -106,7 +115,7 @@ def _documents(records: list[Any], offsets: dict[int, int]) -> list[dict[str, An
         except (orjson.JSONDecodeError, zlib.error, TypeError):
             continue
         for doc in found:
-            if not isinstance(doc.get("m"), str):
+            if not isinstance(doc.get("m"), str) or not isinstance(doc.get("k"), str):
                 continue
             t = doc.get("t")
             if not isinstance(t, (int, float)) or isinstance(t, bool):

@@ -28,9 +28,25 @@ def _sink(mid: str, dest: str, rid: str, email: str = "") -> SinkRecord:
                       payload={"email": email} if email else {}, source={"message_id": mid})
 
 
+class _Derived:  # a follow-up envelope (an alias merge): traced under its input's id
+    source_id, user_id, email_key = "m4", None, None
+
+
+class _NoId:  # no id of its own: rows for the inputs its sink records name only
+    user_id = email_key = None
+
+
 def _results() -> list[tuple[Any, Any]]:
-    """(message, routing result) pairs covering every field of a route row."""
+    """(message, routing result) pairs covering every field of a route row, the inputs
+    without an id of their own, and released holds of other inputs."""
     return [
+        (_Derived(), SimpleNamespace(sink_records=[_sink("m4", "mailjet", "e")], drops=[],
+                                     holds=False, held=3)),
+        (_NoId(), SimpleNamespace(sink_records=[
+            _sink("r1", "mailmodo", "f", "r1@ex.com"), _sink("r2", "segment", "g"),
+            _sink("r1", "mailjet", "h")], drops=[], held=0)),
+        (SimpleNamespace(message_id="m6", user_id="Solo@Ex.com", email_key=None),
+         SimpleNamespace(sink_records=[], drops=[], held=0)),
         (SimpleNamespace(message_id="m1", user_id="u1", email_key="jo@ex.com"),
          SimpleNamespace(sink_records=[_sink("m1", "mailmodo", "a"), _sink("m1", "mailjet", "b"),
                                        _sink("old", "mailmodo", "c", "ann@ex.com")],
@@ -55,7 +71,7 @@ def test_the_batch_stash_holds_no_container_per_input() -> None:
                     True)
     assert o.routes and all(isinstance(x, ATOMS) for x in o.routes)
     parts = [x for per in o.ins.values() for part in per for x in part]
-    assert len(parts) == 9 and all(isinstance(x, ATOMS) for x in parts)
+    assert len(parts) == 3 * 5 and all(isinstance(x, ATOMS) for x in parts)  # 5 with an id
 
 
 def test_flat_rows_read_back_as_the_nested_rows_of_earlier_writers_did() -> None:
@@ -67,6 +83,11 @@ def test_flat_rows_read_back_as_the_nested_rows_of_earlier_writers_did() -> None
         flat += o.routed("users", msg, res)
     e1, h1 = "j***@ex.com", person_hash("jo@ex.com")
     nested = [
+        ["m4", "users", [["mailjet", "e", "add_event"]], None, None, None, None, None],
+        ["r1", "users", [["mailmodo", "f", "add_event"], ["mailjet", "h", "add_event"]], None,
+         None, None, None, person_hash("r1@ex.com")],
+        ["r2", "users", [["segment", "g", "add_event"]], None, None, None, None, None],
+        ["m6", "users", [], None, None, "S***@Ex.com", None, person_hash("solo@ex.com")],
         ["m1", "users", [["mailmodo", "a", "add_event"], ["mailjet", "b", "add_event"]],
          [["clevertap", "disabled"]], None, "u1", e1, h1],
         ["old", "users", [["mailmodo", "c", "add_event"]], None, None, None, None,
@@ -79,8 +100,9 @@ def test_flat_rows_read_back_as_the_nested_rows_of_earlier_writers_did() -> None
     ]
     read = decode_docs(orjson.dumps([{"k": "routes", "t": 5, "f": flat}]))
     assert read == decode_docs(orjson.dumps([{"k": "routes", "t": 5, "r": nested}]))
-    assert [d["m"] for d in read] == ["m1", "old", "m2", "m3"]
-    assert read[2]["held"] == 2 and read[3]["h"] == person_hash("Jane@Ex.com")
+    assert [d["m"] for d in read] == ["m4", "r1", "r2", "m6", "m1", "old", "m2", "m3"]
+    assert "held" not in read[0] and read[6]["held"] == 2  # not a holding stage: no count
+    assert read[7]["h"] == person_hash("Jane@Ex.com") and "uh" in read[6]
     ins = decode_docs(orjson.dumps([{"k": "ins", "t": 5, "src": "s", "tp": "t",
                                      "f": ["a", 0, 1, "b", 2, 3]}]))
     assert ins == decode_docs(orjson.dumps([{"k": "ins", "t": 5, "src": "s", "tp": "t",
@@ -95,10 +117,32 @@ def test_a_malformed_flat_document_reads_up_to_its_first_bad_row_and_never_raise
                 [7, "users", None, None, None, None, None, 0, 0]):
         docs = decode_docs(orjson.dumps([{"k": "routes", "t": 0, "f": good + bad}]))
         assert [d["m"] for d in docs] == ["m1"], bad
-    for f in ("x", 3, {"a": 1}, None):
-        assert decode_docs(orjson.dumps([{"k": "routes", "f": f}, {"k": "ins", "f": f}])) == []
+    for flag in (True, False):  # JSON booleans are no counts (bool is an int in Python)
+        bad = ["m2", "users", None, None, None, None, None, 0, flag, "mailmodo", "b", "x"]
+        docs = decode_docs(orjson.dumps([{"k": "routes", "t": 0, "f": good + bad}]))
+        assert [d["m"] for d in docs] == ["m1"], flag
+    for f in ("x", 3, {"a": 1}, None, True):
+        assert decode_docs(orjson.dumps([{"k": "routes", "f": f, "r": f},
+                                         {"k": "ins", "f": f, "r": f}])) == []
+    # a bad field of one document costs that document only, not the record's others
+    mixed = [{"k": "routes", "r": 7}, {"k": "routes", "t": 0, "f": good}, {"k": "ins", "r": True}]
+    assert [d["m"] for d in decode_docs(orjson.dumps(mixed))] == ["m1"]
+    assert [d["m"] for d in decode_docs(orjson.dumps([{"k": "ins", "f": [5, 0, 1, "b", 2, 3]}]))
+            ] == ["b"]
     assert [d["m"] for d in decode_docs(orjson.dumps([{"k": "ins", "f": ["a", 0, 1, "b"]}]))
             ] == ["a"]
+
+
+def test_an_ins_document_too_large_for_a_record_is_split_between_rows() -> None:
+    o = _outcomes()
+    o.partitions = 1
+    rows = [(f"m{i}-" + "z" * 1000, "segment", "t", 0, i) for i in range(1001)]
+    outs = o.pack([], rows)
+    assert len(outs) > 1 and all(len(v) <= MAX_VALUE for _, _, v, _, _ in outs)
+    docs = [d for _, _, v, _, _ in outs for d in decode_docs(v)]
+    assert [(d["m"].split("-")[0], d["p"], d["o"]) for d in docs] == [
+        (f"m{i}", 0, i) for i in range(1001)]
+    assert o.oversized == 0
 
 
 def test_a_routes_document_too_large_for_a_record_is_split_between_rows() -> None:

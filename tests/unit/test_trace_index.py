@@ -194,3 +194,33 @@ def test_an_input_routed_before_under_its_id_that_crashes_is_the_input_dead():
             _dead("e1", 11, "contacts", "t.by_contact")]
     d = timeline("e1", docs)["destinations"]
     assert d["*"]["state"] == "dead_lettered" and "contacts stage" not in d
+
+
+def test_an_index_an_earlier_reader_built_is_read_again_and_only_its_own_files_go(tmp_path):
+    """A reader before the flat rows decoded nothing from them and still moved its offsets
+    past them: kept, that index would miss those inputs for good."""
+    from rocksdict import Rdict
+
+    path = _path(tmp_path)
+    path.mkdir()
+    (path / "notes.txt").write_text("the operator's")  # an --index-dir that held files too
+    old = Rdict(str(path))  # what an earlier version left: offsets, outcomes, no format
+    old[b"o:0"], old[b"m:m1"] = orjson.dumps(7), orjson.dumps([{"k": "in", "m": "m1"}])
+    old.close()
+    idx = TraceIndex(path)
+    assert (idx.next_offset(0), idx.outcomes("m1")) == (0, [])  # read again from the start
+    idx.add(_recs({"k": "in", "m": "m2", "t": 1.0, "src": "segment"}))
+    idx.close()
+    assert (path / "notes.txt").read_text() == "the operator's"
+    idx = TraceIndex(path)  # this version's own index is kept
+    assert idx.next_offset(0) > 0 and [d["m"] for d in idx.outcomes("m2")] == ["m2"]
+    idx.close()
+
+
+def test_a_document_whose_kind_is_not_a_string_is_skipped_not_fatal(tmp_path):
+    idx = TraceIndex(_path(tmp_path))
+    idx.add(_recs({"k": ["in"], "m": "m1", "t": 1.0}, {"k": {"a": 1}, "m": "m1", "t": 1.0},
+                  {"k": "in", "m": "m1", "t": 2.0, "src": "segment"}))
+    assert [d["k"] for d in idx.outcomes("m1")] == ["in"]
+    assert lookup(idx, "m1")[0]["message_id"] == "m1"
+    idx.close()
