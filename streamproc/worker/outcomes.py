@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from streamproc.core.errors import AuthError, Permanent
 from streamproc.core.outcome_codec import (
-    ID_ATTR, decoded, docs_by_partition, envelope_ref, id_attr, message_id, pack_values, person_hash,
-    raw_message_id, routes_by_partition,
+    ID_ATTR, decoded, docs_by_partition, envelope_ref, id_attr, message_id, pack_values,
+    person_hash, raw_message_id, routes_by_partition,
 )
 from streamproc.worker.scrub import mask_key, outcome_scrubber
 
