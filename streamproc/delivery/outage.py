@@ -8,6 +8,8 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
+from streamproc.destinations.outcomes import clip
+
 log = logging.getLogger(__name__)
 MAX_TRACKED = 100_000  # records remembered with their first transient failure
 MIN_PROBE_S = 1.0
@@ -63,7 +65,7 @@ class Outage:
             self._first.setdefault(record_id, now)
         while len(self._first) > MAX_TRACKED:
             del self._first[next(iter(self._first))]
-        self.last_error, self.last_status = str(error)[:300], status
+        self.last_error, self.last_status = clip(str(error), 300), status
 
     def answered(self, record_ids: Iterable[str]) -> None:
         """The API answered these records for good (delivered or rejected): the streak ends,

@@ -3,6 +3,7 @@ default per-record reading of a response. Every error made here carries a stable
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -35,6 +36,16 @@ def body_excerpt(body: bytes | str | None) -> str:
         return ""
     text = body if isinstance(body, str) else body.decode("utf-8", errors="replace")
     return text[:BODY_EXCERPT_CHARS]
+
+
+def clip(text: str, n: int) -> str:
+    """text cut to n characters without the token the cut falls in: a credential or an
+    address cut short no longer matches what removes or masks it (worker/scrub.py), so what
+    shows an error's text must not keep half of one."""
+    return text if len(text) <= n else _TOKEN_TAIL.sub("", text[:n])
+
+
+_TOKEN_TAIL = re.compile(r"""[^\s"',:;{}\[\]()<>=&]+$""")
 
 
 def json_body(body: bytes | str | None) -> Any:
@@ -88,7 +99,7 @@ def classify_status(status: int, body: bytes | str | None = b"",
         return None
     excerpt = body_excerpt(body)
     reason = f"http_{status}"
-    message = f"HTTP {status}" + (f": {excerpt[:200]}" if excerpt else "")
+    message = f"HTTP {status}" + (f": {clip(excerpt, 200)}" if excerpt else "")
     retryable = status in RETRYABLE_4XX or (500 <= status < 600 and status != 501)
     if retryable:
         retry_after = parse_retry_after(header(headers, "Retry-After"), now=now)

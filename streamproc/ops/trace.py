@@ -167,6 +167,7 @@ def start_offset(next_offset: int, begin: int, end: int) -> int:
 
 def lookup(index: TraceIndex, query: str, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
     """Timelines (see timeline()) for a message id, or a person's latest `limit` inputs."""
+    query = query.strip()  # pasted with a space
     own = index.outcomes(query)
     mids = [query] if own else index.person(query)[:limit]
     return [timeline(mid, index.outcomes(mid)) for mid in mids]
@@ -234,9 +235,13 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
             if d.get("r") == "ok":
                 st.update(state="delivered", status=d.get("s"))
                 st.pop("reason", None)
+                st.pop("error", None)
             elif st["state"] != "delivered":
                 st.update(state="retrying" if d.get("r") == "retry" else "failing",
                           status=d.get("s"), body=d.get("b"))
+                st.pop("error", None)
+                if d.get("err") and not d.get("b"):  # no body (none, or a batch's: every
+                    st["error"] = d["err"]  # record's): what failed is its own error
         elif kind == "dead" and d.get("d"):
             st = record(d["d"], d.get("id"))
             st.update(state="dead_lettered", reason=d.get("r"), status=d.get("s"))

@@ -41,8 +41,10 @@ def describe(d: dict[str, Any]) -> tuple[str, str]:
         result = {"ok": "delivered", "retry": "will retry", "failed": "refused",
                   "auth": "credentials refused (destination paused)"}.get(d.get("r"), d.get("r"))
         body = f"  response: {d['b']}" if d.get("b") else ""
+        error = f": {d['err']}" if d.get("err") and not body else ""  # no body (none, or a
+        # batch's, which lists every record's data and errors): this record's own error
         return (f"attempt {d.get('n')}",
-                f"{d.get('d')} {d.get('req')} -> {status} {result}{body}")
+                f"{d.get('d')} {d.get('req')} -> {status} {result}{error}{body}")
     if kind == "seen":
         return "already sent", (f"{d.get('d')}: delivery id {str(d.get('id') or '')[:12]} is "
                                 "in the delivery ledger; not sent again")
@@ -65,7 +67,7 @@ def outcome_line(d: dict[str, Any]) -> str:
 def result_line(dests: dict[str, Any]) -> str:
     parts = []
     for dest, st in sorted(dests.items()):
-        extra = [str(st[k]) for k in ("reason",) if st.get(k)]
+        extra = [str(st[k]) for k in ("reason", "error") if st.get(k)]
         if st.get("status"):
             extra.append(f"HTTP {st['status']}")
         if st.get("attempts"):

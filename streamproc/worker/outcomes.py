@@ -267,6 +267,7 @@ class Outcomes:
         recent-failures list."""
         now = round(time.time(), 3)
         excerpt = None
+        shared = len(items) > 1 and status is not None and 200 <= status < 300
         out = []
         for record, attempt, error in items:
             mid = record.source.get("message_id")
@@ -277,9 +278,10 @@ class Outcomes:
             doc = {"k": "try", "m": mid, "t": now, "d": dest, "id": record.id, "op": record.op,
                    "req": request.kind, "n": attempt, "s": status, "r": result}
             if error is not None:
-                if excerpt is None:
-                    excerpt = self.scrub(body)
-                doc["b"] = excerpt
+                if excerpt is None:  # a request of several records answered 2xx refused
+                    excerpt = "" if shared else self.scrub(body)  # some: err says which,
+                if excerpt:  # and the body lists the others' (their data, their errors)
+                    doc["b"] = excerpt
                 doc["err"] = self.scrub(str(error))[:200]
                 ring = self.failures.get(dest)
                 if ring is None:

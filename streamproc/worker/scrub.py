@@ -12,20 +12,31 @@ from streamproc.core.logs import secrets_of
 # an email as is_email accepts it (RFC 5322 atext, an internationalised domain, also with
 # its letters JSON-escaped as \u00fc), also URL-encoded (%40) as in a request path a vendor
 # echoes back
-_LOCAL = r"[\w.%+'!#$&*=?^`{|}~/-]"
+_LOCAL = r"(?:[\w.%+'!#$&*=?^`{|}~/-]|\\u[0-9a-fA-F]{4})"
 _LABEL = r"(?:[\w-]|\\u[0-9a-fA-F]{4})+"
-_EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*(?:@|%40)({_LABEL}(?:\.{_LABEL})+)")
+# the domain's dots optional: an address a parse error quotes may be a typo (jane@gmail,
+# jane@gmail..com), or cut short by an excerpt (jane@example)
+_EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*(?:@|%40)({_LABEL}(?:\.{_LABEL})*)")
+# a quoted value that is an address with a space in it ('jane.doe @gmail.com')
+_QUOTED_EMAIL = re.compile(r"""(['"])([^'"\s@\\])[^'"@\\]{0,64}@([^'"\s]*)\1""")
 # the value of a field named like a secret: a string (escapes included), an object or array
 # (one level), else a bare token; an Authorization header's whole value, whatever its scheme
 _SECRET_FIELD = re.compile(
-    r"""(["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|api[_-]?secret|"""
-    r"""password|passcode|write[_-]?key)["']?\s*[:=]\s*)"""
-    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^{}]*\}|\[[^\[\]]*\]|[^\s,&}]+)""",
+    r"""(\\?["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|"""
+    r"""api[_-]?secret|password|passcode|write[_-]?key)\\?["']?\s*[:=]\s*)"""
+    r"""(\\"(?:[^\\]|\\[^"])*?\\"|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^{}]*\}|"""
+    r"""\[[^\[\]]*\]|[^\s,&}]+)""",
     re.IGNORECASE)
 _AUTH_FIELD = re.compile(
-    r"""(["']?(?:proxy-)?authorization["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|"""
-    r"""[^\r\n"'}]+)""", re.IGNORECASE)
+    r"""(\\?["']?(?:proxy-)?authorization\\?["']?\s*[:=]\s*)(\\"(?:[^\\]|\\[^"])*?\\"|"""
+    r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\r\n"'}]+)""", re.IGNORECASE)
 _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)  # anywhere
+
+
+def _hidden(m: re.Match[str]) -> str:
+    """A secret field's key with its value as ***, quoted as the value was (\\" inside a
+    JSON-escaped string)."""
+    return m.group(1) + ('\\"***\\"' if m.group(2).startswith('\\"') else '"***"')
 
 
 def mask_key(email: str) -> str:
@@ -35,7 +46,7 @@ def mask_key(email: str) -> str:
 
 
 def mask_email(text: str) -> str:
-    return _EMAIL.sub(r"\1***@\2", text)
+    return _EMAIL.sub(r"\1***@\2", _QUOTED_EMAIL.sub(r"\1\2***@\3\1", text))
 
 
 class Scrubber:
@@ -51,9 +62,9 @@ class Scrubber:
         if not text:
             return ""
         text = text[: self.limit * 4]  # bound the regex work on huge bodies
-        text = _AUTH_FIELD.sub(lambda m: m.group(1) + '"***"', text)  # first: a credential
+        text = _AUTH_FIELD.sub(_hidden, text)  # first: a credential
         text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
-        text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"***"', text)  # that is a word they
+        text = _SECRET_FIELD.sub(_hidden, text)  # that is a word they
         for secret in self.secrets:  # key on ("Basic", "password") would switch them off
             text = text.replace(secret, "***")
         if self.mask:

@@ -182,4 +182,5 @@ def test_status_page_search_and_latest_failures_in_chromium(stack, traced):
     assert dom.attrs_by_id["trace-status"]["data-state"] == "done"
     assert (cells[("mailmodo/0", "status")], cells[("mailmodo/1", "status")]) == ("429", "400")
     assert "event_properties.plan is not allowed" in cells[("mailmodo/1", "body")]
+    assert "400" in cells[("mailmodo/1", "error")]  # the record's own error, its own column
     assert MAILMODO_KEY not in cells[("mailmodo/1", "body")]

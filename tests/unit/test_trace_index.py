@@ -43,6 +43,7 @@ def test_lookup_by_message_id_email_and_user_id(tmp_path):
     assert [t["message_id"] for t in lookup(idx, " Jo@Ex.com ")] == ["m2", "m1"]
     assert [t["message_id"] for t in lookup(idx, "u1", limit=1)] == ["m2"]
     assert lookup(idx, "nobody") == []
+    assert [t["message_id"] for t in lookup(idx, " m1\n")] == ["m1"]  # pasted with spaces
     assert idx.next_offset(3) > idx.next_offset(0) > 0
     idx.close()
     reopened = TraceIndex(_path(tmp_path))  # the index survives: the next lookup reads less
