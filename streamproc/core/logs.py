@@ -21,6 +21,22 @@ JSON_FIELDS = ("destination", "topic", "partition", "reason", "count", "status",
                "summary")  # summary: a dict (streamproc.summary)
 
 
+def clip(text: str, n: int) -> str:
+    """text cut to n characters without the token the cut falls in (its last CLIP_TOKEN
+    characters at most: a long run is no credential, and must not blank the text): a
+    credential or an address cut short no longer matches what removes or masks it
+    (worker/scrub.py, the log filter), so a text cut for showing must not keep half of one."""
+    if len(text) <= n:
+        return text
+    cut = text[:n]
+    tail = _TOKEN_TAIL.search(cut, max(0, n - CLIP_TOKEN))
+    return cut[:tail.start()] if tail else cut
+
+
+CLIP_TOKEN = 100
+_TOKEN_TAIL = re.compile(r"""[^\s"',:;{}\[\]()<>=&]+$""")
+
+
 def mask_emails(text: str) -> str:
     """'jane.doe@example.com' -> 'j***@example.com' (also URL-encoded 'jane%40example.com')."""
     return _EMAIL.sub(r"\1***\2\3", text)

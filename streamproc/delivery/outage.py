@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-from streamproc.destinations.outcomes import clip
+from streamproc.core.logs import clip
 
 log = logging.getLogger(__name__)
 MAX_TRACKED = 100_000  # records remembered with their first transient failure

@@ -3,7 +3,6 @@ default per-record reading of a response. Every error made here carries a stable
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -12,6 +11,7 @@ from typing import Any, Mapping
 import orjson
 
 from streamproc.core.errors import AuthError, DeliveryError, Permanent, Retryable, Throttled
+from streamproc.core.logs import clip
 from streamproc.destinations.request import HttpRequest, RecordOutcome
 
 BODY_EXCERPT_CHARS = 2000
@@ -36,16 +36,6 @@ def body_excerpt(body: bytes | str | None) -> str:
         return ""
     text = body if isinstance(body, str) else body.decode("utf-8", errors="replace")
     return text[:BODY_EXCERPT_CHARS]
-
-
-def clip(text: str, n: int) -> str:
-    """text cut to n characters without the token the cut falls in: a credential or an
-    address cut short no longer matches what removes or masks it (worker/scrub.py), so what
-    shows an error's text must not keep half of one."""
-    return text if len(text) <= n else _TOKEN_TAIL.sub("", text[:n])
-
-
-_TOKEN_TAIL = re.compile(r"""[^\s"',:;{}\[\]()<>=&]+$""")
 
 
 def json_body(body: bytes | str | None) -> Any:

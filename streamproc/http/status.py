@@ -168,7 +168,9 @@ def _outage(rt: Runtime, slug: str) -> dict[str, Any]:
         return {"paused": False}
     doc = deliverer.outage.describe()
     if doc.get("last_error"):
-        doc["last_error"] = _scrubber(rt)(doc["last_error"])
+        from streamproc.worker.scrub import ERROR_CHARS
+
+        doc["last_error"] = _scrubber(rt)(doc["last_error"], ERROR_CHARS)
     return doc
 
 

@@ -15,7 +15,7 @@ from streamproc.core.outcome_codec import (
     ID_ATTR, decoded, docs_by_partition, envelope_ref, id_attr, message_id, pack_values,
     person_hash, raw_message_id, routes_by_partition,
 )
-from streamproc.worker.scrub import mask_key, outcome_scrubber
+from streamproc.worker.scrub import ERROR_CHARS, mask_key, outcome_scrubber
 
 if TYPE_CHECKING:
     from streamproc.worker.context import Runtime
@@ -119,7 +119,7 @@ class Outcomes:
         out = [{"k": "in", "m": mid, "t": now, "src": source, "tp": m.topic,
                 "p": m.partition, "o": m.offset}]
         out += [{"k": "dead", "m": mid, "t": now, "stage": "ingest", "r": err.reason,
-                 "msg": self.scrub(err.message)} for err in errors]
+                 "msg": self.scrub(err.message, ERROR_CHARS)} for err in errors]
         return out
 
     def routing_dead(self, stage: str, m: Any, reason: str, message: str
@@ -137,7 +137,7 @@ class Outcomes:
         if field == "source_id":
             doc["dv"] = 1
         try:
-            doc["msg"] = self.scrub(message)
+            doc["msg"] = self.scrub(message, ERROR_CHARS)
             if env is not None:
                 doc.update(self._who(env))
         except Exception:  # noqa: BLE001 - the dead letter matters, not its outcome's details
@@ -267,7 +267,8 @@ class Outcomes:
         recent-failures list."""
         now = round(time.time(), 3)
         excerpt = None
-        shared = len(items) > 1 and status is not None and 200 <= status < 300
+        shared = len(items) > 1 and (status is not None and 200 <= status < 300 or len(
+            {str(e) for _, _, e in items if e is not None}) > 1)
         out = []
         for record, attempt, error in items:
             mid = record.source.get("message_id")
@@ -278,11 +279,11 @@ class Outcomes:
             doc = {"k": "try", "m": mid, "t": now, "d": dest, "id": record.id, "op": record.op,
                    "req": request.kind, "n": attempt, "s": status, "r": result}
             if error is not None:
-                if excerpt is None:  # a request of several records answered 2xx refused
-                    excerpt = "" if shared else self.scrub(body)  # some: err says which,
-                if excerpt:  # and the body lists the others' (their data, their errors)
+                if excerpt is None:  # a request of several records answered 2xx, or with
+                    excerpt = "" if shared else self.scrub(body)  # an error per record:
+                if excerpt:  # its body lists the others' data and errors; err says its own
                     doc["b"] = excerpt
-                doc["err"] = self.scrub(str(error))[:200]
+                doc["err"] = self.scrub(str(error), 200)
                 ring = self.failures.get(dest)
                 if ring is None:
                     ring = self.failures[dest] = deque(maxlen=FAILURES_KEPT)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from streamproc.core.logs import secrets_of
+from streamproc.core.logs import clip, secrets_of
+
+ERROR_CHARS = 300  # what an error text (not a response body) keeps: Scrubber(text, ERROR_CHARS)
 
 # an email as is_email accepts it (RFC 5322 atext, an internationalised domain, also with
 # its letters JSON-escaped as \u00fc), also URL-encoded (%40) as in a request path a vendor
@@ -15,18 +17,22 @@ from streamproc.core.logs import secrets_of
 _LOCAL = r"(?:[\w.%+'!#$&*=?^`{|}~/-]|\\u[0-9a-fA-F]{4})"
 _LABEL = r"(?:[\w-]|\\u[0-9a-fA-F]{4})+"
 # the domain's dots optional: an address a parse error quotes may be a typo (jane@gmail,
-# jane@gmail..com), or cut short by an excerpt (jane@example)
-# A match starts only where a local part does (the lookbehinds): tried from every character
-# of a long run without an @, it was quadratic (100 ms for 2,000 characters).
-_EMAIL = re.compile(rf"(?<![\w.%+'!#$&*=?^`{{|}}~/-])(?<!\\u[0-9a-fA-F]{{4}})"
-                    rf"({_LOCAL}){_LOCAL}*(?:@|%40)({_LABEL}(?:\.{_LABEL})*)")
-# a quoted value that is an address with a space in it ('jane.doe @gmail.com')
-_QUOTED_EMAIL = re.compile(r"""(['"])([^'"\s@\\])[^'"@\\]{0,64}@([^'"\s]*)\1""")
+# jane@gmail..com), or cut short by an excerpt (jane@example). A run of local-part characters
+# without an @ is taken whole by the second alternative (and kept, _masked): tried from each
+# of its characters, the first alone was quadratic (110 ms for 2,000 characters).
+_EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*(?:@|%40)({_LABEL}(?:\.{_LABEL})*)|{_LOCAL}+")
+# a quoted value that is an address with a space in it ('jane.doe @gmail.com'); the quote not
+# a word's apostrophe (Can't ... jane@x.com's)
+_QUOTED_EMAIL = re.compile(r"""(?<!\w)(['"])([^'"\s@\\])[^'"@\\]{0,64}@([^'"\s]*)\1""")
+# the password of a URL (scheme://user:password@host), removed whether emails are masked or
+# not (each part bounded: a scheme tried from every word of a long run must not rescan it)
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]{0,30}://[^/\s:@]{0,100}:)[^@\s/]{1,200}@")
 # the value of a field named like a secret: a string (escapes included), an object or array
 # (one level), else a bare token; an Authorization header's whole value, whatever its scheme
 _SECRET_FIELD = re.compile(
     r"""(\\?["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|"""
-    r"""api[_-]?secret|password|passcode|write[_-]?key)\\?["']?\s*[:=]\s*)"""
+    r"""api[_-]?secret|password|passcode|passwd|pwd|write[_-]?key|"""
+    r"""(?:secret|private|access|signing|client)[_-]?key)\\?["']?\s*[:=]\s*)"""
     r"""(\\"(?:[^\\]|\\[^"])*?\\"|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^{}]*\}|"""
     r"""\[[^\[\]]*\]|[^\s,&}]+)""",
     re.IGNORECASE)
@@ -49,7 +55,12 @@ def mask_key(email: str) -> str:
 
 
 def mask_email(text: str) -> str:
-    return _EMAIL.sub(r"\1***@\2", _QUOTED_EMAIL.sub(r"\1\2***@\3\1", text))
+    return _EMAIL.sub(_masked, _QUOTED_EMAIL.sub(r"\1\2***@\3\1", text))
+
+
+def _masked(m: re.Match[str]) -> str:
+    """An address masked; a run without an @ (the second alternative of _EMAIL) as it was."""
+    return m.group(0) if m.group(1) is None else f"{m.group(1)}***@{m.group(2)}"
 
 
 class Scrubber:
@@ -61,10 +72,14 @@ class Scrubber:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
         self.mask, self.limit = mask, limit
 
-    def __call__(self, text: str | None) -> str:
+    def __call__(self, text: str | None, limit: int | None = None) -> str:
+        """text made safe and cut to `limit` characters (default: the body limit; an error
+        text passes ERROR_CHARS, so that a body limit of 0 does not blank it)."""
         if not text:
             return ""
-        text = text[: self.limit * 4]  # bound the regex work on huge bodies
+        limit = self.limit if limit is None else limit
+        text = clip(text, limit * 4)  # bound the regex work on huge bodies (no half secret)
+        text = _URL_PASSWORD.sub(r"\1***@", text)
         text = _AUTH_FIELD.sub(_hidden, text)  # first: a credential
         text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
         text = _SECRET_FIELD.sub(_hidden, text)  # that is a word they
@@ -72,7 +87,7 @@ class Scrubber:
             text = text.replace(secret, "***")
         if self.mask:
             text = mask_email(text)
-        return text[: self.limit]
+        return text[:limit]
 
     def email(self, email: str | None) -> str | None:
         if not email:

@@ -126,3 +126,99 @@ def test_a_credential_cut_by_an_error_s_excerpt_leaves_no_part_of_itself():
     assert body.index(secret) < 200 < body.index(secret) + len(secret)  # the cut is in it
     assert "sk_li" not in str(error) and str(error).rstrip().endswith("key")
     assert classify_status(400, '{"a": "short"}').args[0] == 'HTTP 400: {"a": "short"}'
+
+
+@pytest.mark.parametrize("text, leaked", [
+    ("GET /send?to=jane@example.com&cc=john@example.com", "john@"),
+    ("jane@example.com/john@example.com", "john@"),
+    ("jane@example.com|john@example.com", "john@"),
+    ('{"url":"https://x/?to=jane@example.com\\u0026cc=john@example.com"}', "john@"),
+])
+def test_second_address_after_a_local_part_character_is_masked(text, leaked):
+    shown = Scrubber()(text)
+    assert leaked not in shown and shown.count("***@") == 2, shown
+
+
+def test_mailmodo_duplicate_batch_message_does_not_keep_half_a_credential():
+    from streamproc.destinations.mailmodo.responses import interpret
+    from streamproc.destinations.request import HttpRequest
+    secret = "mm_live_0123456789abcdef"
+    body = '{"detail": "duplicate ' + "x" * 160 + " key " + secret + ' rest"}'
+    req = HttpRequest(method="POST", path="/addToList/batch", body={"values": []},
+                      kind="addToList/batch", record_ids=["r1"])
+    [out] = interpret(req, 400, body)
+    shown = Scrubber([secret])(str(out.error))
+    assert "mm_live_01" not in shown, shown
+
+
+def test_bad_email_longer_than_80_characters_leaves_no_unmasked_local_part():
+    from streamproc.core.events.common import required_email
+
+    value = ("jane.doe@example.com, john.smith@example.com, mary.jones@example.com, "
+             "peter.parker@example.com")
+    with pytest.raises(Exception) as e:
+        required_email(value, "missing")
+    shown = Scrubber()(str(e.value.message if hasattr(e.value, "message") else e.value))
+    assert "peter" not in shown, shown
+
+
+def test_prose_around_an_address_with_an_apostrophe_survives():
+    assert "deliver to" in Scrubber()("Can't deliver to jane.doe@example.com's inbox")
+
+
+def test_body_chars_zero_keeps_the_record_s_own_error():
+    from streamproc.core.errors import Permanent
+    from streamproc.worker.outcomes import Outcomes
+    o = Outcomes(load_settings({"STREAMPROC_OUTCOMES_BODY_CHARS": "0"}), "outcomes")
+    rec = lambda m: NS(source={"message_id": m}, id="id-" + m, op="event")  # noqa: E731
+    docs = o.attempt_outs("clevertap", NS(kind="upload"), 200, "{}", [
+        (rec("A"), 1, Permanent("CleverTap 509: Event name is mandatory")),
+        (rec("B"), 1, Permanent("CleverTap 523: Identity is missing"))])
+    assert docs[1].get("err"), docs[1]
+
+
+def test_pre_cut_before_scrubbing_can_leave_half_a_configured_secret():
+    secret = "sk_live_0123456789abcdef"
+    body = ('{"token": "' + "t" * 1700 + '", "echo": "' + "y" * (2000 - 1700 - 30) + " " + secret
+            + '"}')
+    assert body.index(secret) < 2000 < body.index(secret) + len(secret)
+    shown = Scrubber([secret])(body)
+    assert "sk_liv" not in shown, shown
+
+
+def test_a_url_s_password_is_removed_whether_emails_are_masked_or_not():
+    text = "fetch https://admin:s3cr3tpass@api.example.com/v1 failed"
+    for s in (Scrubber(), Scrubber(mask=False)):
+        shown = s(text)
+        assert "s3cr3tpass" not in shown and "https://admin:***" in shown
+        assert "@api.example.com/v1 failed" in shown
+
+
+@pytest.mark.parametrize("key", ["secret_key", "secretKey", "private_key", "access_key",
+                                 "client-key", "passwd", "pwd", "signingKey"])
+def test_more_secret_field_names_are_removed(key):
+    shown = Scrubber()('{"%s": "v4lue-0f-it", "ok": 1}' % key)
+    assert "v4lue-0f-it" not in shown and '"ok": 1' in shown, shown
+
+
+def test_a_request_whose_records_failed_differently_keeps_no_shared_body():
+    """A Mailmodo batch answered 400 with an error per record: the body lists the others'."""
+    from streamproc.core.errors import Permanent
+
+    o = Outcomes(load_settings({}), "outcomes")
+    rec = lambda m: NS(source={"message_id": m}, id="id-" + m, op="add")  # noqa: E731
+    body = '{"errors": [{"email": "a@x.io", "why": "bounced"}, {"email": "b@x.io"}]}'
+    docs = o.attempt_outs("mailmodo", NS(kind="addToList/batch"), 400, body, [
+        (rec("A"), 1, Permanent("a@x.io: bounced")), (rec("B"), 1, Permanent("b@x.io: bad"))])
+    assert [("b" in d, d["err"]) for d in docs] == [(False, "a***@x.io: bounced"),
+                                                    (False, "b***@x.io: bad")]
+    same = o.attempt_outs("mailmodo", NS(kind="addToList/batch"), 400, body, [
+        (rec("A"), 1, Permanent("HTTP 400")), (rec("B"), 1, Permanent("HTTP 400"))])
+    assert all(d["b"].startswith('{"errors"') for d in same)  # the request's own answer
+
+
+def test_an_ingest_error_is_kept_when_bodies_are_not():
+    o = Outcomes(load_settings({"STREAMPROC_OUTCOMES_BODY_CHARS": "0"}), "outcomes")
+    m = _raw(orjson.dumps({"event": "opened", "email": "nope", "timestamp": 1763633400}))
+    _events, errors = parse_input("mailmodo", m)
+    assert o.ingest_dead("mailmodo", m, errors)[1]["msg"] == "email 'nope' is not an email address"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamproc.core.errors import EventError
+from streamproc.core.logs import clip
 from streamproc.core.events.common import (as_id, get_object, is_email, json_type, loads_object,
                                            normalise_email, stable_hash)
 from streamproc.core.events.model import CleverTapTrigger
@@ -112,6 +113,6 @@ def _email(obj: dict[str, Any]) -> str:
         if is_email(obj.get(k)):
             return obj[k]
     if present:
-        shown = present[0][:80] if isinstance(present[0], str) else json_type(present[0])
+        shown = clip(present[0], 80) if isinstance(present[0], str) else json_type(present[0])
         raise EventError("bad_email", f"email {shown!r} is not an email address")
     raise EventError("missing_email", "no email (Email, email or an email Identity)")

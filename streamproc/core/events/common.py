@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from streamproc.core.errors import EventError
+from streamproc.core.logs import clip
 
 # Largest integer a JSON consumer using IEEE doubles (JavaScript, many JSON libraries) keeps exact.
 MAX_SAFE_INT = 2**53 - 1
@@ -80,7 +81,7 @@ def required_email(email: Any, missing: str) -> str:
     if email is None or (isinstance(email, str) and not email.strip()):
         raise EventError("missing_email", missing)
     if not is_email(email):
-        shown = email[:80] if isinstance(email, str) else json_type(email)
+        shown = clip(email, 80) if isinstance(email, str) else json_type(email)
         raise EventError("bad_email", f"email {shown!r} is not an email address")
     return email
 

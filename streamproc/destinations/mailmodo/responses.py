@@ -9,6 +9,7 @@ from streamproc.destinations.request import HttpRequest, RecordOutcome
 from streamproc.destinations.outcomes import (body_excerpt, classify_status, json_body, rejected,
                                               same_outcome, with_reason)
 from streamproc.core.errors import DeliveryError, Retryable
+from streamproc.core.logs import clip
 
 
 def _message(parsed: Any, default: str) -> str:
@@ -84,5 +85,5 @@ def interpret(request: HttpRequest, status: int, body: bytes | str | None,
         if "duplicate" in excerpt.lower():
             return same_outcome(request, rejected(
                 "batch_duplicate", f"Mailmodo rejected the batch for duplicate emails: "
-                f"{_message(parsed, excerpt[:200])}", status=status, body=excerpt))
+                f"{_message(parsed, clip(excerpt, 200))}", status=status, body=excerpt))
     return same_outcome(request, error)
