@@ -5,7 +5,9 @@ loop for every failed request): best of 5, in ms, per body, at the default body 
     python -m bench.scrub [--base REV]
 
 --base REV: also the scrubber of another revision (git show REV:streamproc/worker/scrub.py,
-loaded beside this checkout's), on the same bodies, in the same run."""
+loaded beside this checkout's), on the same bodies, in the same run. Then the log filter's
+email mask (streamproc/core/logs.py, every log line) on the same bodies, with --base also
+that of REV."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ BODIES: dict[str, Callable[[int], str]] = {
     "URL-like run": lambda n: "http://a:b" * (n // 10),
     "quotes and @": lambda n: "'a@" * (n // 3),
     "Authorization without end": lambda n: '\\"Authorization\\":\\"' + "x" * n,
+    "XML-like tags": lambda n: ("<" + "a" * 50) * (n // 51),
+    "one unclosed tag": lambda n: "<" + "a" * n,
 }
 
 
@@ -41,8 +45,8 @@ def best_ms(fn: Callable[[], Any], reps: int = 5) -> float:
     return round(best * 1000, 2)
 
 
-def _module_at(rev: str) -> Any:
-    src = subprocess.run(["git", "show", f"{rev}:streamproc/worker/scrub.py"], check=True,
+def _module_at(rev: str, path_in_repo: str = "streamproc/worker/scrub.py") -> Any:
+    src = subprocess.run(["git", "show", f"{rev}:{path_in_repo}"], check=True,
                          capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "scrub_base.py"
     path.write_text(src)
@@ -66,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
             figures = {side: best_ms(lambda m=mod: m.Scrubber(["s3cr3t-key"], limit=limit)(body))
                        for side, mod in sides.items()}
             print(f"limit {limit:>4}  {name:<28} {len(body):>5} chars  ms: {figures}")
+    from streamproc.core import logs
+
+    filters = {"this": logs, **({args.base: _module_at(args.base, "streamproc/core/logs.py")}
+                                if args.base else {})}
+    for name, make in BODIES.items():
+        body = make(8000)
+        figures = {side: best_ms(lambda m=mod: m.mask_emails(body))
+                   for side, mod in filters.items()}
+        print(f"log filter  {name:<28} {len(body):>5} chars  ms: {figures}")
     return 0
 
 

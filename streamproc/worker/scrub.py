@@ -29,13 +29,17 @@ _QUOTED_EMAIL = re.compile(r"""(?<!\w)(['"])([^'"\s@\\])[^'"@\\]{0,64}@([^'"\s]*
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]{0,30}://[^/\s:@]{0,100}:)[^@\s/]{1,200}@")
 # the value of a field named like a secret: a string (escapes included), an object or array
 # (one level), else a bare token; an Authorization header's whole value, whatever its scheme
+_SECRET_NAMES = (r"""(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|"""
+                 r"""api[_-]?secret|password|passcode|passwd|pwd|write[_-]?key|"""
+                 r"""(?:secret|private|access|signing|client)[_-]?key)""")
 _SECRET_FIELD = re.compile(
-    r"""(\\?["']?(?:api[_-]?key|apikey|x-api-key|token|access[_-]?token|secret|"""
-    r"""api[_-]?secret|password|passcode|passwd|pwd|write[_-]?key|"""
-    r"""(?:secret|private|access|signing|client)[_-]?key)\\?["']?\s*[:=]\s*)"""
+    rf"""(\\?["']?{_SECRET_NAMES}\\?["']?\s*[:=]\s*)"""
     r"""(\\"(?:[^\\]|\\[^"])*?\\"|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^{}]*\}|"""
     r"""\[[^\[\]]*\]|[^\s,&}]+)""",
     re.IGNORECASE)
+# the same names as XML elements (<password>...</password>, a SOAP fault's echo)
+_SECRET_ELEMENT = re.compile(rf"(<((?:\w+:)?\w*{_SECRET_NAMES})>)[^<]{{0,2000}}(</\2>)",
+                             re.IGNORECASE)
 _AUTH_FIELD = re.compile(
     r"""(\\?["']?(?:proxy-)?authorization\\?["']?\s*[:=]\s*)(\\"(?:[^\\]|\\[^"])*?\\"|"""
     r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\r\n"'}]+)""", re.IGNORECASE)
@@ -83,6 +87,7 @@ class Scrubber:
         text = _AUTH_FIELD.sub(_hidden, text)  # first: a credential
         text = _AUTH_SCHEME.sub(lambda m: m.group(1) + " ***", text)
         text = _SECRET_FIELD.sub(_hidden, text)  # that is a word they
+        text = _SECRET_ELEMENT.sub(r"\1***\3", text)
         for secret in self.secrets:  # key on ("Basic", "password") would switch them off
             text = text.replace(secret, "***")
         if self.mask:

@@ -78,6 +78,10 @@ def test_mask_emails():
     assert mask_emails("a+b@sub.example.co.uk") == "a***@sub.example.co.uk"
     assert mask_emails("jane%40example.com") == "j***%40example.com"
     assert mask_emails("no email @ here, user@localhost") == "no email @ here, user@localhost"
+    # a run without an @ is taken whole and kept (bench.scrub: linear, 0.1 ms for 8,000
+    # characters where trying every start took 330 ms); the addresses around it still masked
+    assert mask_emails("a.b.c x" * 3 + " to=a@x.com&cc=b@x.com") == (
+        "a.b.c x" * 3 + " to=a***@x.com&cc=b***@x.com")
 
 
 def test_text_output_masks_emails():

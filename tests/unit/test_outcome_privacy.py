@@ -222,3 +222,10 @@ def test_an_ingest_error_is_kept_when_bodies_are_not():
     m = _raw(orjson.dumps({"event": "opened", "email": "nope", "timestamp": 1763633400}))
     _events, errors = parse_input("mailmodo", m)
     assert o.ingest_dead("mailmodo", m, errors)[1]["msg"] == "email 'nope' is not an email address"
+
+
+def test_a_secret_named_xml_element_is_removed():
+    shown = Scrubber()('<fault><ns:ApiKey>abc123</ns:ApiKey><password>hunter2</password>'
+                       '<user>bob</user></fault>')
+    assert shown == ('<fault><ns:ApiKey>***</ns:ApiKey><password>***</password>'
+                     '<user>bob</user></fault>')
