@@ -219,7 +219,7 @@ def _flat_route_doc(flat: list[Any], i: int, stop: int, t: float) -> dict[str, A
            "to": [flat[k:k + 3] for k in range(drops, stop, 3)]}
     if drops > i + ROUTE_HEAD:
         doc["drop"] = [flat[k:k + 2] for k in range(i + ROUTE_HEAD, drops, 2)]
-    doc.update((k, v) for k, v in zip(("held", "u", "e", "h", "uh"), flat[i + 2:i + 7]) if v)
+    doc.update((k, v) for k, v in zip(_ROUTE_FIELDS[1:], flat[i + 2:i + 7]) if v)
     return doc
 
 

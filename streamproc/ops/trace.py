@@ -15,7 +15,7 @@ import orjson
 from streamproc.config.settings import Settings
 from streamproc.config.topology import Topology
 from streamproc.core.outcome_codec import decode_docs, person_hash
-from streamproc.ops.trace_text import rows_of as _rows
+from streamproc.ops.trace_text import own_error, rows_of as _rows
 
 # the person fields of an outcome and their index prefix: userId, email hash, the hash of a
 # userId that is an email (masked in u) other than the one in h
@@ -240,8 +240,8 @@ def timeline(message_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
                 st.update(state="retrying" if d.get("r") == "retry" else "failing",
                           status=d.get("s"), body=d.get("b"))
                 st.pop("error", None)
-                if d.get("err") and not d.get("b"):  # no body (none, or a batch's: every
-                    st["error"] = d["err"]  # record's): what failed is its own error
+                if own := own_error(d):
+                    st["error"] = own
         elif kind == "dead" and d.get("d"):
             st = record(d["d"], d.get("id"))
             st.update(state="dead_lettered", reason=d.get("r"), status=d.get("s"))

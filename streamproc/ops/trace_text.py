@@ -24,6 +24,12 @@ def rows_of(value: Any, n: int) -> list[Any]:
             and isinstance(r[0], str)]
 
 
+def own_error(d: dict[str, Any]) -> Any:
+    """A failed attempt's error when its outcome has no body to show instead (none, or a
+    request of several records, whose body lists every record's data and errors)."""
+    return d.get("err") if not d.get("b") else None
+
+
 def describe(d: dict[str, Any]) -> tuple[str, str]:
     """(what, detail) of one outcome, for a timeline line."""
     kind = d.get("k")
@@ -41,8 +47,7 @@ def describe(d: dict[str, Any]) -> tuple[str, str]:
         result = {"ok": "delivered", "retry": "will retry", "failed": "refused",
                   "auth": "credentials refused (destination paused)"}.get(d.get("r"), d.get("r"))
         body = f"  response: {d['b']}" if d.get("b") else ""
-        error = f": {d['err']}" if d.get("err") and not body else ""  # no body (none, or a
-        # batch's, which lists every record's data and errors): this record's own error
+        error = f": {own}" if (own := own_error(d)) else ""
         return (f"attempt {d.get('n')}",
                 f"{d.get('d')} {d.get('req')} -> {status} {result}{error}{body}")
     if kind == "seen":
